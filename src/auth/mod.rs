@@ -1,0 +1,113 @@
+//! Who a token belongs to: the provider interface, identities, tiers, and
+//! the errors a check can end in.
+//!
+//! A provider turns a token into an [`Identity`] (login, organizations,
+//! tier). Org membership for a subscription is decided by the session from
+//! that identity, the same way for every provider.
+
+pub mod static_tokens;
+pub mod token;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+pub use token::{Token, TokenRejection};
+
+/// The tier of an account: only `pro` and `flock` may receive events of
+/// private repositories.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// The default.
+    #[default]
+    Free,
+    /// Paid.
+    Pro,
+    /// Paid, for organizations.
+    Flock,
+}
+
+impl Tier {
+    /// Whether this tier may receive events of private repositories.
+    pub fn can_see_private(self) -> bool {
+        self >= Tier::Pro
+    }
+
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "free",
+            Tier::Pro => "pro",
+            Tier::Flock => "flock",
+        }
+    }
+}
+
+/// What kind of account a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKind {
+    /// A user (personal access or OAuth token).
+    User,
+    /// A GitHub App installation; pinned to its installation org when the
+    /// subscription names none.
+    AppInstallation,
+}
+
+/// The account behind a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The login (`app[installation]` for app installations).
+    pub login: String,
+    /// Organizations the account belongs to.
+    pub orgs: Vec<String>,
+    /// Its tier.
+    pub tier: Tier,
+    /// User or app installation.
+    pub kind: IdentityKind,
+}
+
+impl Identity {
+    /// Whether the account belongs to `org` (case-insensitive).
+    pub fn is_member_of(&self, org: &str) -> bool {
+        self.orgs.iter().any(|o| o.eq_ignore_ascii_case(org))
+    }
+}
+
+/// Why a token check failed. Each variant maps to one error code of
+/// PROTOCOL.md (see `ws::messages`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// The token was rejected (`authentication_failed`).
+    InvalidToken,
+    /// The token may not be used (`access_denied`).
+    Forbidden,
+    /// GitHub's API rate limit (`rate_limit_exceeded`).
+    RateLimited,
+    /// The check could not be made (`internal_error`); the text says why,
+    /// for logs, and never contains the token.
+    Unavailable(String),
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::InvalidToken => f.write_str("token rejected"),
+            AuthError::Forbidden => f.write_str("token forbidden"),
+            AuthError::RateLimited => f.write_str("GitHub API rate limit exceeded"),
+            AuthError::Unavailable(why) => write!(f, "token check unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// A boxed future, so that providers can be used as trait objects.
+pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Identity, AuthError>> + Send + 'a>>;
+
+/// Checks tokens. Called from connection tasks on any runtime thread, many
+/// at once; implementations do their own caching and rate limiting.
+pub trait AuthProvider: Send + Sync + 'static {
+    /// The account behind `token`.
+    fn authenticate<'a>(&'a self, token: &'a Token) -> AuthFuture<'a>;
+}

@@ -1,0 +1,250 @@
+//! The static auth provider: a TOML table of tokens, for development, tests,
+//! load tests and closed deployments without GitHub access.
+//!
+//! ```toml
+//! [[token]]
+//! token = "ghp_..."            # or token_sha256 = "<64 hex digits>"
+//! login = "alice"
+//! orgs = ["acme"]
+//! tier = "free"                # free (default), pro or flock
+//! # app_installation = true    # an app installation token: exactly one org
+//! ```
+//!
+//! Tokens are held only as SHA-256 hashes once loaded.
+
+use std::path::Path;
+
+use ahash::AHashMap;
+use serde::Deserialize;
+
+use super::token::{looks_like_github_token, sha256};
+use super::{AuthError, AuthFuture, AuthProvider, Identity, IdentityKind, Tier, Token};
+use crate::config::{ConfigError, is_login};
+
+/// Login reported for app installation tokens, as the GitHub provider does.
+pub const APP_LOGIN: &str = "app[installation]";
+
+/// A fixed token table.
+#[derive(Debug, Default)]
+pub struct StaticTokens {
+    by_hash: AHashMap<[u8; 32], Identity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    token: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    token: Option<String>,
+    token_sha256: Option<String>,
+    login: Option<String>,
+    #[serde(default)]
+    orgs: Vec<String>,
+    #[serde(default)]
+    tier: Tier,
+    #[serde(default)]
+    app_installation: bool,
+}
+
+impl StaticTokens {
+    /// Loads the table at `path`, reporting every bad entry. Errors name the
+    /// config key `auth.tokens_file` and never contain a token.
+    pub fn load(path: &Path) -> Result<StaticTokens, Vec<ConfigError>> {
+        let err = |msg: String| {
+            ConfigError::new("auth.tokens_file", format!("{}: {msg}", path.display()))
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| vec![err(format!("cannot read: {e}"))])?;
+        let file: File =
+            toml::from_str(&text).map_err(|e| vec![err(e.message().trim().to_owned())])?;
+        let mut table = StaticTokens::default();
+        let mut errors = Vec::new();
+        for (i, entry) in file.token.into_iter().enumerate() {
+            let n = i + 1;
+            match entry.into_identity() {
+                Ok((hash, identity)) => {
+                    if table.by_hash.insert(hash, identity).is_some() {
+                        errors.push(err(format!(
+                            "token entry {n}: the same token appears twice"
+                        )));
+                    }
+                }
+                Err(msg) => errors.push(err(format!("token entry {n}: {msg}"))),
+            }
+        }
+        if errors.is_empty() {
+            Ok(table)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Adds an entry (tests and embedders).
+    pub fn insert(&mut self, token: &Token, identity: Identity) {
+        self.by_hash.insert(token.sha256(), identity);
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+impl Entry {
+    fn into_identity(self) -> Result<([u8; 32], Identity), String> {
+        let hash = match (self.token, self.token_sha256) {
+            (Some(t), None) => {
+                if !looks_like_github_token(&t) {
+                    return Err(
+                        "token does not look like a GitHub token, so no client could present it"
+                            .into(),
+                    );
+                }
+                sha256(t.as_bytes())
+            }
+            (None, Some(h)) => {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(h.as_bytes(), &mut out)
+                    .map_err(|_| "token_sha256 must be 64 hex digits".to_owned())?;
+                out
+            }
+            _ => return Err("give exactly one of token or token_sha256".into()),
+        };
+        for org in &self.orgs {
+            if !is_login(org) {
+                return Err(format!("{org:?} is not an organization login"));
+            }
+        }
+        let (login, kind) = if self.app_installation {
+            if self.orgs.len() != 1 {
+                return Err("an app installation token needs exactly one org".into());
+            }
+            (
+                self.login.unwrap_or_else(|| APP_LOGIN.to_owned()),
+                IdentityKind::AppInstallation,
+            )
+        } else {
+            let login = self.login.ok_or("login is required")?;
+            if !is_login(&login) {
+                return Err(format!("login {login:?} is not a GitHub login"));
+            }
+            (login, IdentityKind::User)
+        };
+        Ok((
+            hash,
+            Identity {
+                login,
+                orgs: self.orgs,
+                tier: self.tier,
+                kind,
+            },
+        ))
+    }
+}
+
+impl AuthProvider for StaticTokens {
+    fn authenticate<'a>(&'a self, token: &'a Token) -> AuthFuture<'a> {
+        let found = self.by_hash.get(&token.sha256()).cloned();
+        Box::pin(async move { found.ok_or(AuthError::InvalidToken) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<StaticTokens, Vec<ConfigError>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tokens.toml");
+        std::fs::write(&p, text).unwrap();
+        StaticTokens::load(&p)
+    }
+
+    const ALICE: &str = "ghp_aliceaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    #[tokio::test]
+    async fn looks_up_by_token_and_by_hash() {
+        let bob = format!("ghp_{}", "b".repeat(36));
+        let text = format!(
+            "[[token]]\ntoken = \"{ALICE}\"\nlogin = \"alice\"\norgs = [\"acme\"]\ntier = \"pro\"\n\
+             [[token]]\ntoken_sha256 = \"{}\"\nlogin = \"bob\"\n\
+             [[token]]\ntoken = \"ghs_{}\"\norgs = [\"acme\"]\napp_installation = true\n",
+            hex::encode(sha256(bob.as_bytes())),
+            "c".repeat(36)
+        );
+        let t = load(&text).unwrap();
+        assert_eq!(t.len(), 3);
+        let alice = t.authenticate(&Token::new(ALICE)).await.unwrap();
+        assert_eq!((alice.login.as_str(), alice.tier), ("alice", Tier::Pro));
+        assert_eq!(alice.orgs, ["acme"]);
+        let bob = t.authenticate(&Token::new(bob)).await.unwrap();
+        assert_eq!((bob.login.as_str(), bob.tier), ("bob", Tier::Free));
+        let app = t
+            .authenticate(&Token::new(format!("ghs_{}", "c".repeat(36))))
+            .await
+            .unwrap();
+        assert_eq!(
+            (app.login.as_str(), app.kind),
+            (APP_LOGIN, IdentityKind::AppInstallation)
+        );
+        assert_eq!(
+            t.authenticate(&Token::new(format!("ghp_{}", "z".repeat(36))))
+                .await,
+            Err(AuthError::InvalidToken)
+        );
+    }
+
+    #[test]
+    fn every_bad_entry_is_reported_without_the_token() {
+        let text = format!(
+            "[[token]]\ntoken = \"short-secret-value\"\nlogin = \"a\"\n\
+             [[token]]\nlogin = \"b\"\n\
+             [[token]]\ntoken = \"{ALICE}\"\nlogin = \"bad login\"\n\
+             [[token]]\ntoken_sha256 = \"xyz\"\nlogin = \"c\"\n\
+             [[token]]\ntoken = \"{ALICE}\"\nlogin = \"d\"\ntier = \"gold\"\n"
+        );
+        let errs = load(&text).unwrap_err();
+        assert!(errs.iter().all(|e| e.key == "auth.tokens_file"));
+        let all: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
+        let joined = all.join("\n");
+        assert!(
+            !joined.contains("short-secret-value") && !joined.contains(ALICE),
+            "{joined}"
+        );
+        // A bad tier is a parse error of the whole file; the rest are per entry.
+        assert_eq!(errs.len(), 1, "{joined}");
+        assert!(joined.contains("gold"), "{joined}");
+
+        let text = text.replace("tier = \"gold\"\n", "");
+        let errs = load(&text).unwrap_err();
+        let joined: Vec<String> = errs.iter().map(|e| e.message.clone()).collect();
+        assert_eq!(errs.len(), 4, "{joined:?}");
+        assert!(joined[0].contains("token entry 1") && joined[0].contains("does not look like"));
+        assert!(joined[1].contains("token entry 2") && joined[1].contains("exactly one"));
+        assert!(joined[2].contains("token entry 3") && joined[2].contains("not a GitHub login"));
+        assert!(joined[3].contains("token entry 4") && joined[3].contains("64 hex"));
+    }
+
+    #[test]
+    fn duplicate_tokens_are_refused() {
+        let text = format!(
+            "[[token]]\ntoken = \"{ALICE}\"\nlogin = \"a\"\n[[token]]\ntoken = \"{ALICE}\"\nlogin = \"b\"\n"
+        );
+        let errs = load(&text).unwrap_err();
+        assert!(
+            errs[0]
+                .message
+                .contains("token entry 2: the same token appears twice")
+        );
+    }
+}

@@ -1,0 +1,538 @@
+//! The sharded event broker.
+//!
+//! Clients are hashed by id to N shard threads; each shard owns its clients,
+//! their outboxes and an inverted index (org / PR key / user -> clients). The
+//! [`Hub`] keeps, per index key, which shards hold subscribers, and sends an
+//! event (over a crossbeam channel) only to those shards. Every event gets a
+//! sequence number under the same lock that sends it, so every shard sees
+//! events in acceptance order, and a client receives its events in order and
+//! once.
+
+pub(crate) mod filter;
+mod index;
+pub(crate) mod outbox;
+mod shard;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use smallvec::SmallVec;
+
+use crate::config::SlowClientPolicy;
+use crate::event::Event;
+use filter::Family;
+pub(crate) use filter::Filter;
+use index::FamilyMaps;
+pub(crate) use outbox::{CloseReason, Drained, Outbox};
+pub(crate) use shard::Subscriber;
+use shard::{Shard, ShardCounters, ShardMsg, ShardSettings};
+
+/// A connected client's id, unique for the life of a hub.
+pub type ClientId = u64;
+
+/// How a hub is built.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Shard threads (at least 1, at most 256).
+    pub shards: usize,
+    /// Frames queued per client.
+    pub client_queue: usize,
+    /// What happens to a client whose queue is full.
+    pub slow_client: SlowClientPolicy,
+    /// Withhold private-repository events from clients whose tier may not
+    /// see them.
+    pub enforce_tiers: bool,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            shards: 1,
+            client_queue: 256,
+            slow_client: SlowClientPolicy::Drop,
+            enforce_tiers: false,
+        }
+    }
+}
+
+/// Most shards a hub can have (the size of a [`ShardSet`]).
+pub const MAX_SHARDS: usize = 256;
+
+/// The broker's front door: register clients, broadcast events. Cheap to
+/// clone; every clone is the same hub. Safe to use from any thread.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: Box<[ShardHandle]>,
+    routing: Mutex<Routing>,
+    next_id: AtomicU64,
+    config: HubConfig,
+    stopped: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    live_sessions: AtomicUsize,
+}
+
+struct ShardHandle {
+    tx: Sender<ShardMsg>,
+    counters: Arc<ShardCounters>,
+}
+
+/// Subscriber counts per shard for one index key.
+#[derive(Debug, Default)]
+struct ShardCounts(SmallVec<[(u16, u32); 2]>);
+
+struct Routing {
+    seq: u64,
+    routes: FamilyMaps<ShardCounts>,
+    taps: Vec<Sender<Arc<Event>>>,
+}
+
+/// What became of a broadcast event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BroadcastReceipt {
+    /// The event's sequence number.
+    pub seq: u64,
+    /// How many shards hold possible recipients (0: nobody is subscribed).
+    pub shards: usize,
+}
+
+/// A snapshot of the broker's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubStats {
+    /// Registered clients, per shard.
+    pub clients_per_shard: Vec<usize>,
+    /// Registered clients.
+    pub clients: usize,
+    /// Index keys over all shards.
+    pub index_keys: usize,
+    /// Index entries (key, client) over all shards.
+    pub index_entries: usize,
+    /// Index keys in the hub's shard routing table.
+    pub routes: usize,
+    /// Events accepted (the last sequence number).
+    pub events_accepted: u64,
+    /// Events handled by shards (one event counts once per shard it reached).
+    pub shard_events: u64,
+    /// Frames queued to clients.
+    pub deliveries: u64,
+    /// Frames dropped because a client's queue was full.
+    pub drops: u64,
+    /// Clients closed because their queue was full (`disconnect` policy).
+    pub slow_closes: u64,
+    /// Private events delivered to clients whose tier may not see them.
+    pub unentitled_deliveries: u64,
+    /// WebSocket connection tasks alive (upgraded, not yet finished).
+    pub live_sessions: usize,
+}
+
+/// A client's place in the hub; dropping it unregisters the client, so no
+/// index entry outlives its connection whatever path the connection ends by.
+pub(crate) struct Registration {
+    hub: Hub,
+    id: ClientId,
+    shard: u16,
+    keys: Option<(Family, Box<[Box<str>]>)>,
+}
+
+/// Counts a live WebSocket task for [`HubStats::live_sessions`].
+pub(crate) struct SessionGuard(Hub);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.inner.live_sessions.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The hub has been stopped and takes no new clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl Hub {
+    /// Starts a hub and its shard threads.
+    pub fn start(config: HubConfig) -> std::io::Result<Hub> {
+        let n = config.shards.clamp(1, MAX_SHARDS);
+        let settings = ShardSettings {
+            slow_client: config.slow_client,
+            enforce_tiers: config.enforce_tiers,
+        };
+        let mut shards = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for id in 0..n {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let counters = Arc::new(ShardCounters::default());
+            let shard = Shard::new(id, counters.clone(), settings);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("hookfan-shard-{id}"))
+                    .spawn(move || shard.run(rx))?,
+            );
+            shards.push(ShardHandle { tx, counters });
+        }
+        Ok(Hub {
+            inner: Arc::new(Inner {
+                shards: shards.into_boxed_slice(),
+                routing: Mutex::new(Routing {
+                    seq: 0,
+                    routes: FamilyMaps::default(),
+                    taps: Vec::new(),
+                }),
+                next_id: AtomicU64::new(1),
+                config: HubConfig {
+                    shards: n,
+                    ..config
+                },
+                stopped: AtomicBool::new(false),
+                threads: Mutex::new(threads),
+                live_sessions: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The configuration the hub runs with.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    fn routing(&self) -> MutexGuard<'_, Routing> {
+        // Routing state is updated in single steps that cannot be left half
+        // done by a panic elsewhere; keep serving.
+        self.inner.routing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Assigns the event its sequence number and sends it to the shards that
+    /// hold possible recipients. Never blocks on clients.
+    pub fn broadcast(&self, mut event: Event) -> BroadcastReceipt {
+        let mut r = self.routing();
+        r.seq += 1;
+        let seq = r.seq;
+        event.set_seq(seq);
+        let event = Arc::new(event);
+        let mut set = ShardSet::default();
+        r.routes.for_event(&event, |counts| {
+            for &(shard, _) in &counts.0 {
+                set.insert(shard as usize);
+            }
+        });
+        for shard in set.iter() {
+            let _ = self.inner.shards[shard]
+                .tx
+                .send(ShardMsg::Event(event.clone()));
+        }
+        r.taps.retain(|t| t.send(event.clone()).is_ok());
+        BroadcastReceipt {
+            seq,
+            shards: set.len(),
+        }
+    }
+
+    /// A channel receiving every event the hub accepts, in order, from now
+    /// on (for observers such as tests or a replication link). Dropping the
+    /// receiver ends the tap.
+    pub fn tap(&self) -> crossbeam_channel::Receiver<Arc<Event>> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.routing().taps.push(tx);
+        rx
+    }
+
+    /// A fresh client id.
+    pub(crate) fn next_client_id(&self) -> ClientId {
+        self.inner.next_id.fetch_add(1, Relaxed)
+    }
+
+    fn shard_of(&self, id: ClientId) -> usize {
+        let mixed = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        (mixed % self.inner.shards.len() as u64) as usize
+    }
+
+    /// Registers a client: from now on it is offered every accepted event.
+    pub(crate) fn register(&self, sub: Subscriber) -> Result<Registration, Stopped> {
+        let shard = self.shard_of(sub.id);
+        let keys = sub
+            .filter
+            .index_keys()
+            .map(|(family, keys)| (family, keys.to_vec().into_boxed_slice()));
+        let id = sub.id;
+        let mut r = self.routing();
+        // Checked under the routing lock so that a client can never register
+        // after `stop` has told the shards to close their clients.
+        if self.inner.stopped.load(Relaxed) {
+            return Err(Stopped);
+        }
+        if let Some((family, keys)) = &keys {
+            for k in keys.iter() {
+                let counts = &mut r.routes.entry(*family, k).0;
+                match counts.iter_mut().find(|(s, _)| *s as usize == shard) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((shard as u16, 1)),
+                }
+            }
+        }
+        let _ = self.inner.shards[shard]
+            .tx
+            .send(ShardMsg::Register(Box::new(sub)));
+        drop(r);
+        Ok(Registration {
+            hub: self.clone(),
+            id,
+            shard: shard as u16,
+            keys,
+        })
+    }
+
+    fn unregister(&self, reg: &Registration) {
+        let mut r = self.routing();
+        if let Some((family, keys)) = &reg.keys {
+            for k in keys.iter() {
+                r.routes.update(*family, k, |counts| {
+                    if let Some(i) = counts.0.iter().position(|(s, _)| *s == reg.shard) {
+                        counts.0[i].1 -= 1;
+                        if counts.0[i].1 == 0 {
+                            counts.0.swap_remove(i);
+                        }
+                    }
+                    counts.0.is_empty()
+                });
+            }
+        }
+        let _ = self.inner.shards[reg.shard as usize]
+            .tx
+            .send(ShardMsg::Unregister(reg.id));
+    }
+
+    /// Counts a WebSocket task alive until the guard is dropped.
+    pub(crate) fn track_session(&self) -> SessionGuard {
+        self.inner.live_sessions.fetch_add(1, Relaxed);
+        SessionGuard(self.clone())
+    }
+
+    /// Waits until every shard has handled everything sent to it before this
+    /// call (so that [`Hub::stats`] reflects it).
+    pub async fn sync(&self) {
+        let mut waits = Vec::with_capacity(self.inner.shards.len());
+        for s in self.inner.shards.iter() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if s.tx.send(ShardMsg::Sync(tx)).is_ok() {
+                waits.push(rx);
+            }
+        }
+        for w in waits {
+            let _ = w.await;
+        }
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> HubStats {
+        let (seq, routes) = {
+            let r = self.routing();
+            (r.seq, r.routes.len())
+        };
+        let mut s = HubStats {
+            events_accepted: seq,
+            routes,
+            live_sessions: self.inner.live_sessions.load(Relaxed),
+            ..HubStats::default()
+        };
+        for shard in self.inner.shards.iter() {
+            let c = &shard.counters;
+            let clients = c.clients.load(Relaxed);
+            s.clients_per_shard.push(clients);
+            s.clients += clients;
+            s.index_keys += c.index_keys.load(Relaxed);
+            s.index_entries += c.index_entries.load(Relaxed);
+            s.shard_events += c.events.load(Relaxed);
+            s.deliveries += c.deliveries.load(Relaxed);
+            s.drops += c.drops.load(Relaxed);
+            s.slow_closes += c.slow_closes.load(Relaxed);
+            s.unentitled_deliveries += c.unentitled_deliveries.load(Relaxed);
+        }
+        s
+    }
+
+    /// Whether [`Hub::stop`] has been called.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stopped.load(Relaxed)
+    }
+
+    /// Stops taking clients and tells every shard to close its clients (each
+    /// gets its queued frames, then a close frame 1001) and to end. Returns
+    /// at once; see [`Hub::join`].
+    pub fn stop(&self) {
+        let _r = self.routing();
+        if self.inner.stopped.swap(true, Relaxed) {
+            return;
+        }
+        for s in self.inner.shards.iter() {
+            let _ = s.tx.send(ShardMsg::Stop(CloseReason::Shutdown));
+        }
+    }
+
+    /// Waits for the shard threads to end (after [`Hub::stop`]). Blocking.
+    pub fn join(&self) {
+        let threads =
+            std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(self);
+    }
+}
+
+/// A set of shard numbers below [`MAX_SHARDS`].
+#[derive(Debug, Default, Clone, Copy)]
+struct ShardSet([u64; MAX_SHARDS / 64]);
+
+impl ShardSet {
+    fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+
+    fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, bits)| {
+            (0..64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| w * 64 + b)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventParts;
+    use std::collections::VecDeque;
+    use std::task::{Context, Poll, Waker};
+
+    fn hub(shards: usize) -> Hub {
+        Hub::start(HubConfig {
+            shards,
+            client_queue: 16,
+            ..HubConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn org_client(hub: &Hub, org: &str) -> (Registration, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(16));
+        let filter = Filter {
+            login: "u".into(),
+            orgs: vec![Box::from(org)].into_boxed_slice(),
+            organization: org.into(),
+            can_see_private: true,
+            ..Filter::default()
+        }
+        .normalized();
+        let reg = hub
+            .register(Subscriber {
+                id: hub.next_client_id(),
+                filter,
+                outbox: outbox.clone(),
+            })
+            .unwrap();
+        (reg, outbox)
+    }
+
+    fn event(org: &str) -> Event {
+        Event::new(EventParts {
+            kind: "pull_request".into(),
+            url: "https://github.com/o/r/pull/1".into(),
+            org: Some(org.into()),
+            ..EventParts::default()
+        })
+    }
+
+    fn drain(o: &Outbox) -> Vec<bytes::Bytes> {
+        let mut out = VecDeque::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        while let Poll::Ready(Drained::Frames) = o.poll_drain(&mut cx, &mut out) {}
+        out.into()
+    }
+
+    #[tokio::test]
+    async fn events_reach_only_shards_with_subscribers() {
+        let hub = hub(8);
+        let (_a, a) = org_client(&hub, "acme");
+        let (_b, b) = org_client(&hub, "zeta");
+        let receipt = hub.broadcast(event("acme"));
+        assert_eq!(receipt, BroadcastReceipt { seq: 1, shards: 1 });
+        assert_eq!(hub.broadcast(event("nobody")).shards, 0);
+        hub.sync().await;
+        assert_eq!(drain(&a).len(), 1);
+        assert!(drain(&b).is_empty());
+        let s = hub.stats();
+        assert_eq!(s.shard_events, 1, "only one shard saw an event");
+        assert_eq!(s.deliveries, 1);
+        assert_eq!(s.events_accepted, 2);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_registration_clears_every_trace() {
+        let hub = hub(4);
+        let regs: Vec<_> = (0..50)
+            .map(|i| org_client(&hub, &format!("org{}", i % 5)))
+            .collect();
+        hub.sync().await;
+        let s = hub.stats();
+        assert_eq!(
+            (s.clients, s.index_keys, s.index_entries),
+            (50, s.index_keys, 50)
+        );
+        assert_eq!(s.routes, 5);
+        drop(regs);
+        hub.sync().await;
+        let s = hub.stats();
+        assert_eq!(
+            (s.clients, s.index_keys, s.index_entries, s.routes),
+            (0, 0, 0, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn stop_closes_clients_after_their_frames_and_refuses_new_ones() {
+        let hub = hub(2);
+        let (_reg, o) = org_client(&hub, "acme");
+        hub.broadcast(event("acme"));
+        hub.stop();
+        hub.join();
+        let mut out = VecDeque::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(
+            o.poll_drain(&mut cx, &mut out),
+            Poll::Ready(Drained::Frames)
+        );
+        assert_eq!(
+            o.poll_drain(&mut cx, &mut out),
+            Poll::Ready(Drained::Closed(CloseReason::Shutdown))
+        );
+        let outbox = Arc::new(Outbox::new(1));
+        let refused = hub.register(Subscriber {
+            id: hub.next_client_id(),
+            filter: Filter::default(),
+            outbox,
+        });
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn shard_set() {
+        let mut s = ShardSet::default();
+        for i in [0, 63, 64, 200, 255, 64] {
+            s.insert(i);
+        }
+        assert_eq!(s.iter().collect::<Vec<_>>(), [0, 63, 64, 200, 255]);
+        assert_eq!(s.len(), 5);
+    }
+}

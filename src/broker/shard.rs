@@ -1,0 +1,246 @@
+//! A shard: one OS thread owning a slice of the clients and their index.
+//!
+//! Registration, removal and delivery for a client all happen here, in the
+//! order the hub sent them, so the shard's state needs no lock. Delivery
+//! pushes the event's shared frame into each matching client's outbox; it
+//! never serializes or allocates per recipient.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use crossbeam_channel::Receiver;
+
+use super::ClientId;
+use super::filter::{Filter, Verdict};
+use super::index::FamilyMaps;
+use super::outbox::{CloseReason, Outbox, Push};
+use crate::config::SlowClientPolicy;
+use crate::event::Event;
+
+/// A client as registered with its shard.
+pub(crate) struct Subscriber {
+    /// Unique for the life of the hub.
+    pub id: ClientId,
+    /// What it receives.
+    pub filter: Filter,
+    /// Where its frames go.
+    pub outbox: Arc<Outbox>,
+}
+
+/// What the hub tells a shard.
+pub(crate) enum ShardMsg {
+    Register(Box<Subscriber>),
+    Unregister(ClientId),
+    Event(Arc<Event>),
+    /// Answered once every earlier message has been handled.
+    Sync(tokio::sync::oneshot::Sender<()>),
+    /// Close every client (after its queued frames) and stop the thread.
+    Stop(CloseReason),
+}
+
+/// Counters a shard publishes; written only by its own thread, read at
+/// scrape time, so they add no contention between shards.
+#[derive(Debug, Default)]
+pub(crate) struct ShardCounters {
+    pub clients: AtomicUsize,
+    pub index_keys: AtomicUsize,
+    pub index_entries: AtomicUsize,
+    pub events: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub drops: AtomicU64,
+    pub slow_closes: AtomicU64,
+    pub unentitled_deliveries: AtomicU64,
+}
+
+/// Settings every shard shares.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ShardSettings {
+    pub slow_client: SlowClientPolicy,
+    pub enforce_tiers: bool,
+}
+
+pub(crate) struct Shard {
+    id: usize,
+    /// Clients by slot; index entries hold slot numbers.
+    slots: Vec<Option<Subscriber>>,
+    free: Vec<u32>,
+    by_id: AHashMap<ClientId, u32>,
+    index: FamilyMaps<Vec<u32>>,
+    counters: Arc<ShardCounters>,
+    settings: ShardSettings,
+    /// When the last "private event to an unentitled client" warning was logged.
+    last_unentitled_warning: Option<Instant>,
+    unentitled_since_warning: u64,
+}
+
+/// At most one warning per this interval per shard for deliveries of private
+/// events to clients whose tier may not see them.
+const WARN_INTERVAL: Duration = Duration::from_secs(60);
+
+impl Shard {
+    pub fn new(id: usize, counters: Arc<ShardCounters>, settings: ShardSettings) -> Self {
+        Self {
+            id,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: AHashMap::new(),
+            index: FamilyMaps::default(),
+            counters,
+            settings,
+            last_unentitled_warning: None,
+            unentitled_since_warning: 0,
+        }
+    }
+
+    /// Handles messages until told to stop or until the hub is gone.
+    pub fn run(mut self, rx: Receiver<ShardMsg>) {
+        while let Ok(msg) = rx.recv() {
+            if !self.handle(msg) {
+                break;
+            }
+        }
+    }
+
+    /// Handles one message; `false` means stop.
+    pub fn handle(&mut self, msg: ShardMsg) -> bool {
+        match msg {
+            ShardMsg::Register(sub) => self.register(*sub),
+            ShardMsg::Unregister(id) => self.unregister(id),
+            ShardMsg::Event(e) => self.deliver(&e),
+            ShardMsg::Sync(done) => {
+                let _ = done.send(());
+            }
+            ShardMsg::Stop(reason) => {
+                for sub in self.slots.iter().flatten() {
+                    sub.outbox.close(reason, false);
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    fn register(&mut self, sub: Subscriber) {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        if let Some((family, keys)) = sub.filter.index_keys() {
+            for k in keys {
+                self.index.entry(family, k).push(slot);
+            }
+        }
+        self.by_id.insert(sub.id, slot);
+        self.slots[slot as usize] = Some(sub);
+        self.publish_sizes();
+    }
+
+    fn unregister(&mut self, id: ClientId) {
+        let Some(slot) = self.by_id.remove(&id) else {
+            return;
+        };
+        let sub = self.slots[slot as usize]
+            .take()
+            .expect("slot of a registered id");
+        if let Some((family, keys)) = sub.filter.index_keys() {
+            for k in keys {
+                self.index.update(family, k, |slots| {
+                    if let Some(i) = slots.iter().position(|&s| s == slot) {
+                        slots.swap_remove(i);
+                    }
+                    if slots.is_empty() {
+                        true
+                    } else {
+                        if slots.capacity() > 4 * slots.len() + 8 {
+                            slots.shrink_to_fit();
+                        }
+                        false
+                    }
+                });
+            }
+        }
+        self.free.push(slot);
+        self.publish_sizes();
+    }
+
+    fn publish_sizes(&self) {
+        self.counters.clients.store(self.by_id.len(), Relaxed);
+        self.counters.index_keys.store(self.index.len(), Relaxed);
+        self.counters
+            .index_entries
+            .store(self.index.total(Vec::len), Relaxed);
+    }
+
+    fn deliver(&mut self, e: &Event) {
+        let frame = e.frame();
+        let (mut delivered, mut dropped, mut closed, mut unentitled) = (0u64, 0u64, 0u64, 0u64);
+        let slots = &self.slots;
+        let settings = self.settings;
+        self.index.for_event(e, |candidates| {
+            for &slot in candidates {
+                let Some(sub) = slots[slot as usize].as_ref() else {
+                    continue;
+                };
+                let verdict = sub.filter.judge(e, settings.enforce_tiers);
+                if verdict == Verdict::Skip {
+                    continue;
+                }
+                match sub.outbox.push(frame.clone()) {
+                    Push::Queued => {
+                        delivered += 1;
+                        unentitled += (verdict == Verdict::DeliverUnentitled) as u64;
+                    }
+                    Push::Full => {
+                        dropped += 1;
+                        if settings.slow_client == SlowClientPolicy::Disconnect {
+                            sub.outbox.close(CloseReason::SlowClient, true);
+                            closed += 1;
+                        }
+                    }
+                    Push::Closed => {}
+                }
+            }
+        });
+        let c = &self.counters;
+        c.events.fetch_add(1, Relaxed);
+        c.deliveries.fetch_add(delivered, Relaxed);
+        c.drops.fetch_add(dropped, Relaxed);
+        c.slow_closes.fetch_add(closed, Relaxed);
+        if unentitled > 0 {
+            c.unentitled_deliveries.fetch_add(unentitled, Relaxed);
+            self.warn_unentitled(unentitled);
+        }
+        if dropped > 0 {
+            tracing::debug!(
+                shard = self.id,
+                seq = e.seq(),
+                dropped,
+                closed,
+                "slow clients missed an event"
+            );
+        }
+    }
+
+    fn warn_unentitled(&mut self, n: u64) {
+        self.unentitled_since_warning += n;
+        let now = Instant::now();
+        if self
+            .last_unentitled_warning
+            .is_some_and(|t| now.duration_since(t) < WARN_INTERVAL)
+        {
+            return;
+        }
+        tracing::warn!(
+            shard = self.id,
+            deliveries = self.unentitled_since_warning,
+            "private-repository events delivered to clients whose tier may not see them (tiers.enforce = false)"
+        );
+        self.last_unentitled_warning = Some(now);
+        self.unentitled_since_warning = 0;
+    }
+}

@@ -1,0 +1,962 @@
+//! The daemon's configuration: one TOML file, every key optional with a safe
+//! default, unknown keys refused, and every problem reported at once with the
+//! key it concerns (`server.listen: ...`).
+//!
+//! Secrets never live in the file itself: the webhook secret comes from
+//! `webhook.secret_file` or the `GITHUB_WEBHOOK_SECRET` environment variable.
+//! Relative paths in the file are resolved against the file's own directory,
+//! so a config works the same whatever the daemon's working directory is.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Environment variable holding the webhook secret when `webhook.secret_file`
+/// is not set.
+pub const SECRET_ENV: &str = "GITHUB_WEBHOOK_SECRET";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Marks a development config: the daemon warns loudly at start.
+    pub development: bool,
+    /// Listener and connection timing.
+    pub server: ServerConfig,
+    /// Webhook intake.
+    pub webhook: WebhookConfig,
+    /// Shards and per-client queues.
+    pub broker: BrokerConfig,
+    /// Token checking.
+    pub auth: AuthConfig,
+    /// Connection limits.
+    pub limits: LimitsConfig,
+    /// Paid tiers.
+    pub tiers: TiersConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Directory relative paths are resolved against (the config file's).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on; `--listen` overrides it.
+    pub listen: SocketAddr,
+    /// Seconds a client has to send its subscription after the upgrade.
+    pub handshake_timeout_s: u64,
+    /// Seconds between the server's `{"type":"ping"}` messages.
+    pub ping_interval_s: u64,
+    /// Seconds of client silence after which the connection is closed.
+    pub read_timeout_s: u64,
+    /// Seconds a write to a client may stall before the client is dropped.
+    pub write_timeout_s: u64,
+    /// Upper bound, in seconds, on a graceful shutdown.
+    pub shutdown_timeout_s: u64,
+    /// Seconds a client may take to send a complete HTTP request head.
+    pub header_read_timeout_s: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            handshake_timeout_s: 5,
+            ping_interval_s: 54,
+            read_timeout_s: 90,
+            write_timeout_s: 10,
+            shutdown_timeout_s: 10,
+            header_read_timeout_s: 30,
+        }
+    }
+}
+
+/// `[webhook]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// File holding the webhook secret; else `GITHUB_WEBHOOK_SECRET`.
+    pub secret_file: Option<PathBuf>,
+    /// Largest accepted webhook body, in bytes.
+    pub max_payload_bytes: u64,
+    /// Event types accepted and subscribable; `["*"]` allows all.
+    pub allowed_events: Vec<String>,
+    /// Most commit SHAs remembered by the commit cache (0 disables it).
+    pub commit_cache_entries: usize,
+    /// Seconds a commit cache entry stays valid.
+    pub commit_cache_ttl_s: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            secret_file: None,
+            max_payload_bytes: 1 << 20,
+            allowed_events: vec!["*".to_owned()],
+            commit_cache_entries: 100_000,
+            commit_cache_ttl_s: 86_400,
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The allowed event types, or `None` when every type is allowed.
+    pub fn allowed_list(&self) -> Option<Vec<String>> {
+        if self.allowed_events.iter().any(|e| e == "*") {
+            None
+        } else {
+            Some(self.allowed_events.clone())
+        }
+    }
+}
+
+/// What happens to a client whose outbound queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowClientPolicy {
+    /// Drop the newest event for that client and count it.
+    Drop,
+    /// Close the client with code 1008 so that it reconnects.
+    Disconnect,
+}
+
+/// `[broker]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Shard threads; 0 means one per CPU.
+    pub shards: usize,
+    /// Frames queued per client before the slow-client policy applies.
+    pub client_queue: usize,
+    /// `drop` or `disconnect`.
+    pub slow_client: SlowClientPolicy,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            shards: 0,
+            client_queue: 256,
+            slow_client: SlowClientPolicy::Drop,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// The shard count after resolving `0` to the number of CPUs.
+    pub fn effective_shards(&self) -> usize {
+        if self.shards == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.shards
+        }
+    }
+}
+
+/// Which auth provider checks tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthProviderKind {
+    /// The GitHub REST API.
+    Github,
+    /// A local token table (`auth.tokens_file`).
+    Static,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `github` or `static`.
+    pub provider: AuthProviderKind,
+    /// GitHub or GitHub Enterprise API base URL.
+    pub github_api_url: String,
+    /// The static provider's token table.
+    pub tokens_file: Option<PathBuf>,
+    /// Seconds an accepted token's identity is cached.
+    pub cache_ttl_s: u64,
+    /// Seconds a rejected token stays rejected without asking GitHub again.
+    pub negative_cache_ttl_s: u64,
+    /// Most tokens cached.
+    pub cache_entries: usize,
+    /// Most GitHub API requests in flight at once.
+    pub max_concurrent_api_requests: usize,
+    /// Seconds one GitHub API request may take.
+    pub api_timeout_s: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            provider: AuthProviderKind::Github,
+            github_api_url: "https://api.github.com".to_owned(),
+            tokens_file: None,
+            cache_ttl_s: 300,
+            negative_cache_ttl_s: 30,
+            cache_entries: 100_000,
+            max_concurrent_api_requests: 32,
+            api_timeout_s: 10,
+        }
+    }
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// WebSocket connections allowed from one client IP.
+    pub max_conns_per_ip: usize,
+    /// WebSocket connections allowed in total.
+    pub max_conns_total: usize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` header is trusted.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_conns_per_ip: 10,
+            max_conns_total: 100_000,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// `[tiers]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TiersConfig {
+    /// Withhold private-repository events from free-tier clients.
+    pub enforce: bool,
+    /// Logins (users or organizations) of the pro tier.
+    pub pro: Vec<String>,
+    /// Logins (users or organizations) of the flock tier.
+    pub flock: Vec<String>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A level (`info`) or a `tracing` filter directive (`info,hookfan=debug`).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// One problem in a configuration, tied to the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path (`server.listen`), or `config` for the file as a whole.
+    pub key: String,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::parse(&text, &base)
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::new("config", syntax_message(&e)))?;
+        let (mut config, mut errors) = deserialize_collecting(table);
+        config.base_dir = base_dir.to_path_buf();
+        config.resolve_paths();
+        errors.extend(config.validate());
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn resolve_paths(&mut self) {
+        let base = self.base_dir.clone();
+        for p in [&mut self.webhook.secret_file, &mut self.auth.tokens_file]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Checks the values that parsed; returns every problem found.
+    fn validate(&self) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let mut check = |ok: bool, key: &str, msg: String| {
+            if !ok {
+                errs.push(ConfigError::new(key, msg));
+            }
+        };
+        let s = &self.server;
+        check(
+            (1..=300).contains(&s.handshake_timeout_s),
+            "server.handshake_timeout_s",
+            format!("must be 1..=300 seconds, got {}", s.handshake_timeout_s),
+        );
+        check(
+            (1..=3600).contains(&s.ping_interval_s),
+            "server.ping_interval_s",
+            format!("must be 1..=3600 seconds, got {}", s.ping_interval_s),
+        );
+        check(
+            s.read_timeout_s > s.ping_interval_s && s.read_timeout_s <= 7200,
+            "server.read_timeout_s",
+            format!(
+                "must be greater than server.ping_interval_s ({}) and at most 7200, got {}",
+                s.ping_interval_s, s.read_timeout_s
+            ),
+        );
+        check(
+            (1..=600).contains(&s.write_timeout_s),
+            "server.write_timeout_s",
+            format!("must be 1..=600 seconds, got {}", s.write_timeout_s),
+        );
+        check(
+            (1..=3600).contains(&s.shutdown_timeout_s),
+            "server.shutdown_timeout_s",
+            format!("must be 1..=3600 seconds, got {}", s.shutdown_timeout_s),
+        );
+        check(
+            (1..=600).contains(&s.header_read_timeout_s),
+            "server.header_read_timeout_s",
+            format!("must be 1..=600 seconds, got {}", s.header_read_timeout_s),
+        );
+
+        let w = &self.webhook;
+        check(
+            (1024..=(64 << 20)).contains(&w.max_payload_bytes),
+            "webhook.max_payload_bytes",
+            format!("must be 1024..=67108864 bytes, got {}", w.max_payload_bytes),
+        );
+        check(
+            !w.allowed_events.is_empty(),
+            "webhook.allowed_events",
+            "must not be empty (use [\"*\"] to allow every event type)".to_owned(),
+        );
+        let has_star = w.allowed_events.iter().any(|e| e == "*");
+        check(
+            !has_star || w.allowed_events.len() == 1,
+            "webhook.allowed_events",
+            "\"*\" cannot be combined with named event types".to_owned(),
+        );
+        for e in w.allowed_events.iter().filter(|e| *e != "*") {
+            check(
+                is_event_type(e),
+                "webhook.allowed_events",
+                format!("{e:?} is not an event type (1..50 chars of a-z, 0-9, _)"),
+            );
+        }
+        check(
+            w.commit_cache_entries <= 10_000_000,
+            "webhook.commit_cache_entries",
+            format!("must be at most 10000000, got {}", w.commit_cache_entries),
+        );
+        check(
+            w.commit_cache_ttl_s >= 1,
+            "webhook.commit_cache_ttl_s",
+            "must be at least 1 second".to_owned(),
+        );
+
+        let b = &self.broker;
+        check(
+            b.shards <= 256,
+            "broker.shards",
+            format!("must be 0 (one per CPU) ..=256, got {}", b.shards),
+        );
+        check(
+            (1..=65_536).contains(&b.client_queue),
+            "broker.client_queue",
+            format!("must be 1..=65536 frames, got {}", b.client_queue),
+        );
+
+        let a = &self.auth;
+        check(
+            valid_api_url(&a.github_api_url),
+            "auth.github_api_url",
+            format!(
+                "must be an http:// or https:// URL, got {:?}",
+                a.github_api_url
+            ),
+        );
+        if a.provider == AuthProviderKind::Static {
+            check(
+                a.tokens_file.is_some(),
+                "auth.tokens_file",
+                "is required when auth.provider = \"static\"".to_owned(),
+            );
+        }
+        check(
+            a.cache_ttl_s <= 86_400,
+            "auth.cache_ttl_s",
+            format!("must be at most 86400 seconds, got {}", a.cache_ttl_s),
+        );
+        check(
+            a.negative_cache_ttl_s <= 86_400,
+            "auth.negative_cache_ttl_s",
+            format!(
+                "must be at most 86400 seconds, got {}",
+                a.negative_cache_ttl_s
+            ),
+        );
+        check(
+            a.cache_entries >= 1,
+            "auth.cache_entries",
+            "must be at least 1".to_owned(),
+        );
+        check(
+            (1..=1024).contains(&a.max_concurrent_api_requests),
+            "auth.max_concurrent_api_requests",
+            format!("must be 1..=1024, got {}", a.max_concurrent_api_requests),
+        );
+        check(
+            (1..=120).contains(&a.api_timeout_s),
+            "auth.api_timeout_s",
+            format!("must be 1..=120 seconds, got {}", a.api_timeout_s),
+        );
+
+        let l = &self.limits;
+        check(
+            l.max_conns_per_ip >= 1,
+            "limits.max_conns_per_ip",
+            "must be at least 1".to_owned(),
+        );
+        check(
+            l.max_conns_total >= 1,
+            "limits.max_conns_total",
+            "must be at least 1".to_owned(),
+        );
+
+        for (key, logins) in [
+            ("tiers.pro", &self.tiers.pro),
+            ("tiers.flock", &self.tiers.flock),
+        ] {
+            for login in logins {
+                check(
+                    is_login(login),
+                    key,
+                    format!("{login:?} is not a GitHub login"),
+                );
+            }
+        }
+
+        check(
+            valid_log_filter(&self.log.level),
+            "log.level",
+            format!(
+                "{:?} is neither a level (error, warn, info, debug, trace) nor a filter directive",
+                self.log.level
+            ),
+        );
+        errs
+    }
+
+    /// Handshake timeout as a `Duration`.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.handshake_timeout_s)
+    }
+}
+
+/// Deserializes `table`; on failure, retries key by key so that every bad
+/// key is reported, and returns the config built from the keys that parsed.
+fn deserialize_collecting(table: toml::Table) -> (Config, Vec<ConfigError>) {
+    if let Ok(c) = Config::deserialize(toml::Value::Table(table.clone())) {
+        return (c, Vec::new());
+    }
+    let mut errors = Vec::new();
+    let mut good = toml::Table::new();
+    for (section, value) in table {
+        let toml::Value::Table(keys) = value else {
+            // A top-level key (`development`), or a section given as a value.
+            let mut probe = toml::Table::new();
+            probe.insert(section.clone(), value.clone());
+            match probe_error(probe) {
+                None => {
+                    good.insert(section, value);
+                }
+                Some(msg) => errors.push(ConfigError::new(section.clone(), msg)),
+            }
+            continue;
+        };
+        let mut good_keys = toml::Table::new();
+        for (key, v) in keys {
+            let mut inner = toml::Table::new();
+            inner.insert(key.clone(), v.clone());
+            let mut probe = toml::Table::new();
+            probe.insert(section.clone(), toml::Value::Table(inner));
+            match probe_error(probe) {
+                None => {
+                    good_keys.insert(key, v);
+                }
+                Some(msg) if msg.starts_with("unknown field") && !is_known_section(&section) => {
+                    // Reported once for the section below.
+                    let _ = msg;
+                }
+                Some(msg) => errors.push(ConfigError::new(format!("{section}.{key}"), msg)),
+            }
+        }
+        if !is_known_section(&section) {
+            errors.push(ConfigError::new(
+                section.clone(),
+                "unknown section (expected server, webhook, broker, auth, limits, tiers or log)",
+            ));
+            continue;
+        }
+        good.insert(section, toml::Value::Table(good_keys));
+    }
+    let config = Config::deserialize(toml::Value::Table(good)).unwrap_or_default();
+    (config, errors)
+}
+
+fn is_known_section(s: &str) -> bool {
+    matches!(
+        s,
+        "server" | "webhook" | "broker" | "auth" | "limits" | "tiers" | "log"
+    )
+}
+
+fn probe_error(probe: toml::Table) -> Option<String> {
+    Config::deserialize(toml::Value::Table(probe))
+        .err()
+        .map(|e| e.message().trim().to_owned())
+}
+
+fn syntax_message(e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => format!("TOML syntax error at byte {}: {}", span.start, e.message()),
+        None => format!("TOML syntax error: {}", e.message()),
+    }
+}
+
+/// A level, or comma-separated `level` / `target=level` directives. Stricter
+/// than `EnvFilter`, which would read a mistyped level as a target name.
+fn valid_log_filter(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let level_ok = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    !s.trim().is_empty()
+        && s.split(',').all(|part| match part.rsplit_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && level_ok(level),
+            None => level_ok(part),
+        })
+        && tracing_subscriber::EnvFilter::try_new(s).is_ok()
+}
+
+fn valid_api_url(u: &str) -> bool {
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"));
+    match rest {
+        Some(r) => {
+            let host = r.split('/').next().unwrap_or("");
+            !host.is_empty() && u.parse::<hyper::Uri>().is_ok()
+        }
+        None => false,
+    }
+}
+
+/// `[a-z0-9_]{1,50}`: the shape of a GitHub event type.
+pub fn is_event_type(s: &str) -> bool {
+    (1..=50).contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}
+
+/// The shape of a GitHub login (user or organization): 1..39 of `[A-Za-z0-9_-]`.
+pub fn is_login(s: &str) -> bool {
+    (1..=39).contains(&s.len())
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+/// Where the webhook secret came from (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `webhook.secret_file`.
+    File(PathBuf),
+    /// The `GITHUB_WEBHOOK_SECRET` environment variable.
+    Env,
+}
+
+/// The webhook secret. Its `Debug` output is masked so that it cannot reach
+/// a log line or a panic message by accident.
+#[derive(Clone)]
+pub struct WebhookSecret {
+    bytes: Vec<u8>,
+    source: SecretSource,
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookSecret(****, {} bytes)", self.bytes.len())
+    }
+}
+
+impl WebhookSecret {
+    /// A secret given directly (tests and embedders).
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            bytes: bytes.into(),
+            source: SecretSource::Env,
+        }
+    }
+
+    /// The key bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &SecretSource {
+        &self.source
+    }
+
+    /// Loads the secret from `webhook.secret_file`, else from `env_value`
+    /// (the value of `GITHUB_WEBHOOK_SECRET`). A trailing newline in the file
+    /// is not part of the secret. An empty secret is refused.
+    pub fn load(config: &Config, env_value: Option<&str>) -> Result<Self, ConfigError> {
+        if let Some(path) = &config.webhook.secret_file {
+            let raw = std::fs::read(path).map_err(|e| {
+                ConfigError::new(
+                    "webhook.secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let trimmed = trim_line_end(&raw);
+            if trimmed.is_empty() {
+                return Err(ConfigError::new(
+                    "webhook.secret_file",
+                    format!("{} is empty", path.display()),
+                ));
+            }
+            return Ok(Self {
+                bytes: trimmed.to_vec(),
+                source: SecretSource::File(path.clone()),
+            });
+        }
+        match env_value {
+            Some(v) if !v.is_empty() => Ok(Self {
+                bytes: v.as_bytes().to_vec(),
+                source: SecretSource::Env,
+            }),
+            _ => Err(ConfigError::new(
+                "webhook.secret_file",
+                format!(
+                    "no webhook secret: set webhook.secret_file or the {SECRET_ENV} environment variable (hookfan refuses to accept unsigned webhooks)"
+                ),
+            )),
+        }
+    }
+}
+
+fn trim_line_end(b: &[u8]) -> &[u8] {
+    let mut end = b.len();
+    while end > 0 && (b[end - 1] == b'\n' || b[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &b[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<ConfigError> {
+        Config::parse(text, Path::new("/etc/hookfan"))
+            .unwrap_err()
+            .0
+    }
+
+    fn keys(text: &str) -> Vec<String> {
+        errors(text).into_iter().map(|e| e.key).collect()
+    }
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let c = Config::parse("", Path::new("/x")).unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.server.handshake_timeout_s, 5);
+        assert_eq!(c.server.ping_interval_s, 54);
+        assert_eq!(c.server.read_timeout_s, 90);
+        assert_eq!(c.server.shutdown_timeout_s, 10);
+        assert_eq!(c.webhook.max_payload_bytes, 1_048_576);
+        assert_eq!(c.webhook.allowed_events, vec!["*"]);
+        assert_eq!(c.webhook.commit_cache_entries, 100_000);
+        assert_eq!(c.webhook.commit_cache_ttl_s, 86_400);
+        assert_eq!(c.broker.shards, 0);
+        assert_eq!(c.broker.client_queue, 256);
+        assert_eq!(c.broker.slow_client, SlowClientPolicy::Drop);
+        assert_eq!(c.auth.provider, AuthProviderKind::Github);
+        assert_eq!(c.auth.github_api_url, "https://api.github.com");
+        assert_eq!(c.auth.cache_ttl_s, 300);
+        assert_eq!(c.auth.negative_cache_ttl_s, 30);
+        assert_eq!(c.auth.max_concurrent_api_requests, 32);
+        assert_eq!(c.limits.max_conns_per_ip, 10);
+        assert_eq!(c.limits.max_conns_total, 100_000);
+        assert!(c.limits.trusted_proxies.is_empty());
+        assert!(!c.tiers.enforce);
+        assert_eq!(c.log.level, "info");
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = errors("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 9\n");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].key, "server.listen_port");
+        assert!(e[0].message.contains("unknown field"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn unknown_section_is_named() {
+        assert_eq!(keys("[sever]\nlisten = \"x\"\n"), vec!["sever"]);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_key() {
+        let text = r#"
+[server]
+listen = "not an address"
+handshake_timeout_s = 0
+ping_interval_s = 60
+read_timeout_s = 30
+[webhook]
+max_payload_bytes = 10
+allowed_events = ["pull_request", "Push!"]
+commit_cache_ttl_s = 0
+[broker]
+shards = 1000
+client_queue = 0
+slow_client = "explode"
+[auth]
+provider = "ldap"
+github_api_url = "ftp://example"
+max_concurrent_api_requests = 0
+[limits]
+max_conns_per_ip = 0
+max_conns_total = -1
+trusted_proxies = ["10.0.0.0/33"]
+[tiers]
+enforce = "yes"
+pro = ["bad login!"]
+[log]
+level = "loud"
+format = "xml"
+"#;
+        let mut got = keys(text);
+        got.sort();
+        let mut want = vec![
+            "server.listen",
+            "server.handshake_timeout_s",
+            "server.read_timeout_s",
+            "webhook.max_payload_bytes",
+            "webhook.allowed_events",
+            "webhook.commit_cache_ttl_s",
+            "broker.shards",
+            "broker.client_queue",
+            "broker.slow_client",
+            "auth.provider",
+            "auth.github_api_url",
+            "auth.max_concurrent_api_requests",
+            "limits.max_conns_per_ip",
+            "limits.max_conns_total",
+            "limits.trusted_proxies",
+            "tiers.enforce",
+            "tiers.pro",
+            "log.level",
+            "log.format",
+        ];
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn type_errors_say_what_was_expected() {
+        let e = errors("[broker]\nslow_client = \"explode\"\n");
+        assert_eq!(e[0].key, "broker.slow_client");
+        assert!(e[0].message.contains("drop") && e[0].message.contains("disconnect"));
+        let e = errors("[server]\nlisten = 8080\n");
+        assert_eq!(e[0].key, "server.listen");
+    }
+
+    #[test]
+    fn static_provider_needs_a_tokens_file() {
+        assert_eq!(
+            keys("[auth]\nprovider = \"static\"\n"),
+            vec!["auth.tokens_file"]
+        );
+    }
+
+    #[test]
+    fn star_cannot_mix_with_named_events() {
+        assert_eq!(
+            keys("[webhook]\nallowed_events = [\"*\", \"push\"]\n"),
+            vec!["webhook.allowed_events"]
+        );
+        assert_eq!(
+            keys("[webhook]\nallowed_events = []\n"),
+            vec!["webhook.allowed_events"]
+        );
+    }
+
+    #[test]
+    fn log_filters() {
+        for ok in ["info", "DEBUG", "warn,hookfan=trace", "hookfan::ws=debug"] {
+            assert!(valid_log_filter(ok), "{ok}");
+        }
+        for bad in ["loud", "", "info,", "hookfan=loud", "=info"] {
+            assert!(!valid_log_filter(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_reported() {
+        let e = errors("[server\n");
+        assert_eq!(e[0].key, "config");
+        assert!(e[0].message.contains("TOML syntax error"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let c = Config::parse(
+            "[webhook]\nsecret_file = \"s.txt\"\n[auth]\nprovider = \"static\"\ntokens_file = \"/abs/t.toml\"\n",
+            Path::new("/etc/hookfan"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.webhook.secret_file.as_deref(),
+            Some(Path::new("/etc/hookfan/s.txt"))
+        );
+        assert_eq!(
+            c.auth.tokens_file.as_deref(),
+            Some(Path::new("/abs/t.toml"))
+        );
+    }
+
+    #[test]
+    fn secret_comes_from_the_file_before_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let mut c = Config::default();
+        c.webhook.secret_file = Some(path.clone());
+        let s = WebhookSecret::load(&c, Some("from-env")).unwrap();
+        assert_eq!(s.expose(), b"s3cret");
+        assert_eq!(s.source(), &SecretSource::File(path));
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn secret_from_environment_and_refusal_without_one() {
+        let c = Config::default();
+        assert_eq!(WebhookSecret::load(&c, Some("e")).unwrap().expose(), b"e");
+        let err = WebhookSecret::load(&c, None).unwrap_err();
+        assert_eq!(err.key, "webhook.secret_file");
+        assert!(err.message.contains(SECRET_ENV));
+        assert!(WebhookSecret::load(&c, Some("")).is_err());
+    }
+
+    #[test]
+    fn empty_or_missing_secret_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "\n").unwrap();
+        let mut c = Config::default();
+        c.webhook.secret_file = Some(path);
+        assert!(
+            WebhookSecret::load(&c, Some("env"))
+                .unwrap_err()
+                .message
+                .contains("empty")
+        );
+        c.webhook.secret_file = Some(dir.path().join("nope"));
+        assert!(
+            WebhookSecret::load(&c, Some("env"))
+                .unwrap_err()
+                .message
+                .contains("cannot read")
+        );
+    }
+}

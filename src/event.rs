@@ -1,0 +1,359 @@
+//! The compact event every webhook is reduced to, and its wire frame.
+//!
+//! An `Event` is built once per accepted webhook and never looked at as raw
+//! JSON again: routing reads its org, PR key and users; delivery writes its
+//! `frame`, the complete WebSocket text frame (header and JSON payload),
+//! serialized here once and shared by reference count with every recipient.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde::Serialize;
+use smallvec::SmallVec;
+
+use crate::ws::codec;
+
+/// Event types that only reach clients naming them in `event_types`
+/// (webhook-sprinkler never sent them, so old clients must not start
+/// receiving them unasked).
+pub const EXPLICIT_ONLY_TYPES: [&str; 2] = ["status", "workflow_run"];
+
+/// Most `@mentions` taken from one comment body; a mention past this is not
+/// routed (it bounds the routing cost of a hostile or pathological body).
+pub const MAX_MENTIONS: usize = 100;
+
+/// What an event is made from: the fields intake extracted, before
+/// normalization. Embedders broadcasting their own events fill this in.
+#[derive(Debug, Clone, Default)]
+pub struct EventParts {
+    /// The `X-GitHub-Event` type, e.g. `pull_request`.
+    pub kind: String,
+    /// The `X-GitHub-Delivery` id (may be empty).
+    pub delivery_id: String,
+    /// When the server accepted the webhook.
+    pub accepted_at: Option<SystemTime>,
+    /// The URL the event carries (a PR URL, or a repository URL).
+    pub url: String,
+    /// The organization (`repository.owner.login`, else `organization.login`).
+    pub org: Option<String>,
+    /// The repository's `owner/name`.
+    pub repo: Option<String>,
+    /// `repository.private`.
+    pub private: bool,
+    /// The commit SHA the event is about, when it has one.
+    pub commit_sha: Option<String>,
+    /// Logins involved in the event (author, assignees, reviewers, ...).
+    pub users: Vec<String>,
+}
+
+/// A webhook reduced to what routing and delivery need.
+#[derive(Debug, Clone)]
+pub struct Event {
+    kind: Box<str>,
+    delivery_id: Box<str>,
+    accepted_at: SystemTime,
+    url: Box<str>,
+    /// Lowercased.
+    org: Option<Box<str>>,
+    /// Lowercased `owner/name`.
+    repo: Option<Box<str>>,
+    /// Lowercased `owner/repo#number`, taken from the URL.
+    pr_key: Option<Box<str>>,
+    pr_number: Option<u64>,
+    private: bool,
+    commit_sha: Option<Box<str>>,
+    /// Lowercased and deduplicated.
+    users: SmallVec<[Box<str>; 4]>,
+    explicit_only: bool,
+    /// Acceptance order, assigned by the hub.
+    seq: u64,
+    /// The complete WebSocket text frame sent to every recipient.
+    frame: Bytes,
+    /// Offset of the JSON payload inside `frame`.
+    payload_at: u8,
+}
+
+#[derive(Serialize)]
+struct Wire<'a> {
+    url: &'a str,
+    timestamp: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    delivery_id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    commit_sha: &'a str,
+}
+
+impl Event {
+    /// Normalizes `parts` (lowercases org, repo and users, derives the PR key
+    /// from the URL) and serializes the outgoing frame.
+    pub fn new(parts: EventParts) -> Event {
+        let accepted_at = parts.accepted_at.unwrap_or_else(SystemTime::now);
+        let timestamp = humantime::format_rfc3339_nanos(accepted_at).to_string();
+        let commit_sha = parts.commit_sha.filter(|s| !s.is_empty());
+        let json = serde_json::to_vec(&Wire {
+            url: &parts.url,
+            timestamp: &timestamp,
+            kind: &parts.kind,
+            delivery_id: &parts.delivery_id,
+            commit_sha: commit_sha.as_deref().unwrap_or(""),
+        })
+        .expect("serializing strings cannot fail");
+        let (frame, payload_at) = codec::text_frame(&json);
+
+        let mut users: SmallVec<[Box<str>; 4]> = SmallVec::new();
+        for u in parts.users {
+            if u.is_empty() {
+                continue;
+            }
+            let u = u.to_ascii_lowercase();
+            if !users.iter().any(|x| **x == *u) {
+                users.push(u.into_boxed_str());
+            }
+        }
+        let pr = parse_pr_url(&parts.url);
+        Event {
+            explicit_only: EXPLICIT_ONLY_TYPES.contains(&parts.kind.as_str()),
+            kind: parts.kind.into_boxed_str(),
+            delivery_id: parts.delivery_id.into_boxed_str(),
+            accepted_at,
+            pr_key: pr.as_ref().map(|p| p.key().into_boxed_str()),
+            pr_number: pr.map(|p| p.number),
+            url: parts.url.into_boxed_str(),
+            org: lower_nonempty(parts.org),
+            repo: lower_nonempty(parts.repo),
+            private: parts.private,
+            commit_sha: commit_sha.map(String::into_boxed_str),
+            users,
+            seq: 0,
+            frame,
+            payload_at,
+        }
+    }
+
+    /// The event type (`X-GitHub-Event`).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+    /// The GitHub delivery id; empty when the sender gave none.
+    pub fn delivery_id(&self) -> &str {
+        &self.delivery_id
+    }
+    /// When the server accepted the webhook.
+    pub fn accepted_at(&self) -> SystemTime {
+        self.accepted_at
+    }
+    /// The URL the event carries.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+    /// The organization, lowercased.
+    pub fn org(&self) -> Option<&str> {
+        self.org.as_deref()
+    }
+    /// The repository `owner/name`, lowercased.
+    pub fn repo(&self) -> Option<&str> {
+        self.repo.as_deref()
+    }
+    /// `owner/repo#number`, lowercased, when the URL is a pull request URL.
+    pub fn pr_key(&self) -> Option<&str> {
+        self.pr_key.as_deref()
+    }
+    /// The pull request number, when the URL is a pull request URL.
+    pub fn pr_number(&self) -> Option<u64> {
+        self.pr_number
+    }
+    /// Whether the repository is private.
+    pub fn is_private(&self) -> bool {
+        self.private
+    }
+    /// The commit SHA, when the event has one.
+    pub fn commit_sha(&self) -> Option<&str> {
+        self.commit_sha.as_deref()
+    }
+    /// Involved logins, lowercased and deduplicated.
+    pub fn users(&self) -> &[Box<str>] {
+        &self.users
+    }
+    /// Whether only clients naming this type explicitly may receive it.
+    pub fn is_explicit_only(&self) -> bool {
+        self.explicit_only
+    }
+    /// The acceptance sequence number (0 until the hub accepts the event).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// The JSON object sent to clients.
+    pub fn payload(&self) -> &[u8] {
+        &self.frame[self.payload_at as usize..]
+    }
+    /// The complete WebSocket frame sent to clients.
+    pub(crate) fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+    pub(crate) fn set_seq(&mut self, seq: u64) {
+        self.seq = seq;
+    }
+}
+
+fn lower_nonempty(s: Option<String>) -> Option<Box<str>> {
+    s.filter(|s| !s.is_empty())
+        .map(|s| s.to_ascii_lowercase().into_boxed_str())
+}
+
+/// The parts of `https://HOST/OWNER/REPO/pull/N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PrUrl<'a> {
+    pub host: &'a str,
+    pub owner: &'a str,
+    pub repo: &'a str,
+    pub number: u64,
+}
+
+impl PrUrl<'_> {
+    /// `owner/repo#number`, lowercased: the routing key of a pull request.
+    pub fn key(&self) -> String {
+        let mut k = String::with_capacity(self.owner.len() + self.repo.len() + 22);
+        k.push_str(self.owner);
+        k.push('/');
+        k.push_str(self.repo);
+        k.push('#');
+        k.push_str(&self.number.to_string());
+        k.make_ascii_lowercase();
+        k
+    }
+}
+
+/// Parses a pull request URL. Owner and repo are `[A-Za-z0-9_.-]+`, the
+/// number a positive integer, and nothing may follow it.
+pub(crate) fn parse_pr_url(url: &str) -> Option<PrUrl<'_>> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let mut parts = rest.split('/');
+    let host = parts.next().filter(|h| !h.is_empty())?;
+    let owner = parts.next().filter(|s| is_name(s))?;
+    let repo = parts.next().filter(|s| is_name(s))?;
+    if parts.next()? != "pull" {
+        return None;
+    }
+    let n = parts.next()?;
+    if parts.next().is_some() || n.is_empty() || !n.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let number: u64 = n.parse().ok().filter(|&n| n > 0)?;
+    Some(PrUrl {
+        host,
+        owner,
+        repo,
+        number,
+    })
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn parts() -> EventParts {
+        EventParts {
+            kind: "pull_request".into(),
+            delivery_id: "d-1".into(),
+            accepted_at: Some(UNIX_EPOCH + Duration::new(1_795_705_445, 123_456_789)),
+            url: "https://github.com/Acme/API/pull/7".into(),
+            org: Some("Acme".into()),
+            repo: Some("Acme/API".into()),
+            private: false,
+            commit_sha: Some("abc".into()),
+            users: vec!["Alice".into(), "alice".into(), "".into(), "Bob".into()],
+        }
+    }
+
+    #[test]
+    fn payload_is_the_sprinkler_json_shape() {
+        let e = Event::new(parts());
+        assert_eq!(
+            std::str::from_utf8(e.payload()).unwrap(),
+            r#"{"url":"https://github.com/Acme/API/pull/7","timestamp":"2026-11-26T15:04:05.123456789Z","type":"pull_request","delivery_id":"d-1","commit_sha":"abc"}"#
+        );
+    }
+
+    #[test]
+    fn empty_delivery_id_and_sha_are_omitted() {
+        let mut p = parts();
+        p.delivery_id.clear();
+        p.commit_sha = Some(String::new());
+        let e = Event::new(p);
+        let v: serde_json::Value = serde_json::from_slice(e.payload()).unwrap();
+        let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["timestamp", "type", "url"]);
+        assert_eq!(e.commit_sha(), None);
+    }
+
+    #[test]
+    fn frame_is_header_then_payload() {
+        let e = Event::new(parts());
+        let f = e.frame();
+        assert_eq!(f[0], 0x81, "FIN + text opcode");
+        assert_eq!(f[1] as usize, 126, "payload length needs the 16-bit form");
+        let len = u16::from_be_bytes([f[2], f[3]]) as usize;
+        assert_eq!(len, e.payload().len());
+        assert_eq!(&f[4..], e.payload());
+    }
+
+    #[test]
+    fn normalizes_org_repo_users_and_pr_key() {
+        let e = Event::new(parts());
+        assert_eq!(e.org(), Some("acme"));
+        assert_eq!(e.repo(), Some("acme/api"));
+        assert_eq!(e.pr_key(), Some("acme/api#7"));
+        assert_eq!(e.pr_number(), Some(7));
+        let users: Vec<&str> = e.users().iter().map(|u| &**u).collect();
+        assert_eq!(users, ["alice", "bob"]);
+        assert!(!e.is_explicit_only());
+    }
+
+    #[test]
+    fn explicit_only_types() {
+        for (kind, want) in [
+            ("status", true),
+            ("workflow_run", true),
+            ("check_run", false),
+        ] {
+            let mut p = parts();
+            p.kind = kind.into();
+            assert_eq!(Event::new(p).is_explicit_only(), want, "{kind}");
+        }
+    }
+
+    #[test]
+    fn pr_url_parsing() {
+        let p = parse_pr_url("https://github.com/a-b/c.d_e/pull/12").unwrap();
+        assert_eq!(
+            (p.host, p.owner, p.repo, p.number),
+            ("github.com", "a-b", "c.d_e", 12)
+        );
+        for bad in [
+            "https://github.com/a/b/pull/0",
+            "https://github.com/a/b/pull/-1",
+            "https://github.com/a/b/pull/+1",
+            "https://github.com/a/b/pull/1/files",
+            "https://github.com/a/b/issues/1",
+            "https://github.com/a/b",
+            "https://github.com//b/pull/1",
+            "https://github.com/a b/c/pull/1",
+            "ftp://github.com/a/b/pull/1",
+            "https:///a/b/pull/1",
+            "https://github.com/a/b/pull/99999999999999999999999",
+        ] {
+            assert_eq!(parse_pr_url(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The `hookfan` daemon and its command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use hookfan::auth::AuthProvider;
+use hookfan::auth::static_tokens::StaticTokens;
+use hookfan::config::{
+    AuthProviderKind, Config, ConfigError, ConfigErrors, LogFormat, SECRET_ENV, SecretSource,
+    WebhookSecret,
+};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// GitHub webhook fan-out over authenticated WebSockets.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+    /// Listen address, overriding server.listen (e.g. 127.0.0.1:0).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and print the effective settings (secrets masked).
+    CheckConfig,
+}
+
+/// Exit status for a configuration the daemon refuses.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(path) = cli.config.clone() else {
+        eprintln!("hookfan: --config PATH is required (try config/hookfan.toml)");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let prepared = prepare(&path, cli.listen);
+    match cli.command {
+        Some(Command::CheckConfig) => check_config(&path, prepared),
+        None => match prepared {
+            Ok(p) => serve(p),
+            Err(errors) => {
+                eprint!("hookfan: {errors}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+    }
+}
+
+/// A configuration with everything it points at loaded.
+struct Prepared {
+    config: Config,
+    secret: WebhookSecret,
+    auth: Arc<dyn AuthProvider>,
+    auth_summary: String,
+}
+
+/// Loads the config, the secret and the auth provider, collecting every problem.
+fn prepare(
+    path: &std::path::Path,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<Prepared, ConfigErrors> {
+    let mut config = Config::load(path)?;
+    if let Some(l) = listen {
+        config.server.listen = l;
+    }
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let env = std::env::var(SECRET_ENV).ok();
+    let secret = WebhookSecret::load(&config, env.as_deref())
+        .map_err(|e| errors.push(e))
+        .ok();
+    let auth: Option<(Arc<dyn AuthProvider>, String)> = match config.auth.provider {
+        AuthProviderKind::Static => {
+            let file = config
+                .auth
+                .tokens_file
+                .clone()
+                .expect("validated: static needs tokens_file");
+            match StaticTokens::load(&file) {
+                Ok(t) => {
+                    let summary = format!("static, {} tokens from {}", t.len(), file.display());
+                    Some((Arc::new(t), summary))
+                }
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            }
+        }
+        AuthProviderKind::Github => {
+            errors.push(ConfigError::new(
+                "auth.provider",
+                "the github provider is not available in this build yet; use provider = \"static\"",
+            ));
+            None
+        }
+    };
+    match (secret, auth) {
+        (Some(secret), Some((auth, auth_summary))) if errors.is_empty() => Ok(Prepared {
+            config,
+            secret,
+            auth,
+            auth_summary,
+        }),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+fn check_config(path: &std::path::Path, prepared: Result<Prepared, ConfigErrors>) -> ExitCode {
+    match prepared {
+        Ok(p) => {
+            let secret = match p.secret.source() {
+                SecretSource::File(f) => format!(
+                    "**** ({} bytes, from {})",
+                    p.secret.expose().len(),
+                    f.display()
+                ),
+                SecretSource::Env => format!(
+                    "**** ({} bytes, from {SECRET_ENV})",
+                    p.secret.expose().len()
+                ),
+            };
+            println!("# {}: valid", path.display());
+            println!("# webhook secret: {secret}");
+            println!("# auth: {}", p.auth_summary);
+            println!(
+                "# broker.shards = 0 resolves to {} here",
+                p.config.broker.effective_shards()
+            );
+            print!("{}", toml::to_string(&p.config).expect("config serializes"));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{}: {errors}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).expect("validated");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(p: Prepared) -> ExitCode {
+    init_logging(&p.config);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hookfan: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if p.config.development {
+            tracing::warn!("!!! DEVELOPMENT CONFIG: committed dev secret and static dev tokens; never expose this instance !!!");
+        }
+        let server = match hookfan::server::start(&p.config, &p.secret, p.auth).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("hookfan: cannot listen on {}: {e}", p.config.server.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("listening on {}", server.local_addr());
+        let _ = std::io::stdout().flush();
+        tracing::info!(addr = %server.local_addr(), shards = server.hub().config().shards, auth = %p.auth_summary, "hookfan serving");
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

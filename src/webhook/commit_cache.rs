@@ -1,0 +1,249 @@
+//! Head SHA -> pull request, learned from `pull_request` events.
+//!
+//! GitHub often sends `check_run` / `check_suite` events before it has linked
+//! the commit to its pull request (their `pull_requests` array is empty);
+//! this cache lets such events still carry the PR URL. It is bounded in
+//! entries (oldest evicted first) and in age.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use ahash::AHashMap;
+
+/// What the cache knows about a pull request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrInfo {
+    /// The pull request's HTML URL.
+    pub url: String,
+    /// The repository's HTML URL.
+    pub repo_url: String,
+    /// The pull request number.
+    pub number: u64,
+    /// When the entry was recorded.
+    pub cached_at: SystemTime,
+}
+
+/// A bounded, expiring map from commit SHA to pull request. Safe to share
+/// between threads; every call takes one short lock.
+pub struct CommitCache {
+    inner: Mutex<Inner>,
+    max_entries: usize,
+    ttl: Duration,
+}
+
+struct Entry {
+    info: PrInfo,
+    inserted: Instant,
+    /// Distinguishes this entry from older ones for the same SHA still
+    /// listed in `order`.
+    generation: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: AHashMap<Box<str>, Entry>,
+    /// Insertion order, oldest first; may hold stale generations.
+    order: VecDeque<(Box<str>, u64)>,
+    next_generation: u64,
+    hits: u64,
+    misses: u64,
+}
+
+/// Counters for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitCacheStats {
+    /// Entries held.
+    pub entries: usize,
+    /// Lookups that found a live entry.
+    pub hits: u64,
+    /// Lookups that found nothing (or an expired entry).
+    pub misses: u64,
+}
+
+impl CommitCache {
+    /// A cache of at most `max_entries` SHAs (0 disables it), each valid for `ttl`.
+    pub fn new(max_entries: usize, ttl: Duration) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            max_entries,
+            ttl,
+        }
+    }
+
+    /// Records that `sha` is the head of the pull request `info`.
+    pub fn record(&self, sha: &str, info: PrInfo) {
+        self.record_at(sha, info, Instant::now());
+    }
+
+    /// The pull request whose head is `sha`, if recorded and not expired.
+    pub fn get(&self, sha: &str) -> Option<PrInfo> {
+        self.get_at(sha, Instant::now())
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> CommitCacheStats {
+        let inner = self.lock();
+        CommitCacheStats {
+            entries: inner.map.len(),
+            hits: inner.hits,
+            misses: inner.misses,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the map inconsistent
+        // in a way that matters for a cache; keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn record_at(&self, sha: &str, info: PrInfo, now: Instant) {
+        if self.max_entries == 0 || sha.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        let generation = inner.next_generation;
+        inner.next_generation += 1;
+        let key: Box<str> = sha.into();
+        inner.map.insert(
+            key.clone(),
+            Entry {
+                info,
+                inserted: now,
+                generation,
+            },
+        );
+        inner.order.push_back((key, generation));
+        self.evict(&mut inner, now);
+    }
+
+    pub(crate) fn get_at(&self, sha: &str, now: Instant) -> Option<PrInfo> {
+        let mut inner = self.lock();
+        let live = match inner.map.get(sha) {
+            Some(e) if now.duration_since(e.inserted) < self.ttl => Some(e.info.clone()),
+            Some(_) => {
+                inner.map.remove(sha);
+                None
+            }
+            None => None,
+        };
+        if live.is_some() {
+            inner.hits += 1;
+        } else {
+            inner.misses += 1;
+        }
+        live
+    }
+
+    /// Drops expired entries and the oldest ones beyond `max_entries`.
+    fn evict(&self, inner: &mut Inner, now: Instant) {
+        while let Some((sha, generation)) = inner.order.front() {
+            // None: a stale listing (the SHA was re-recorded or expired).
+            let fresh = inner
+                .map
+                .get(sha)
+                .filter(|e| e.generation == *generation)
+                .map(|e| now.duration_since(e.inserted) < self.ttl);
+            match fresh {
+                Some(true) if inner.map.len() <= self.max_entries => break,
+                Some(_) => {
+                    let (sha, _) = inner.order.pop_front().expect("front exists");
+                    inner.map.remove(&sha);
+                }
+                None => {
+                    inner.order.pop_front();
+                }
+            }
+        }
+        // Re-recording the same SHAs leaves stale listings behind the front;
+        // keep the list proportional to the map.
+        if inner.order.len() > 2 * inner.map.len() + 64 {
+            let Inner { map, order, .. } = inner;
+            order.retain(|(sha, g)| map.get(sha).is_some_and(|e| e.generation == *g));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(n: u64) -> PrInfo {
+        PrInfo {
+            url: format!("https://github.com/o/r/pull/{n}"),
+            repo_url: "https://github.com/o/r".into(),
+            number: n,
+            cached_at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn records_and_finds() {
+        let c = CommitCache::new(10, Duration::from_secs(60));
+        c.record("abc", info(1));
+        assert_eq!(c.get("abc"), Some(info(1)));
+        assert_eq!(c.get("def"), None);
+        assert_eq!(
+            c.stats(),
+            CommitCacheStats {
+                entries: 1,
+                hits: 1,
+                misses: 1
+            }
+        );
+    }
+
+    #[test]
+    fn evicts_oldest_beyond_the_entry_bound() {
+        let c = CommitCache::new(3, Duration::from_secs(60));
+        let t = Instant::now();
+        for n in 1..=5 {
+            c.record_at(&format!("sha{n}"), info(n), t);
+        }
+        assert_eq!(c.stats().entries, 3);
+        assert_eq!(c.get_at("sha1", t), None);
+        assert_eq!(c.get_at("sha2", t), None);
+        for n in 3..=5 {
+            assert_eq!(c.get_at(&format!("sha{n}"), t), Some(info(n)));
+        }
+    }
+
+    #[test]
+    fn re_recording_refreshes_position_and_value() {
+        let c = CommitCache::new(2, Duration::from_secs(60));
+        let t = Instant::now();
+        c.record_at("a", info(1), t);
+        c.record_at("b", info(2), t);
+        c.record_at("a", info(3), t); // a is now the newest
+        c.record_at("c", info(4), t); // evicts b, not a
+        assert_eq!(c.get_at("a", t), Some(info(3)));
+        assert_eq!(c.get_at("b", t), None);
+        assert_eq!(c.get_at("c", t), Some(info(4)));
+        assert_eq!(c.stats().entries, 2);
+    }
+
+    #[test]
+    fn entries_expire_after_the_ttl() {
+        let c = CommitCache::new(10, Duration::from_secs(60));
+        let t = Instant::now();
+        c.record_at("old", info(1), t);
+        c.record_at("new", info(2), t + Duration::from_secs(30));
+        assert_eq!(c.get_at("old", t + Duration::from_secs(59)), Some(info(1)));
+        assert_eq!(c.get_at("old", t + Duration::from_secs(60)), None);
+        // Recording later also prunes what expired meanwhile.
+        c.record_at("newer", info(3), t + Duration::from_secs(95));
+        assert_eq!(c.stats().entries, 1);
+        assert_eq!(
+            c.get_at("newer", t + Duration::from_secs(95)),
+            Some(info(3))
+        );
+    }
+
+    #[test]
+    fn zero_entries_disables_the_cache() {
+        let c = CommitCache::new(0, Duration::from_secs(60));
+        c.record("a", info(1));
+        assert_eq!(c.get("a"), None);
+        assert_eq!(c.stats().entries, 0);
+    }
+}

@@ -1,0 +1,403 @@
+//! Webhook body -> event fields: the one and only parse of a payload.
+//!
+//! A pure function over the raw bytes (simd-json's tape, no value tree) and a
+//! commit cache lookup; it decides the URL per PROTOCOL.md "Which URL an
+//! event carries", and collects org, private flag, commit SHA and involved
+//! users. Values of an unexpected JSON type count as absent: a valid JSON
+//! payload is never refused for its shape, only ignored when it carries no URL.
+
+use std::time::SystemTime;
+
+use simd_json::prelude::*;
+use simd_json::tape::Value;
+
+use super::commit_cache::PrInfo;
+use crate::event::{EventParts, MAX_MENTIONS};
+
+/// String fields that borrow the parsed input, not the tape value.
+trait Text<'i> {
+    /// The string under `key`, if it is a string.
+    fn text(&self, key: &str) -> Option<&'i str>;
+}
+
+impl<'i> Text<'i> for Value<'_, 'i> {
+    fn text(&self, key: &str) -> Option<&'i str> {
+        self.get(key)?.into_string()
+    }
+}
+
+/// The body could not be used at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ExtractError {
+    /// Not JSON (or truncated JSON).
+    InvalidJson(String),
+    /// JSON, but not an object.
+    NotObject,
+}
+
+/// The outcome of extraction.
+#[derive(Debug)]
+pub(crate) struct Extraction {
+    /// The event to broadcast, or `None` when the payload carries no URL.
+    pub event: Option<EventParts>,
+    /// A `pull_request` event's head SHA and PR, for the commit cache.
+    pub record: Option<(String, PrInfo)>,
+}
+
+/// Extracts the event from a webhook body of type `kind`. `lookup` asks the
+/// commit cache for the PR whose head is a SHA. `body` is parsed in place.
+pub(crate) fn extract(
+    kind: &str,
+    delivery_id: &str,
+    body: &mut [u8],
+    accepted_at: SystemTime,
+    lookup: impl Fn(&str) -> Option<PrInfo>,
+) -> Result<Extraction, ExtractError> {
+    let tape = simd_json::to_tape(body).map_err(|e| ExtractError::InvalidJson(e.to_string()))?;
+    let root = tape.as_value();
+    if !root.is_object() {
+        return Err(ExtractError::NotObject);
+    }
+
+    let repo = root.get("repository");
+    let repo_url = repo.and_then(|r| r.text("html_url"));
+    let pr = root.get("pull_request").filter(Value::is_object);
+
+    let url = match kind {
+        "pull_request"
+        | "pull_request_review"
+        | "pull_request_review_comment"
+        | "pull_request_review_thread" => pr.and_then(|p| p.text("html_url")).map(str::to_owned),
+        "issue_comment" => root
+            .get("issue")
+            .filter(|i| i.get("pull_request").is_some_and(|p| p.as_null().is_none()))
+            .and_then(|i| i.text("html_url"))
+            .map(str::to_owned),
+        "check_run" | "check_suite" => {
+            let check = root.get(kind);
+            let first = check.and_then(|c| first_pr(c, repo_url));
+            first
+                .or_else(|| {
+                    let sha = check.and_then(|c| c.text("head_sha"))?;
+                    lookup(sha).map(|p| p.url)
+                })
+                .or_else(|| repo_url.map(str::to_owned))
+        }
+        "status" => root.text("sha").and_then(&lookup).map(|p| p.url),
+        "workflow_run" => {
+            let run = root.get("workflow_run");
+            let first = run.and_then(|r| {
+                let n = r.get_array("pull_requests")?.get(0)?.get_u64("number")?;
+                Some(format!("{}/pull/{n}", repo_url?))
+            });
+            first.or_else(|| {
+                let sha = run.and_then(|r| r.text("head_sha"))?;
+                lookup(sha).map(|p| p.url)
+            })
+        }
+        _ => None,
+    };
+
+    let commit_sha = match kind {
+        "pull_request" => pr.and_then(|p| p.get("head")).and_then(|h| h.text("sha")),
+        "check_run" | "check_suite" | "workflow_run" => {
+            root.get(kind).and_then(|c| c.text("head_sha"))
+        }
+        "status" => root.text("sha"),
+        _ => None,
+    };
+
+    let record = if kind == "pull_request" {
+        pr_record(pr, repo_url, commit_sha, accepted_at)
+    } else {
+        None
+    };
+
+    let event = url.filter(|u| !u.is_empty()).map(|url| {
+        let org = repo
+            .and_then(|r| r.get("owner"))
+            .and_then(|o| o.text("login"))
+            .or_else(|| root.get("organization").and_then(|o| o.text("login")));
+        EventParts {
+            kind: kind.to_owned(),
+            delivery_id: delivery_id.to_owned(),
+            accepted_at: Some(accepted_at),
+            url,
+            org: org.map(str::to_owned),
+            repo: repo.and_then(|r| r.text("full_name")).map(str::to_owned),
+            private: repo.and_then(|r| r.get_bool("private")).unwrap_or(false),
+            commit_sha: commit_sha.map(str::to_owned),
+            users: involved_users(root, pr),
+        }
+    });
+    Ok(Extraction { event, record })
+}
+
+/// The URL of a check object's first pull request: its `html_url`, else the
+/// repository URL + `/pull/` + its number.
+fn first_pr(check: Value<'_, '_>, repo_url: Option<&str>) -> Option<String> {
+    let first = check.get_array("pull_requests")?.get(0)?;
+    if let Some(u) = first.text("html_url") {
+        return Some(u.to_owned());
+    }
+    let n = first.get_u64("number")?;
+    Some(format!("{}/pull/{n}", repo_url?))
+}
+
+fn pr_record(
+    pr: Option<Value<'_, '_>>,
+    repo_url: Option<&str>,
+    sha: Option<&str>,
+    at: SystemTime,
+) -> Option<(String, PrInfo)> {
+    let pr = pr?;
+    let info = PrInfo {
+        url: pr.text("html_url")?.to_owned(),
+        repo_url: repo_url.unwrap_or_default().to_owned(),
+        number: pr.get_u64("number")?,
+        cached_at: at,
+    };
+    Some((sha.filter(|s| !s.is_empty())?.to_owned(), info))
+}
+
+/// Everyone involved: PR author, assignees, requested reviewers (also of a PR
+/// seen as an issue), the event's assignee / requested reviewer, review
+/// author, comment author, sender, and `@mentions` in the comment body.
+fn involved_users(root: Value<'_, '_>, pr: Option<Value<'_, '_>>) -> Vec<String> {
+    let mut users = Vec::new();
+    let mut push = |v: Option<Value<'_, '_>>| {
+        if let Some(login) = v.and_then(|u| u.text("login")) {
+            users.push(login.to_owned());
+        }
+    };
+    let issue_pr = root
+        .get("issue")
+        .filter(|i| i.get("pull_request").is_some_and(|p| p.as_null().is_none()));
+    for p in [pr, issue_pr].into_iter().flatten() {
+        push(p.get("user"));
+        push(p.get("assignee"));
+        for list in ["assignees", "requested_reviewers"] {
+            if let Some(a) = p.get_array(list) {
+                a.iter().for_each(|u| push(Some(u)));
+            }
+        }
+    }
+    push(root.get("assignee"));
+    push(root.get("requested_reviewer"));
+    push(root.get("review").and_then(|r| r.get("user")));
+    let comment = root.get("comment");
+    push(comment.and_then(|c| c.get("user")));
+    push(root.get("sender"));
+    if let Some(body) = comment.and_then(|c| c.text("body")) {
+        users.extend(mentions(body));
+    }
+    users
+}
+
+/// `@login` mentions in a comment body, in order, at most [`MAX_MENTIONS`]
+/// distinct ones. A mention is `@` followed by `[A-Za-z0-9-]`, ending at any
+/// other character; longer than a login can be (39) is not a mention.
+pub(crate) fn mentions(body: &str) -> Vec<String> {
+    let b = body.as_bytes();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while let Some(at) = b[i..].iter().position(|&c| c == b'@') {
+        let start = i + at + 1;
+        let len = b[start..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-')
+            .count();
+        i = start + len;
+        if (1..=39).contains(&len) {
+            let login = body[start..start + len].to_ascii_lowercase();
+            if !out.contains(&login) {
+                out.push(login);
+                if out.len() == MAX_MENTIONS {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(kind: &str, json: &str, cached: Option<PrInfo>) -> Result<Extraction, ExtractError> {
+        let mut body = json.as_bytes().to_vec();
+        extract(kind, "d", &mut body, SystemTime::UNIX_EPOCH, |_| {
+            cached.clone()
+        })
+    }
+
+    fn url(kind: &str, json: &str, cached: Option<PrInfo>) -> Option<String> {
+        run(kind, json, cached).unwrap().event.map(|e| e.url)
+    }
+
+    fn cached(url: &str) -> Option<PrInfo> {
+        Some(PrInfo {
+            url: url.into(),
+            repo_url: String::new(),
+            number: 1,
+            cached_at: SystemTime::UNIX_EPOCH,
+        })
+    }
+
+    #[test]
+    fn refuses_non_json_and_non_objects() {
+        for bad in ["", "{", "{\"a\":1", "nope", "{\"a\":1}}"] {
+            assert!(
+                matches!(run("push", bad, None), Err(ExtractError::InvalidJson(_))),
+                "{bad:?}"
+            );
+        }
+        for not_obj in ["[]", "1", "\"s\"", "null"] {
+            assert_eq!(
+                run("push", not_obj, None).unwrap_err(),
+                ExtractError::NotObject
+            );
+        }
+    }
+
+    #[test]
+    fn odd_types_are_absent_not_errors() {
+        let j = r#"{"pull_request":{"html_url":7},"repository":"x","sender":[]}"#;
+        assert_eq!(url("pull_request", j, None), None);
+    }
+
+    #[test]
+    fn check_url_rules_in_order() {
+        let repo = r#""repository":{"html_url":"https://github.com/o/r"}"#;
+        let html = format!(
+            r#"{{"check_run":{{"head_sha":"s","pull_requests":[{{"html_url":"https://x/o/r/pull/9","number":2}}]}},{repo}}}"#
+        );
+        assert_eq!(
+            url("check_run", &html, None).as_deref(),
+            Some("https://x/o/r/pull/9")
+        );
+        let number = format!(
+            r#"{{"check_run":{{"head_sha":"s","pull_requests":[{{"number":2}}]}},{repo}}}"#
+        );
+        assert_eq!(
+            url("check_run", &number, None).as_deref(),
+            Some("https://github.com/o/r/pull/2")
+        );
+        let empty = format!(r#"{{"check_suite":{{"head_sha":"s","pull_requests":[]}},{repo}}}"#);
+        assert_eq!(
+            url(
+                "check_suite",
+                &empty,
+                cached("https://github.com/o/r/pull/5")
+            )
+            .as_deref(),
+            Some("https://github.com/o/r/pull/5")
+        );
+        assert_eq!(
+            url("check_suite", &empty, None).as_deref(),
+            Some("https://github.com/o/r")
+        );
+        assert_eq!(
+            url(
+                "check_suite",
+                r#"{"check_suite":{"pull_requests":[]}}"#,
+                None
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn status_and_workflow_run_need_a_pr() {
+        assert_eq!(url("status", r#"{"sha":"s"}"#, None), None);
+        assert_eq!(
+            url(
+                "status",
+                r#"{"sha":"s"}"#,
+                cached("https://github.com/o/r/pull/3")
+            )
+            .as_deref(),
+            Some("https://github.com/o/r/pull/3")
+        );
+        let wr = r#"{"workflow_run":{"head_sha":"s","pull_requests":[{"number":4}]},"repository":{"html_url":"https://github.com/o/r"}}"#;
+        assert_eq!(
+            url("workflow_run", wr, None).as_deref(),
+            Some("https://github.com/o/r/pull/4")
+        );
+        let wr_empty = r#"{"workflow_run":{"head_sha":"s","pull_requests":[]},"repository":{"html_url":"https://github.com/o/r"}}"#;
+        assert_eq!(url("workflow_run", wr_empty, None), None);
+        assert_eq!(
+            url(
+                "workflow_run",
+                wr_empty,
+                cached("https://github.com/o/r/pull/8")
+            )
+            .as_deref(),
+            Some("https://github.com/o/r/pull/8")
+        );
+    }
+
+    #[test]
+    fn issue_comment_needs_a_pull_request_issue() {
+        let on_pr =
+            r#"{"issue":{"html_url":"https://github.com/o/r/pull/1","pull_request":{"url":"u"}}}"#;
+        assert_eq!(
+            url("issue_comment", on_pr, None).as_deref(),
+            Some("https://github.com/o/r/pull/1")
+        );
+        let null_pr =
+            r#"{"issue":{"html_url":"https://github.com/o/r/issues/1","pull_request":null}}"#;
+        assert_eq!(url("issue_comment", null_pr, None), None);
+        let plain = r#"{"issue":{"html_url":"https://github.com/o/r/issues/1"}}"#;
+        assert_eq!(url("issue_comment", plain, None), None);
+    }
+
+    #[test]
+    fn unknown_types_carry_no_url() {
+        let j = r#"{"pull_request":{"html_url":"https://github.com/o/r/pull/1"}}"#;
+        assert_eq!(url("issues", j, None), None);
+        assert_eq!(url("push", j, None), None);
+    }
+
+    #[test]
+    fn org_falls_back_to_the_organization_object() {
+        let j = r#"{"pull_request":{"html_url":"https://github.com/o/r/pull/1"},"organization":{"login":"Org"}}"#;
+        let e = run("pull_request", j, None).unwrap().event.unwrap();
+        assert_eq!(e.org.as_deref(), Some("Org"));
+    }
+
+    #[test]
+    fn pull_request_events_record_their_head() {
+        let j = r#"{"pull_request":{"html_url":"https://github.com/o/r/pull/3","number":3,"head":{"sha":"h"}},"repository":{"html_url":"https://github.com/o/r"}}"#;
+        let x = run("pull_request", j, None).unwrap();
+        let (sha, info) = x.record.unwrap();
+        assert_eq!(sha, "h");
+        assert_eq!(info.url, "https://github.com/o/r/pull/3");
+        assert_eq!(info.repo_url, "https://github.com/o/r");
+        assert_eq!(info.number, 3);
+        assert!(
+            run("pull_request_review", j, None)
+                .unwrap()
+                .record
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn mention_rules() {
+        assert_eq!(
+            mentions("hi @Alice and @bob-2, cc @alice"),
+            ["alice", "bob-2"]
+        );
+        assert_eq!(mentions("@alice2 is not @alice."), ["alice2", "alice"]);
+        assert_eq!(mentions("mail a@b.c @ @_x"), ["b"]);
+        assert_eq!(
+            mentions(&format!("@{}", "a".repeat(40))),
+            Vec::<String>::new()
+        );
+        assert_eq!(mentions("ünï @cödé"), ["c"]);
+        let many: String = (0..150).map(|i| format!("@u{i} ")).collect();
+        assert_eq!(mentions(&many).len(), MAX_MENTIONS);
+    }
+}

@@ -1,0 +1,267 @@
+//! The JSON messages of the WebSocket protocol, and the one mapping from a
+//! failed handshake to its error code, message and close code.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::codec;
+use crate::auth::AuthError;
+use crate::subscription::SubscriptionError;
+
+/// Error codes of PROTOCOL.md; programs match on these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorCode {
+    AuthenticationFailed,
+    AccessDenied,
+    RateLimitExceeded,
+    InvalidSubscription,
+    EventTypeNotAllowed,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthenticationFailed => "authentication_failed",
+            Self::AccessDenied => "access_denied",
+            Self::RateLimitExceeded => "rate_limit_exceeded",
+            Self::InvalidSubscription => "invalid_subscription",
+            Self::EventTypeNotAllowed => "event_type_not_allowed",
+            Self::InternalError => "internal_error",
+        }
+    }
+}
+
+/// Why a handshake failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HandshakeError {
+    /// No subscription within the handshake timeout.
+    Timeout(Duration),
+    /// The first message was larger than allowed.
+    TooLarge(usize),
+    /// The first message was binary.
+    Binary,
+    /// The subscription is invalid.
+    Invalid(SubscriptionError),
+    /// An event type outside the server's allowed list.
+    EventTypeNotAllowed(String),
+    /// The token check failed.
+    Auth(AuthError),
+    /// The user is not a member of the subscribed organization.
+    NotMember { login: String, org: String },
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl HandshakeError {
+    /// The error code, the message for people, and the close code.
+    pub fn answer(&self) -> (ErrorCode, String, u16) {
+        use ErrorCode::*;
+        match self {
+            Self::Timeout(t) => (
+                InvalidSubscription,
+                format!(
+                    "Invalid subscription: no subscription received within {} s",
+                    t.as_secs()
+                ),
+                1008,
+            ),
+            Self::TooLarge(max) => (
+                InvalidSubscription,
+                format!("Invalid subscription: subscription message exceeds {max} bytes"),
+                1009,
+            ),
+            Self::Binary => (
+                InvalidSubscription,
+                "Invalid subscription: subscription must be a JSON text message, not binary".into(),
+                1003,
+            ),
+            Self::Invalid(e) => (
+                InvalidSubscription,
+                format!("Invalid subscription: {e}"),
+                1008,
+            ),
+            Self::EventTypeNotAllowed(t) => (
+                EventTypeNotAllowed,
+                format!("Event type '{t}' is not allowed"),
+                1008,
+            ),
+            Self::Auth(AuthError::InvalidToken) => {
+                (AuthenticationFailed, "Invalid GitHub token.".into(), 1008)
+            }
+            Self::Auth(AuthError::Forbidden) => (
+                AccessDenied,
+                "Access forbidden. Check token permissions.".into(),
+                1008,
+            ),
+            Self::Auth(AuthError::RateLimited) => (
+                RateLimitExceeded,
+                "GitHub API rate limit exceeded. Try again later.".into(),
+                1013,
+            ),
+            Self::Auth(AuthError::Unavailable(_)) => (
+                InternalError,
+                "Could not verify the token with GitHub. Try again later.".into(),
+                1011,
+            ),
+            Self::NotMember { login, org } => (
+                AccessDenied,
+                format!("User '{login}' is not a member of organization '{org}'."),
+                1008,
+            ),
+            Self::ShuttingDown => (InternalError, "Server is shutting down.".into(), 1001),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorMsg<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: &'static str,
+    message: &'a str,
+}
+
+/// `{"type":"error","error":CODE,"message":...}` as a text frame.
+pub(crate) fn error_frame(code: ErrorCode, message: &str) -> Bytes {
+    json_frame(&ErrorMsg {
+        kind: "error",
+        error: code.as_str(),
+        message,
+    })
+}
+
+#[derive(Serialize)]
+struct Confirmation<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    organization: &'a str,
+    username: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_types: Option<&'a [String]>,
+}
+
+/// The `subscription_confirmed` message as a text frame. `event_types` is
+/// omitted when the client receives every type.
+pub(crate) fn confirmation_frame(
+    org: &str,
+    username: &str,
+    event_types: Option<&[String]>,
+) -> Bytes {
+    json_frame(&Confirmation {
+        kind: "subscription_confirmed",
+        organization: org,
+        username,
+        event_types,
+    })
+}
+
+#[derive(Serialize)]
+struct Keepalive<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<&'a serde_json::Value>,
+}
+
+/// The server's keepalive `{"type":"ping","seq":N}` as a text frame.
+pub(crate) fn ping_frame(seq: u64) -> Bytes {
+    let seq = serde_json::Value::from(seq);
+    json_frame(&Keepalive {
+        kind: "ping",
+        seq: Some(&seq),
+    })
+}
+
+/// `{"type":"pong","seq":...}` echoing the client's seq (omitted if it sent none).
+pub(crate) fn pong_frame(seq: Option<&serde_json::Value>) -> Bytes {
+    json_frame(&Keepalive { kind: "pong", seq })
+}
+
+fn json_frame(v: &impl Serialize) -> Bytes {
+    let json = serde_json::to_vec(v).expect("serializing plain structs cannot fail");
+    codec::text_frame(&json).0
+}
+
+/// A message a subscribed client may send.
+#[derive(Deserialize)]
+pub(crate) struct ClientMessage {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub seq: Option<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(frame: &Bytes) -> &str {
+        std::str::from_utf8(&frame[2..]).unwrap()
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(
+            text(&error_frame(ErrorCode::AccessDenied, "no")),
+            r#"{"type":"error","error":"access_denied","message":"no"}"#
+        );
+        assert_eq!(
+            text(&confirmation_frame(
+                "acme",
+                "alice",
+                Some(&["pull_request".into()])
+            )),
+            r#"{"type":"subscription_confirmed","organization":"acme","username":"alice","event_types":["pull_request"]}"#
+        );
+        assert_eq!(
+            text(&confirmation_frame("", "alice", None)),
+            r#"{"type":"subscription_confirmed","organization":"","username":"alice"}"#
+        );
+        assert_eq!(text(&ping_frame(3)), r#"{"type":"ping","seq":3}"#);
+        let seq = serde_json::json!("abc");
+        assert_eq!(
+            text(&pong_frame(Some(&seq))),
+            r#"{"type":"pong","seq":"abc"}"#
+        );
+        assert_eq!(text(&pong_frame(None)), r#"{"type":"pong"}"#);
+    }
+
+    #[test]
+    fn every_error_code_is_reachable() {
+        let cases = [
+            (
+                HandshakeError::Timeout(Duration::from_secs(5)),
+                "invalid_subscription",
+            ),
+            (
+                HandshakeError::Auth(AuthError::InvalidToken),
+                "authentication_failed",
+            ),
+            (HandshakeError::Auth(AuthError::Forbidden), "access_denied"),
+            (
+                HandshakeError::Auth(AuthError::RateLimited),
+                "rate_limit_exceeded",
+            ),
+            (
+                HandshakeError::Auth(AuthError::Unavailable("x".into())),
+                "internal_error",
+            ),
+            (
+                HandshakeError::EventTypeNotAllowed("push".into()),
+                "event_type_not_allowed",
+            ),
+            (
+                HandshakeError::NotMember {
+                    login: "a".into(),
+                    org: "b".into(),
+                },
+                "access_denied",
+            ),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.answer().0.as_str(), code, "{e:?}");
+        }
+    }
+}

@@ -1,0 +1,535 @@
+//! One WebSocket connection after the upgrade: the handshake (subscription,
+//! token check, confirmation), then streaming until either side closes.
+//!
+//! A session is a single task that owns its socket and is the only writer to
+//! it. It waits on the socket, its outbox and one timer; frames queued by the
+//! shard while it was busy are written together in one vectored write.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::WsContext;
+use super::codec::{self, Decoder, Message, ProtocolError};
+use super::messages::{self, ClientMessage, HandshakeError};
+use crate::auth::{IdentityKind, Token};
+use crate::broker::{Drained, Filter, Outbox, Subscriber};
+use crate::subscription::Subscription;
+
+/// Largest message a client may send (the subscription included).
+pub(crate) const MAX_MESSAGE: usize = 8192;
+
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Most frames written with one system call.
+const MAX_IOVECS: usize = 64;
+
+/// Bytes read per system call; a client sends small messages.
+const READ_CHUNK: usize = 2048;
+
+/// A socket with a frame decoder and a queue of frames to write.
+struct Conn {
+    stream: TcpStream,
+    decoder: Decoder,
+    /// Bytes hyper read past the upgrade request; decoded before the socket.
+    prefix: Option<Bytes>,
+    /// Frames to write, oldest first.
+    pending: VecDeque<Bytes>,
+    /// Bytes of `pending[0]` already written.
+    written: usize,
+    /// When a write last made progress (or pending became non-empty).
+    write_progress: Instant,
+}
+
+enum ReadOutcome {
+    /// Bytes were decoded (possibly none, on a spurious wakeup).
+    Data,
+    /// The client closed the connection.
+    Eof,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, prefix: Bytes) -> Self {
+        Self {
+            stream,
+            decoder: Decoder::new(MAX_MESSAGE),
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            pending: VecDeque::new(),
+            written: 0,
+            write_progress: Instant::now(),
+        }
+    }
+
+    fn queue(&mut self, frame: Bytes) {
+        if self.pending.is_empty() {
+            self.write_progress = Instant::now();
+        }
+        self.pending.push_back(frame);
+    }
+
+    /// Reads what is available without waiting and decodes it, together
+    /// with any complete frames the decoder held back.
+    fn read_now(
+        &mut self,
+        on_message: impl FnMut(Message<'_>) -> bool,
+    ) -> Result<ReadOutcome, ConnError> {
+        if let Some(prefix) = self.prefix.take() {
+            let mut buf = prefix.to_vec();
+            self.decoder.feed(&mut buf, on_message)?;
+            return Ok(ReadOutcome::Data);
+        }
+        let mut buf = [0u8; READ_CHUNK];
+        let n = match self.stream.try_read(&mut buf) {
+            Ok(0) => return Ok(ReadOutcome::Eof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(ConnError::Io(e)),
+        };
+        self.decoder.feed(&mut buf[..n], on_message)?;
+        Ok(ReadOutcome::Data)
+    }
+
+    /// Writes as much of `pending` as the socket takes now. Returns whether
+    /// everything was written.
+    fn write_now(&mut self) -> io::Result<bool> {
+        while !self.pending.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n = 0;
+            for (i, f) in self.pending.iter().take(MAX_IOVECS).enumerate() {
+                slices[i] = IoSlice::new(if i == 0 { &f[self.written..] } else { f });
+                n += 1;
+            }
+            let mut wrote = match self.stream.try_write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => w,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            self.write_progress = Instant::now();
+            while wrote > 0 {
+                let left = self.pending[0].len() - self.written;
+                if wrote >= left {
+                    wrote -= left;
+                    self.written = 0;
+                    self.pending.pop_front();
+                } else {
+                    self.written += wrote;
+                    wrote = 0;
+                }
+            }
+        }
+        if self.pending.capacity() > 64 {
+            self.pending = VecDeque::new();
+        }
+        Ok(true)
+    }
+
+    /// Writes everything pending, waiting for the socket as needed.
+    async fn flush(&mut self) -> io::Result<()> {
+        while !self.write_now()? {
+            self.stream.writable().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a close frame and waits briefly for the client's answer, so that
+    /// a final error message is read before the TCP connection goes away.
+    async fn close(&mut self, code: u16, reason: &str) {
+        self.queue(codec::close_frame(code, reason));
+        let deadline = Instant::now() + CLOSE_GRACE;
+        let _ = tokio::time::timeout_at(deadline, async {
+            self.flush().await?;
+            loop {
+                self.stream.readable().await?;
+                let mut closed = false;
+                match self.read_now(|m| {
+                    closed = matches!(m, Message::Close(_));
+                    !closed
+                }) {
+                    Ok(ReadOutcome::Eof) | Err(_) => return io::Result::Ok(()),
+                    Ok(ReadOutcome::Data) if closed => return Ok(()),
+                    Ok(ReadOutcome::Data) => {}
+                }
+            }
+        })
+        .await;
+    }
+}
+
+#[derive(Debug)]
+enum ConnError {
+    Io(io::Error),
+    Protocol(ProtocolError),
+}
+
+impl From<ProtocolError> for ConnError {
+    fn from(e: ProtocolError) -> Self {
+        ConnError::Protocol(e)
+    }
+}
+
+/// What the client sent first.
+enum First {
+    Text(String),
+    Binary,
+    Closed,
+}
+
+/// Runs a connection from just after the upgrade to its end.
+pub(crate) async fn run(
+    stream: TcpStream,
+    prefix: Bytes,
+    token: Token,
+    peer: SocketAddr,
+    ctx: Arc<WsContext>,
+) {
+    let mut conn = Conn::new(stream, prefix);
+    let started = Instant::now();
+    // Boxed: the handshake's state (the auth provider's future) is large, and
+    // must not make every streaming connection's task that large too.
+    let accepted = Box::pin(handshake(&mut conn, &token, &ctx)).await;
+    drop(token);
+    let accepted = match accepted {
+        Ok(Some(a)) => a,
+        Ok(None) => return,
+        Err(e) => {
+            let (code, message, close) = e.answer();
+            tracing::info!(%peer, error = code.as_str(), %message, "subscription refused");
+            conn.queue(messages::error_frame(code, &message));
+            conn.close(close, code.as_str()).await;
+            return;
+        }
+    };
+    let Accepted {
+        login,
+        org,
+        confirmation,
+        filter,
+    } = accepted;
+
+    let outbox = Arc::new(Outbox::new(ctx.hub.config().client_queue));
+    outbox.push(confirmation);
+    let id = ctx.hub.next_client_id();
+    let registration = match ctx.hub.register(Subscriber {
+        id,
+        filter,
+        outbox: outbox.clone(),
+    }) {
+        Ok(r) => r,
+        Err(_) => {
+            let (code, message, close) = HandshakeError::ShuttingDown.answer();
+            conn.queue(messages::error_frame(code, &message));
+            conn.close(close, code.as_str()).await;
+            return;
+        }
+    };
+    tracing::info!(client = id, %peer, %login, %org, "client subscribed");
+    let end = stream_events(&mut conn, &outbox, &ctx).await;
+    drop(registration);
+    tracing::info!(
+        client = id,
+        %peer,
+        %login,
+        %org,
+        duration_ms = started.elapsed().as_millis() as u64,
+        events = end.frames,
+        drops = outbox.dropped(),
+        reason = end.reason,
+        "client disconnected"
+    );
+}
+
+/// A successful handshake.
+struct Accepted {
+    login: String,
+    org: String,
+    confirmation: Bytes,
+    filter: Filter,
+}
+
+/// Reads the subscription, checks it and the token. `Ok(None)`: the client
+/// went away or broke the protocol (already answered).
+async fn handshake(
+    conn: &mut Conn,
+    token: &Token,
+    ctx: &WsContext,
+) -> Result<Option<Accepted>, HandshakeError> {
+    let timeout = ctx.settings.handshake_timeout;
+    let first = match tokio::time::timeout(timeout, read_first(conn)).await {
+        Err(_) => return Err(HandshakeError::Timeout(timeout)),
+        Ok(Err(ConnError::Protocol(ProtocolError::TooLarge))) => {
+            return Err(HandshakeError::TooLarge(MAX_MESSAGE));
+        }
+        Ok(Err(ConnError::Protocol(e))) => {
+            conn.close(e.close_code(), e.reason()).await;
+            return Ok(None);
+        }
+        Ok(Err(ConnError::Io(_))) | Ok(Ok(First::Closed)) => return Ok(None),
+        Ok(Ok(First::Binary)) => return Err(HandshakeError::Binary),
+        Ok(Ok(First::Text(t))) => t,
+    };
+    let sub = Subscription::parse(&first).map_err(HandshakeError::Invalid)?;
+    if let Some(allowed) = &ctx.settings.allowed_events
+        && let Some(t) = sub.event_types.iter().find(|t| !allowed.contains(t))
+    {
+        return Err(HandshakeError::EventTypeNotAllowed(t.clone()));
+    }
+    let identity = ctx
+        .auth
+        .authenticate(token)
+        .await
+        .map_err(HandshakeError::Auth)?;
+    let mut org = sub.organization.clone();
+    if !org.is_empty() && org != "*" && !identity.is_member_of(&org) {
+        return Err(HandshakeError::NotMember {
+            login: identity.login,
+            org,
+        });
+    }
+    if org.is_empty() && identity.kind == IdentityKind::AppInstallation && identity.orgs.len() == 1
+    {
+        org = identity.orgs[0].clone();
+    }
+    let listed = if sub.event_types.is_empty() {
+        ctx.settings.allowed_events.as_deref()
+    } else {
+        Some(&sub.event_types[..])
+    };
+    let confirmation = messages::confirmation_frame(&org, &identity.login, listed);
+    let lower = |s: &str| Box::<str>::from(s.to_ascii_lowercase());
+    let filter = Filter {
+        login: lower(&identity.login),
+        orgs: identity.orgs.iter().map(|o| lower(o)).collect(),
+        organization: lower(&org),
+        event_types: sub
+            .event_types
+            .iter()
+            .map(|t| Box::from(t.as_str()))
+            .collect(),
+        pr_keys: sub.pr_keys().into_boxed_slice(),
+        user_events_only: sub.user_events_only,
+        can_see_private: identity.tier.can_see_private(),
+    }
+    .normalized();
+    Ok(Some(Accepted {
+        login: identity.login,
+        org,
+        confirmation,
+        filter,
+    }))
+}
+
+/// Waits for the client's first data message, answering pings meanwhile.
+async fn read_first(conn: &mut Conn) -> Result<First, ConnError> {
+    loop {
+        if conn.prefix.is_none() {
+            conn.stream.readable().await.map_err(ConnError::Io)?;
+        }
+        let mut first = None;
+        let mut pongs = Vec::new();
+        let outcome = conn.read_now(|m| {
+            match m {
+                Message::Text(t) => first = Some(First::Text(t.to_owned())),
+                Message::Binary(_) => first = Some(First::Binary),
+                Message::Close(_) => first = Some(First::Closed),
+                Message::Ping(p) => pongs.push(codec::pong_frame(p)),
+                Message::Pong => {}
+            }
+            first.is_none()
+        })?;
+        for p in pongs {
+            conn.queue(p);
+        }
+        conn.flush().await.map_err(ConnError::Io)?;
+        if let Some(f) = first {
+            return Ok(f);
+        }
+        if let ReadOutcome::Eof = outcome {
+            return Ok(First::Closed);
+        }
+    }
+}
+
+/// How streaming ended.
+struct End {
+    reason: &'static str,
+    /// Frames taken from the outbox (the confirmation and events).
+    frames: u64,
+}
+
+/// What reading from the client found.
+enum Input {
+    /// Messages handled (or none yet).
+    More,
+    /// The client sent a close frame with this code.
+    Close(Option<u16>),
+    /// The client closed the TCP connection.
+    Eof,
+}
+
+/// Streams frames from the outbox to the socket and handles the client's
+/// messages until the connection ends.
+async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End {
+    let s = &ctx.settings;
+    let mut frames = 0u64;
+    let mut last_read = Instant::now();
+    let mut next_ping = last_read + s.ping_interval;
+    let mut ping_seq = 0u64;
+    // Set once the server has queued its close frame: the connection then
+    // ends when the client answers, or at this deadline.
+    let mut closing: Option<Instant> = None;
+    let mut reason = "closed by client";
+    let sleep = tokio::time::sleep_until(next_ping);
+    tokio::pin!(sleep);
+    // Messages may have arrived together with the subscription.
+    let mut input_ready = conn.decoder.has_partial();
+
+    loop {
+        if input_ready {
+            input_ready = false;
+            match handle_input(conn, &mut last_read) {
+                Ok(Input::More) => {}
+                Ok(Input::Eof) => {
+                    let why = if closing.is_some() {
+                        reason
+                    } else {
+                        "client went away"
+                    };
+                    return End {
+                        reason: why,
+                        frames,
+                    };
+                }
+                Ok(Input::Close(code)) => {
+                    if closing.is_none() {
+                        conn.queue(codec::close_frame(code.unwrap_or(1000), ""));
+                        let _ = tokio::time::timeout(CLOSE_GRACE, conn.flush()).await;
+                    }
+                    return End { reason, frames };
+                }
+                Err(ConnError::Protocol(p)) => {
+                    conn.close(p.close_code(), p.reason()).await;
+                    return End {
+                        reason: p.reason(),
+                        frames,
+                    };
+                }
+                Err(ConnError::Io(_)) => {
+                    return End {
+                        reason: "i/o error",
+                        frames,
+                    };
+                }
+            }
+        }
+        let mut deadline = match closing {
+            Some(d) => d,
+            None => (last_read + s.read_timeout).min(next_ping),
+        };
+        if !conn.pending.is_empty() {
+            deadline = deadline.min(conn.write_progress + s.write_timeout);
+        }
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        let waiting_for_frames = conn.pending.is_empty() && closing.is_none();
+        tokio::select! {
+            r = conn.stream.readable() => {
+                if r.is_err() {
+                    return End { reason: "read error", frames };
+                }
+                input_ready = true;
+            }
+            r = conn.stream.writable(), if !conn.pending.is_empty() => {
+                if r.is_err() || conn.write_now().is_err() {
+                    return End { reason: "write error", frames };
+                }
+            }
+            d = std::future::poll_fn(|cx| outbox.poll_drain(cx, &mut conn.pending)), if waiting_for_frames => {
+                match d {
+                    Drained::Frames => {
+                        frames += conn.pending.len() as u64;
+                        conn.write_progress = Instant::now();
+                        if conn.write_now().is_err() {
+                            return End { reason: "write error", frames };
+                        }
+                    }
+                    Drained::Closed(why) => {
+                        reason = why.text();
+                        conn.queue(codec::close_frame(why.code(), why.text()));
+                        closing = Some(Instant::now() + CLOSE_GRACE);
+                    }
+                }
+            }
+            () = &mut sleep => {
+                let now = Instant::now();
+                if closing.is_some_and(|d| now >= d) {
+                    return End { reason, frames };
+                }
+                if !conn.pending.is_empty() && now >= conn.write_progress + s.write_timeout {
+                    return End { reason: "write timeout", frames };
+                }
+                if closing.is_none() && now >= last_read + s.read_timeout {
+                    reason = "read timeout";
+                    conn.queue(codec::close_frame(1000, reason));
+                    closing = Some(now + CLOSE_GRACE);
+                } else if closing.is_none() && now >= next_ping {
+                    ping_seq += 1;
+                    conn.queue(messages::ping_frame(ping_seq));
+                    next_ping += s.ping_interval;
+                }
+            }
+        }
+    }
+}
+
+/// Most replies (pongs) waiting to be written; a client that keeps pinging
+/// but never reads is dropped rather than allowed to grow the queue.
+const MAX_PENDING_FRAMES: usize = 4096;
+
+/// Reads and handles what the client sent.
+fn handle_input(conn: &mut Conn, last_read: &mut Instant) -> Result<Input, ConnError> {
+    let mut replies: Vec<Bytes> = Vec::new();
+    let mut close = None;
+    let outcome = conn.read_now(|m| {
+        *last_read = Instant::now();
+        match m {
+            Message::Text(t) => {
+                if let Ok(msg) = serde_json::from_str::<ClientMessage>(t)
+                    && msg.kind.as_deref() == Some("ping")
+                {
+                    replies.push(messages::pong_frame(msg.seq.as_ref()));
+                }
+                // pong, keepalive, heartbeat and anything else: accepted, ignored.
+            }
+            Message::Binary(_) | Message::Pong => {}
+            Message::Ping(p) => replies.push(codec::pong_frame(p)),
+            Message::Close(code) => {
+                close = Some(code);
+                return false;
+            }
+        }
+        true
+    })?;
+    for r in replies {
+        conn.queue(r);
+    }
+    if conn.pending.len() > MAX_PENDING_FRAMES {
+        return Err(ConnError::Io(io::ErrorKind::OutOfMemory.into()));
+    }
+    if !conn.pending.is_empty() {
+        conn.write_now().map_err(ConnError::Io)?;
+    }
+    Ok(match (close, outcome) {
+        (Some(code), _) => Input::Close(code),
+        (None, ReadOutcome::Eof) => Input::Eof,
+        (None, ReadOutcome::Data) => Input::More,
+    })
+}
