@@ -325,29 +325,56 @@ impl From<ConfigError> for ConfigErrors {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("config", format!("cannot read {}: {e}", path.display()))
-        })?;
-        let base = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        Self::parse(&text, &base)
-    }
-
-    /// Parses and validates config text; relative paths resolve against `base_dir`.
-    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::new("config", syntax_message(&e)))?;
-        let (mut config, mut errors) = deserialize_collecting(table);
-        config.base_dir = base_dir.to_path_buf();
-        config.resolve_paths();
-        errors.extend(config.validate());
+        let (config, errors) = Self::load_lenient(path);
         if errors.is_empty() {
             Ok(config)
         } else {
             Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+        let (config, errors) = Self::parse_lenient(text, base_dir);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Like [`Config::parse`], but also returns the config built from the
+    /// keys that were valid (defaults elsewhere), so that a caller can go on
+    /// checking what the config points at and report everything at once.
+    pub fn parse_lenient(text: &str, base_dir: &Path) -> (Config, Vec<ConfigError>) {
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                return (
+                    Config::default(),
+                    vec![ConfigError::new("config", syntax_message(&e))],
+                );
+            }
+        };
+        let (mut config, mut errors) = deserialize_collecting(table);
+        config.base_dir = base_dir.to_path_buf();
+        config.resolve_paths();
+        errors.extend(config.validate());
+        (config, errors)
+    }
+
+    /// Reads a file for [`Config::parse_lenient`].
+    pub fn load_lenient(path: &Path) -> (Config, Vec<ConfigError>) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse_lenient(&text, path.parent().unwrap_or(Path::new("."))),
+            Err(e) => (
+                Config::default(),
+                vec![ConfigError::new(
+                    "config",
+                    format!("cannot read {}: {e}", path.display()),
+                )],
+            ),
         }
     }
 

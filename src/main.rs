@@ -71,22 +71,24 @@ fn prepare(
     path: &std::path::Path,
     listen: Option<std::net::SocketAddr>,
 ) -> Result<Prepared, ConfigErrors> {
-    let mut config = Config::load(path)?;
+    let (mut config, mut errors) = Config::load_lenient(path);
+    if errors.iter().any(|e| e.key == "config") {
+        return Err(ConfigErrors(errors));
+    }
     if let Some(l) = listen {
         config.server.listen = l;
     }
-    let mut errors: Vec<ConfigError> = Vec::new();
     let env = std::env::var(SECRET_ENV).ok();
     let secret = WebhookSecret::load(&config, env.as_deref())
         .map_err(|e| errors.push(e))
         .ok();
+    // What the auth section points at is checked only when the section is valid.
+    let auth_valid = !errors.iter().any(|e| e.key.starts_with("auth."));
     let auth: Option<(Arc<dyn AuthProvider>, String)> = match config.auth.provider {
+        _ if !auth_valid => None,
         AuthProviderKind::Static => {
-            let file = config
-                .auth
-                .tokens_file
-                .clone()
-                .expect("validated: static needs tokens_file");
+            let file = (config.auth.tokens_file.clone())
+                .expect("validated: the static provider has a tokens_file");
             match StaticTokens::load(&file) {
                 Ok(t) => {
                     let summary = format!("static, {} tokens from {}", t.len(), file.display());

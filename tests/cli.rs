@@ -1,0 +1,209 @@
+//! The `hookfan` binary: flags, config validation, refusing to start
+//! without a secret, and serving on the shipped config.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn hookfan() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hookfan"));
+    c.env_remove("GITHUB_WEBHOOK_SECRET");
+    c
+}
+
+fn shipped_config() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/config/hookfan.toml").to_owned()
+}
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
+    let p = dir.path().join("hookfan.toml");
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn version_and_help() {
+    let out = hookfan().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("hookfan {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = hookfan().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["--config", "--listen", "check-config", "--version"] {
+        assert!(help.contains(word), "{help}");
+    }
+}
+
+#[test]
+fn config_is_required() {
+    let out = hookfan().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config PATH is required"));
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_the_secret_masked() {
+    let out = hookfan()
+        .args(["check-config", "--config", &shipped_config()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/dev-webhook-secret.txt"
+    ))
+    .unwrap();
+    assert!(
+        !stdout.contains(secret.trim()),
+        "the secret must not be printed"
+    );
+    assert!(stdout.contains("# webhook secret: ****"), "{stdout}");
+    assert!(
+        stdout.contains("[broker]") && stdout.contains("client_queue = 256"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("static, 4 tokens"), "{stdout}");
+    assert!(!stdout.contains("ghp_dev"), "tokens must not be printed");
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        "[server]\nlisten = \"nowhere\"\nping_interval_s = 0\n[broker]\nslow_client = \"maybe\"\nshards = 999\n[typo]\nx = 1\n",
+    );
+    let out = hookfan()
+        .args(["check-config", "--config", &path])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "server.listen",
+        "server.ping_interval_s",
+        "broker.slow_client",
+        "broker.shards",
+        "typo:",
+        "webhook.secret_file",
+        "auth.provider",
+    ] {
+        assert!(err.contains(key), "missing {key} in:\n{err}");
+    }
+}
+
+#[test]
+fn unknown_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, "[server]\nlisten_addr = \"127.0.0.1:0\"\n");
+    let out = hookfan().args(["--config", &path]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.listen_addr: unknown field"), "{err}");
+}
+
+#[test]
+fn no_secret_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokens.toml"), "").unwrap();
+    let path = write_config(
+        &dir,
+        "[auth]\nprovider = \"static\"\ntokens_file = \"tokens.toml\"\n",
+    );
+    let out = hookfan()
+        .args(["--config", &path, "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("webhook.secret_file") && err.contains("GITHUB_WEBHOOK_SECRET"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "must not start listening");
+
+    // The environment variable is enough.
+    let out = hookfan()
+        .args(["check-config", "--config", &path])
+        .env("GITHUB_WEBHOOK_SECRET", "from-env-value")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("from GITHUB_WEBHOOK_SECRET") && !stdout.contains("from-env-value"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn serves_the_shipped_config_and_stops_on_sigterm() {
+    let mut child = hookfan()
+        .args(["--config", &shipped_config(), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .to_owned();
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    assert!(addr.ip().is_loopback() && addr.port() != 0);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let body = rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut s, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get("/")
+            .header("host", "x")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = s.send_request(req).await.unwrap();
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+    });
+    assert_eq!(&body[..], b"hookfan is running\n");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("DEVELOPMENT CONFIG"), "{stderr}");
+}

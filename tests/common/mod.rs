@@ -1,0 +1,302 @@
+//! Shared test helpers: a real server on 127.0.0.1:0, a real HTTP client
+//! for webhooks, and a real WebSocket client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use hookfan::auth::static_tokens::StaticTokens;
+use hookfan::config::{Config, WebhookSecret};
+use hookfan::server::ServerHandle;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &[u8] = b"test-secret";
+
+/// A token for `name`: `ghp_` + the name padded to 36 characters.
+pub fn token(name: &str) -> String {
+    format!("ghp_{name}{}", "0".repeat(36 - name.len()))
+}
+
+/// Logins, orgs and tiers of the test token table.
+pub const USERS: &[(&str, &[&str], &str)] = &[
+    ("alice", &["acme"], "free"),
+    ("bob", &["acme", "widgets"], "pro"),
+    ("carol", &["widgets"], "flock"),
+    ("dave", &[], "free"),
+    ("codertocat", &["Codertocat"], "pro"),
+    ("octocat", &["Codertocat"], "free"),
+    ("hubot", &["Codertocat", "acme"], "pro"),
+];
+
+/// The app installation token (pinned to acme).
+pub fn app_token() -> String {
+    format!("ghs_acmeapp{}", "0".repeat(29))
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/webhooks"
+    ))
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures_dir().join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+pub fn tokens_toml() -> String {
+    let mut s = String::new();
+    for (login, orgs, tier) in USERS {
+        let orgs: Vec<String> = orgs.iter().map(|o| format!("\"{o}\"")).collect();
+        s += &format!(
+            "[[token]]\ntoken = \"{}\"\nlogin = \"{login}\"\norgs = [{}]\ntier = \"{tier}\"\n",
+            token(login),
+            orgs.join(", ")
+        );
+    }
+    s += &format!(
+        "[[token]]\ntoken = \"{}\"\norgs = [\"acme\"]\napp_installation = true\n",
+        app_token()
+    );
+    s
+}
+
+pub struct TestServer {
+    pub handle: Option<ServerHandle>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with the base test config plus `extra` TOML (whole
+    /// sections; they replace nothing, so do not repeat a base section).
+    pub async fn start(extra: &str) -> TestServer {
+        Self::start_with(extra, |_| {}).await
+    }
+
+    /// Like `start`, with a chance to adjust the parsed config.
+    pub async fn start_with(extra: &str, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokens.toml"), tokens_toml()).unwrap();
+        let text =
+            format!("[auth]\nprovider = \"static\"\ntokens_file = \"tokens.toml\"\n{extra}\n");
+        let mut config = Config::parse(&text, dir.path()).unwrap();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut config);
+        let auth = Arc::new(StaticTokens::load(config.auth.tokens_file.as_ref().unwrap()).unwrap());
+        let handle = hookfan::server::start(&config, &WebhookSecret::from_bytes(SECRET), auth)
+            .await
+            .unwrap();
+        let addr = handle.local_addr();
+        TestServer {
+            handle: Some(handle),
+            addr,
+            dir,
+        }
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().unwrap()
+    }
+
+    pub fn hub(&self) -> &hookfan::broker::Hub {
+        self.handle().hub()
+    }
+
+    /// Posts a webhook signed with the test secret.
+    pub async fn webhook(&self, kind: &str, body: &[u8]) -> (u16, String) {
+        let sig = hookfan::webhook::sign(SECRET, body);
+        post(
+            self.addr,
+            "/webhook",
+            &[
+                ("x-github-event", kind),
+                ("x-hub-signature-256", &sig),
+                ("x-github-delivery", "test-delivery"),
+            ],
+            body.to_vec(),
+        )
+        .await
+    }
+
+    /// Posts a webhook with a given delivery id.
+    pub async fn webhook_with_id(&self, kind: &str, body: &[u8], delivery: &str) -> (u16, String) {
+        let sig = hookfan::webhook::sign(SECRET, body);
+        post(
+            self.addr,
+            "/webhook",
+            &[
+                ("x-github-event", kind),
+                ("x-hub-signature-256", &sig),
+                ("x-github-delivery", delivery),
+            ],
+            body.to_vec(),
+        )
+        .await
+    }
+
+    /// Waits until `cond` holds for the hub's stats (shards synced first).
+    pub async fn wait_stats(&self, what: &str, cond: impl Fn(&hookfan::broker::HubStats) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            self.hub().sync().await;
+            let s = self.hub().stats();
+            if cond(&s) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}: {s:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A plain HTTP/1.1 request on a fresh connection.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    request(addr, "POST", path, headers, body).await
+}
+
+/// A minimal `pull_request` payload.
+pub fn pr_payload(org: &str, repo: &str, number: u64, author: &str, private: bool) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "action": "synchronize",
+        "number": number,
+        "pull_request": {
+            "html_url": format!("https://github.com/{org}/{repo}/pull/{number}"),
+            "number": number,
+            "user": {"login": author},
+            "head": {"sha": format!("{:040x}", number)},
+            "assignees": [],
+            "requested_reviewers": [],
+        },
+        "repository": {
+            "html_url": format!("https://github.com/{org}/{repo}"),
+            "full_name": format!("{org}/{repo}"),
+            "private": private,
+            "owner": {"login": org},
+        },
+        "sender": {"login": author},
+    }))
+    .unwrap()
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Connects with `token` (no Authorization header when `None`).
+pub async fn ws_connect(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// Connects as `login` and sends `subscription`; returns the socket and the
+/// server's first answer.
+pub async fn subscribe_as(addr: SocketAddr, tok: &str, subscription: Value) -> (Ws, Value) {
+    let mut ws = ws_connect(addr, Some(tok)).await.expect("upgrade");
+    ws.send(Message::text(subscription.to_string()))
+        .await
+        .unwrap();
+    let first = next_json(&mut ws).await;
+    (ws, first)
+}
+
+/// Subscribes and asserts the subscription is confirmed.
+pub async fn subscribe(addr: SocketAddr, login: &str, subscription: Value) -> Ws {
+    let (ws, first) = subscribe_as(addr, &token(login), subscription).await;
+    assert_eq!(first["type"], "subscription_confirmed", "{first}");
+    ws
+}
+
+/// The next text message as JSON (10 s at most).
+pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("timed out waiting for a message")
+            .expect("stream ended")
+            .expect("websocket error");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+}
+
+/// The next event, skipping keepalive pings.
+pub async fn next_event(ws: &mut Ws) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if v["type"] != "ping" || v.get("url").is_some() {
+            return v;
+        }
+    }
+}
+
+/// Reads until the close frame; returns its code and reason.
+pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("timed out waiting for close");
+        match msg {
+            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(Message::Close(None))) => return (1005, String::new()),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("error before close: {e}"),
+            None => panic!("stream ended without close frame"),
+        }
+    }
+}
