@@ -131,11 +131,6 @@ impl Outbox {
         self.lock().dropped
     }
 
-    /// Whether the client has been marked for closing.
-    pub fn is_closing(&self) -> bool {
-        self.lock().closed.is_some()
-    }
-
     /// Moves every queued frame to the back of `out`; when there are none,
     /// reports a close, or registers `cx` to be woken by the next push.
     pub fn poll_drain(&self, cx: &mut Context<'_>, out: &mut VecDeque<Bytes>) -> Poll<Drained> {

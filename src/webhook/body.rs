@@ -47,12 +47,9 @@ mod tests {
     use http_body_util::{Full, StreamBody};
     use hyper::body::Frame;
 
-    fn chunks(
-        n: usize,
-        size: usize,
-    ) -> StreamBody<
-        futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>,
-    > {
+    type Frames = std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>;
+
+    fn chunks(n: usize, size: usize) -> StreamBody<futures_util::stream::Iter<Frames>> {
         let frames: Vec<_> = (0..n)
             .map(|_| Ok(Frame::data(Bytes::from(vec![b'x'; size]))))
             .collect();

@@ -271,7 +271,11 @@ async fn handshake(
             conn.close(e.close_code(), e.reason()).await;
             return Ok(None);
         }
-        Ok(Err(ConnError::Io(_))) | Ok(Ok(First::Closed)) => return Ok(None),
+        Ok(Err(ConnError::Io(e))) => {
+            tracing::debug!(error = %e, "connection failed during the handshake");
+            return Ok(None);
+        }
+        Ok(Ok(First::Closed)) => return Ok(None),
         Ok(Ok(First::Binary)) => return Err(HandshakeError::Binary),
         Ok(Ok(First::Text(t))) => t,
     };
@@ -421,7 +425,8 @@ async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End
                         frames,
                     };
                 }
-                Err(ConnError::Io(_)) => {
+                Err(ConnError::Io(e)) => {
+                    tracing::debug!(error = %e, "client connection failed");
                     return End {
                         reason: "i/o error",
                         frames,
