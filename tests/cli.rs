@@ -69,7 +69,7 @@ fn check_config_prints_the_effective_config_with_the_secret_masked() {
         stdout.contains("[broker]") && stdout.contains("client_queue = 256"),
         "{stdout}"
     );
-    assert!(stdout.contains("static, 4 tokens"), "{stdout}");
+    assert!(stdout.contains("static, 5 tokens"), "{stdout}");
     assert!(!stdout.contains("ghp_dev"), "tokens must not be printed");
 }
 

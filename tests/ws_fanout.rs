@@ -33,7 +33,11 @@ fn subscription(i: usize) -> (serde_json::Value, Box<dyn Fn(usize) -> bool + Sen
 
 /// Webhook `j`: even ones in acme, odd ones in widgets, PR number j%10+1.
 fn webhook(j: usize) -> Vec<u8> {
-    let org = if j.is_multiple_of(2) { "acme" } else { "widgets" };
+    let org = if j.is_multiple_of(2) {
+        "acme"
+    } else {
+        "widgets"
+    };
     pr_payload(org, "api", (j % 10 + 1) as u64, "someone", false)
 }
 

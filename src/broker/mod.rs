@@ -8,6 +8,8 @@
 //! events in acceptance order, and a client receives its events in order and
 //! once.
 
+#[doc(hidden)]
+pub mod bench;
 pub(crate) mod filter;
 mod index;
 pub(crate) mod outbox;

@@ -1,15 +1,16 @@
 //! Webhook intake: `POST /webhook`, with PROTOCOL.md's order of checks.
 //!
-//! Verify (HMAC, constant time), parse once, build the [`Event`], hand it to
+//! Verify (HMAC, constant time), parse once, build the event, hand it to
 //! the hub and answer; the handler never waits on subscribers.
 
 mod body;
 pub mod commit_cache;
 mod extract;
+mod parser;
 mod signature;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use ahash::AHashSet;
 use bytes::Bytes;
@@ -17,11 +18,10 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use hyper::{Method, Request, Response, StatusCode, header};
 
-use crate::broker::Hub;
-use crate::event::Event;
+use crate::broker::{BroadcastReceipt, Hub};
 use body::{BodyError, read_limited};
 use commit_cache::CommitCache;
-use signature::Verifier;
+pub use parser::{ParseError, WebhookParser};
 pub use signature::sign;
 
 /// How intake answered a request: one variant per outcome of PROTOCOL.md's
@@ -102,11 +102,10 @@ impl Outcome {
 
 /// The webhook endpoint's state.
 pub(crate) struct Intake {
-    verifier: Verifier,
+    parser: WebhookParser,
     max_payload: u64,
     /// `None` allows every event type.
     allowed: Option<AHashSet<String>>,
-    cache: Arc<CommitCache>,
     hub: Hub,
 }
 
@@ -122,10 +121,9 @@ impl Intake {
         hub: Hub,
     ) -> Self {
         Self {
-            verifier: Verifier::new(secret),
+            parser: WebhookParser::new(secret, cache),
             max_payload,
             allowed: allowed.map(|a| a.into_iter().collect()),
-            cache,
             hub,
         }
     }
@@ -155,7 +153,7 @@ impl Intake {
         req: Request<Incoming>,
         kind: &str,
         delivery: &str,
-    ) -> (Outcome, Option<crate::broker::BroadcastReceipt>) {
+    ) -> (Outcome, Option<BroadcastReceipt>) {
         if req.method() != Method::POST {
             return (Outcome::MethodNotAllowed, None);
         }
@@ -181,28 +179,17 @@ impl Intake {
                 return (Outcome::ReadFailed, None);
             }
         };
-        if !self.verifier.verify(signature.as_deref(), &body) {
-            return (Outcome::BadSignature, None);
-        }
-        let accepted_at = SystemTime::now();
-        let extraction = match extract::extract(kind, delivery, &mut body, accepted_at, |sha| {
-            self.cache.get(sha)
-        }) {
-            Ok(x) => x,
+        match self
+            .parser
+            .parse(kind, delivery, signature.as_deref(), &mut body)
+        {
+            Err(ParseError::BadSignature) => (Outcome::BadSignature, None),
             Err(e) => {
                 tracing::debug!(?e, "webhook body is not a JSON object");
-                return (Outcome::InvalidJson, None);
+                (Outcome::InvalidJson, None)
             }
-        };
-        if let Some((sha, info)) = extraction.record {
-            self.cache.record(&sha, info);
-        }
-        match extraction.event {
-            Some(parts) => {
-                let receipt = self.hub.broadcast(Event::new(parts));
-                (Outcome::Broadcast, Some(receipt))
-            }
-            None => (Outcome::NoUrl, None),
+            Ok(None) => (Outcome::NoUrl, None),
+            Ok(Some(event)) => (Outcome::Broadcast, Some(self.hub.broadcast(event))),
         }
     }
 }

@@ -214,8 +214,10 @@ pub(crate) async fn run(
         filter,
     } = accepted;
 
+    // Queued on the connection itself: it is written before anything is
+    // taken from the outbox, so it precedes every event.
+    conn.queue(confirmation);
     let outbox = Arc::new(Outbox::new(ctx.hub.config().client_queue));
-    outbox.push(confirmation);
     let id = ctx.hub.next_client_id();
     let registration = match ctx.hub.register(Subscriber {
         id,
@@ -225,6 +227,7 @@ pub(crate) async fn run(
         Ok(r) => r,
         Err(_) => {
             let (code, message, close) = HandshakeError::ShuttingDown.answer();
+            conn.pending.clear();
             conn.queue(messages::error_frame(code, &message));
             conn.close(close, code.as_str()).await;
             return;
@@ -364,7 +367,7 @@ async fn read_first(conn: &mut Conn) -> Result<First, ConnError> {
 /// How streaming ended.
 struct End {
     reason: &'static str,
-    /// Frames taken from the outbox (the confirmation and events).
+    /// Events taken from the outbox.
     frames: u64,
 }
 

@@ -1,0 +1,66 @@
+//! Webhook intake after the body is read: verify (HMAC-SHA256) + parse
+//! (simd-json) + extract + serialize the outgoing frame, for real payloads.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use hookfan::webhook::commit_cache::CommitCache;
+use hookfan::webhook::{WebhookParser, sign};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const SECRET: &[u8] = b"bench-secret";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/webhooks/");
+    std::fs::read(format!("{dir}{name}")).expect("fixture")
+}
+
+fn intake(c: &mut Criterion) {
+    let mut group = c.benchmark_group("intake");
+    for (kind, file) in [
+        ("pull_request", "pull_request.labeled.json"),
+        (
+            "pull_request_review_comment",
+            "pull_request_review_comment.created.json",
+        ),
+        ("check_run", "check_run.completed.json"),
+    ] {
+        let body = fixture(file);
+        let sig = sign(SECRET, &body);
+        let parser = WebhookParser::new(
+            SECRET,
+            Arc::new(CommitCache::new(100_000, Duration::from_secs(86_400))),
+        );
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(
+            format!("verify_parse_extract_serialize/{file} ({} B)", body.len()),
+            |b| {
+                b.iter_batched_ref(
+                    || body.clone(),
+                    |buf| {
+                        let e = parser
+                            .parse(kind, "bench-delivery", Some(sig.as_bytes()), buf)
+                            .unwrap()
+                            .unwrap();
+                        black_box(e);
+                    },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+    }
+    // The HMAC alone, for scale: what the parse costs on top of it.
+    let body = fixture("pull_request.labeled.json");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("hmac_sha256_only/pull_request.labeled.json", |b| {
+        b.iter(|| black_box(sign(SECRET, black_box(&body))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, intake);
+criterion_main!(benches);
