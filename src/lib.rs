@@ -17,9 +17,11 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod event;
+mod limits;
 pub mod server;
 pub mod subscription;
 pub mod webhook;
 mod ws;
 
 pub use event::{Event, EventParts};
+pub use limits::ConnCounts;

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use crate::auth::AuthProvider;
 use crate::broker::{Hub, HubConfig};
 use crate::config::{Config, WebhookSecret};
+use crate::limits::{ConnCounts, ConnLimiter};
 use crate::webhook::commit_cache::CommitCache;
 use crate::webhook::{Intake, Outcome};
 use crate::ws::{self, WsContext, WsSettings};
@@ -40,6 +41,7 @@ struct App {
 pub struct ServerHandle {
     local_addr: SocketAddr,
     hub: Hub,
+    limiter: Arc<ConnLimiter>,
     cache: Arc<CommitCache>,
     drain: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
@@ -66,6 +68,10 @@ pub async fn start(
     ));
     let allowed = config.webhook.allowed_list();
     let (drain, draining) = watch::channel(false);
+    let limiter = ConnLimiter::new(
+        config.limits.max_conns_per_ip,
+        config.limits.max_conns_total,
+    );
     let s = &config.server;
     let app = Arc::new(App {
         intake: Intake::new(
@@ -85,6 +91,8 @@ pub async fn start(
                 write_timeout: Duration::from_secs(s.write_timeout_s),
                 allowed_events: allowed,
             },
+            limiter: limiter.clone(),
+            trusted_proxies: config.limits.trusted_proxies.clone(),
         }),
         draining,
     });
@@ -93,6 +101,7 @@ pub async fn start(
     Ok(ServerHandle {
         local_addr,
         hub,
+        limiter,
         cache,
         drain,
         accept_task,
@@ -179,6 +188,11 @@ impl ServerHandle {
         &self.hub
     }
 
+    /// WebSocket connection slots held (see `limits.*`).
+    pub fn connection_counts(&self) -> ConnCounts {
+        self.limiter.counts()
+    }
+
     /// The commit cache.
     pub fn commit_cache(&self) -> &CommitCache {
         &self.cache
@@ -188,7 +202,7 @@ impl ServerHandle {
     /// clients get their queued frames then a close frame 1001. Returns once
     /// every client is gone, or when the shutdown timeout is reached
     /// (whichever is first); the listener is closed on return.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let _ = self.drain.send(true);
         self.hub.stop();

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 
 use crate::auth::{AuthProvider, Token};
 use crate::broker::Hub;
+use crate::limits::{ConnLimiter, client_ip};
 
 /// Timing and policy of WebSocket sessions.
 #[derive(Debug, Clone)]
@@ -36,6 +37,9 @@ pub(crate) struct WsContext {
     pub hub: Hub,
     pub auth: Arc<dyn AuthProvider>,
     pub settings: WsSettings,
+    pub limiter: Arc<ConnLimiter>,
+    /// Proxies whose `X-Forwarded-For` gives the client IP.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
@@ -46,8 +50,9 @@ fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
         .expect("valid response")
 }
 
-/// Answers `GET /ws`: refuses with 403 / 400 before the upgrade, or upgrades
-/// and spawns the connection's session.
+/// Answers `GET /ws`: refuses with 403 / 429 / 400 before the upgrade, or
+/// upgrades and spawns the connection's session, which holds the
+/// connection's limit slot until it ends.
 pub(crate) fn upgrade(
     mut req: Request<Incoming>,
     peer: SocketAddr,
@@ -73,6 +78,17 @@ pub(crate) fn upgrade(
             return plain(StatusCode::FORBIDDEN, format!("403 Forbidden: {why}\n"));
         }
     };
+    let ip = client_ip(peer.ip(), req.headers(), &ctx.trusted_proxies);
+    let slot = match ctx.limiter.try_acquire(ip) {
+        Ok(slot) => slot,
+        Err(limit) => {
+            tracing::info!(%ip, limit = limit.as_str(), "connection limit reached");
+            return plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "429 Too Many Requests: Connection limit exceeded\n".into(),
+            );
+        }
+    };
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return plain(
             StatusCode::BAD_REQUEST,
@@ -86,11 +102,11 @@ pub(crate) fn upgrade(
     let guard = ctx.hub.track_session();
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        let _guard = guard;
+        let _held = (guard, slot);
         let upgraded = match upgrade.await {
             Ok(ws) => ws.into_inner().into_inner(),
             Err(e) => {
-                tracing::debug!(%peer, error = %e, "upgrade did not complete");
+                tracing::debug!(%ip, error = %e, "upgrade did not complete");
                 return;
             }
         };
@@ -99,11 +115,11 @@ pub(crate) fn upgrade(
         let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(p) => p,
             Err(_) => {
-                tracing::error!(%peer, "upgraded connection is not a TCP stream");
+                tracing::error!(%ip, "upgraded connection is not a TCP stream");
                 return;
             }
         };
-        session::run(parts.io.into_inner(), parts.read_buf, token, peer, ctx).await;
+        session::run(parts.io.into_inner(), parts.read_buf, token, ip, ctx).await;
     });
     let (parts, _) = response.into_parts();
     Response::from_parts(parts, Full::new(Bytes::new()))

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -187,7 +187,7 @@ pub(crate) async fn run(
     stream: TcpStream,
     prefix: Bytes,
     token: Token,
-    peer: SocketAddr,
+    peer: IpAddr,
     ctx: Arc<WsContext>,
 ) {
     let mut conn = Conn::new(stream, prefix);

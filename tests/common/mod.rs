@@ -285,18 +285,23 @@ pub async fn next_event(ws: &mut Ws) -> Value {
     }
 }
 
-/// Reads until the close frame; returns its code and reason.
+/// Reads until the close frame, answers it (completing the close handshake,
+/// so the server need not wait for the answer), and returns its code and
+/// reason.
 pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
             .await
             .expect("timed out waiting for close");
-        match msg {
-            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
-            Some(Ok(Message::Close(None))) => return (1005, String::new()),
+        let close = match msg {
+            Some(Ok(Message::Close(Some(f)))) => (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(Message::Close(None))) => (1005, String::new()),
             Some(Ok(_)) => continue,
             Some(Err(e)) => panic!("error before close: {e}"),
             None => panic!("stream ended without close frame"),
-        }
+        };
+        // tungstenite sends its answer when polled again.
+        let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        return close;
     }
 }
