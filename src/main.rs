@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use hookfan::auth::AuthProvider;
+use hookfan::auth::github::GithubProvider;
 use hookfan::auth::static_tokens::StaticTokens;
 use hookfan::config::{
     AuthProviderKind, Config, ConfigError, ConfigErrors, LogFormat, SECRET_ENV, SecretSource,
@@ -100,13 +101,16 @@ fn prepare(
                 }
             }
         }
-        AuthProviderKind::Github => {
-            errors.push(ConfigError::new(
-                "auth.provider",
-                "the github provider is not available in this build yet; use provider = \"static\"",
-            ));
-            None
-        }
+        AuthProviderKind::Github => match GithubProvider::new(&config.auth, &config.tiers) {
+            Ok(p) => {
+                let summary = format!("github, {}", p.base_url());
+                Some((Arc::new(p), summary))
+            }
+            Err(e) => {
+                errors.push(ConfigError::new("auth.github_api_url", e));
+                None
+            }
+        },
     };
     match (secret, auth) {
         (Some(secret), Some((auth, auth_summary))) if errors.is_empty() => Ok(Prepared {

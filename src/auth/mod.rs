@@ -5,6 +5,8 @@
 //! tier). Org membership for a subscription is decided by the session from
 //! that identity, the same way for every provider.
 
+pub(crate) mod cache;
+pub mod github;
 pub mod static_tokens;
 pub mod token;
 

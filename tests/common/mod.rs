@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use hookfan::auth::AuthProvider;
 use hookfan::auth::static_tokens::StaticTokens;
 use hookfan::config::{Config, WebhookSecret};
 use hookfan::server::ServerHandle;
@@ -85,6 +86,20 @@ impl TestServer {
 
     /// Like `start`, with a chance to adjust the parsed config.
     pub async fn start_with(extra: &str, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_with_auth(extra, adjust, |config| {
+            Arc::new(StaticTokens::load(config.auth.tokens_file.as_ref().unwrap()).unwrap())
+        })
+        .await
+    }
+
+    /// Like `start_with`, with the auth provider made by `auth` from the
+    /// adjusted config (the base config's `[auth]` section is the static
+    /// test token table).
+    pub async fn start_with_auth(
+        extra: &str,
+        adjust: impl FnOnce(&mut Config),
+        auth: impl FnOnce(&Config) -> Arc<dyn AuthProvider>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tokens.toml"), tokens_toml()).unwrap();
         let text =
@@ -92,7 +107,7 @@ impl TestServer {
         let mut config = Config::parse(&text, dir.path()).unwrap();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         adjust(&mut config);
-        let auth = Arc::new(StaticTokens::load(config.auth.tokens_file.as_ref().unwrap()).unwrap());
+        let auth = auth(&config);
         let handle = hookfan::server::start(&config, &WebhookSecret::from_bytes(SECRET), auth)
             .await
             .unwrap();
