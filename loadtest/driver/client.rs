@@ -1,0 +1,229 @@
+//! A minimal WebSocket client, cheap enough to hold ~19,000 of them in one
+//! process: a raw TCP upgrade, one masked subscription frame, then a loop
+//! that reads unmasked server frames. The same code reads from hookfan and
+//! from the no-broker ceiling writer, so both are measured alike.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// How a connection attempt failed, as a short cause for the report.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Failure(pub String);
+
+fn fail(cause: impl Into<String>) -> Failure {
+    Failure(cause.into())
+}
+
+/// What a client connects with.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub token: String,
+    pub source: Option<IpAddr>,
+}
+
+/// A subscribed connection, with whatever arrived after the confirmation.
+pub struct Connected {
+    pub stream: TcpStream,
+    pub reader: FrameReader,
+}
+
+/// Connects, upgrades and subscribes; returns once the subscription is
+/// confirmed.
+pub async fn connect(
+    t: &Target,
+    subscription: &str,
+    timeout: Duration,
+) -> Result<Connected, Failure> {
+    tokio::time::timeout(timeout, connect_inner(t, subscription))
+        .await
+        .map_err(|_| fail("timeout"))?
+}
+
+async fn connect_inner(t: &Target, subscription: &str) -> Result<Connected, Failure> {
+    let socket = TcpSocket::new_v4().map_err(|e| fail(format!("socket: {}", e.kind())))?;
+    if let Some(ip) = t.source {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| fail(format!("bind: {}", e.kind())))?;
+    }
+    let mut s = socket
+        .connect(t.addr)
+        .await
+        .map_err(|e| fail(format!("connect: {}", e.kind())))?;
+    let _ = s.set_nodelay(true);
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        t.addr, t.token
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| fail(format!("write: {}", e.kind())))?;
+    // The response head; the server sends nothing after it until we subscribe.
+    let mut head = Vec::with_capacity(256);
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b).await {
+            Ok(0) => return Err(fail("eof during upgrade")),
+            Ok(_) => head.push(b[0]),
+            Err(e) => return Err(fail(format!("read: {}", e.kind()))),
+        }
+        if head.len() > 8192 {
+            return Err(fail("oversized response head"));
+        }
+    }
+    let status = head
+        .get(9..12)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .unwrap_or("???");
+    if status != "101" {
+        return Err(fail(format!("http {status}")));
+    }
+    write_text(&mut s, subscription.as_bytes())
+        .await
+        .map_err(|e| fail(format!("write: {}", e.kind())))?;
+    let mut reader = FrameReader::default();
+    match reader.next_text(&mut s).await {
+        Ok(Some(first)) => {
+            let text = String::from_utf8_lossy(&first);
+            if text.contains("\"subscription_confirmed\"") {
+                Ok(Connected { stream: s, reader })
+            } else if let Some(code) = error_code(&text) {
+                Err(fail(format!("refused: {code}")))
+            } else {
+                Err(fail("unexpected first message"))
+            }
+        }
+        Ok(None) => Err(fail("closed before confirmation")),
+        Err(e) => Err(fail(format!("read: {}", e.kind()))),
+    }
+}
+
+fn error_code(text: &str) -> Option<&str> {
+    let at = text.find("\"error\":\"")? + 9;
+    let end = text[at..].find('"')?;
+    Some(&text[at..at + end])
+}
+
+/// Writes one masked text frame (clients must mask).
+pub async fn write_text(s: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
+    const MASK: [u8; 4] = [0x1f, 0x2e, 0x3d, 0x4c];
+    let mut frame = Vec::with_capacity(payload.len() + 14);
+    frame.push(0x81);
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n < 65536 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&MASK);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i & 3]));
+    s.write_all(&frame).await
+}
+
+/// Reads server frames out of a growing buffer.
+#[derive(Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+/// What a frame was.
+pub enum Frame<'a> {
+    Text(&'a [u8]),
+    Close,
+    Other,
+}
+
+impl FrameReader {
+    /// The next complete frame already buffered, if any.
+    fn parse(&mut self) -> Option<(u8, usize, usize)> {
+        let b = &self.buf[self.start..];
+        if b.len() < 2 {
+            return None;
+        }
+        let opcode = b[0] & 0x0f;
+        let (len, header) = match b[1] & 0x7f {
+            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().ok()?) as usize, 10),
+            126 | 127 => return None,
+            n => (n as usize, 2),
+        };
+        if b.len() < header + len {
+            return None;
+        }
+        Some((opcode, self.start + header, len))
+    }
+
+    /// Calls `f` for each frame until the stream ends or `f` returns false.
+    pub async fn run(
+        &mut self,
+        s: &mut TcpStream,
+        mut f: impl FnMut(Frame<'_>) -> bool,
+    ) -> std::io::Result<()> {
+        loop {
+            while let Some((opcode, at, len)) = self.parse() {
+                self.start = at + len;
+                let frame = match opcode {
+                    1 => Frame::Text(&self.buf[at..at + len]),
+                    8 => Frame::Close,
+                    _ => Frame::Other,
+                };
+                let closed = matches!(frame, Frame::Close);
+                if !f(frame) || closed {
+                    return Ok(());
+                }
+            }
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
+            }
+            let len = self.buf.len();
+            self.buf.resize(len + 16 * 1024, 0);
+            let n = s.read(&mut self.buf[len..]).await?;
+            self.buf.truncate(len + n);
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The next text frame's payload; `None` at a close or end of stream.
+    pub async fn next_text(&mut self, s: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+        let mut out = None;
+        self.run(s, |f| match f {
+            Frame::Text(t) => {
+                out = Some(t.to_vec());
+                false
+            }
+            Frame::Close => false,
+            Frame::Other => true,
+        })
+        .await?;
+        Ok(out)
+    }
+}
+
+/// The number in `"delivery_id":"ld-<n>"`, if the payload has one.
+pub fn delivery_seq(payload: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"delivery_id\":\"ld-";
+    let at = payload.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = payload[at..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&payload[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}

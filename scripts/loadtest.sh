@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Runs one load scenario against a fresh hookfan on 127.0.0.1: generates a
+# static-token config (one load token, member of orgs load0..load99), starts
+# the daemon (release build), runs the scenario, stops everything (also on
+# error or Ctrl-C) and prints the summary.
+#
+#   scripts/loadtest.sh SCENARIO
+#
+# Scenarios (sizes can be changed through the environment, see below):
+#   smoke            300 clients, 30 webhooks, exact delivery accounting (driver)
+#   fanout-10k       1 org, 10,000 subscribers, webhooks 1/s; then the same
+#                    against the no-broker ceiling, and the ratios (driver)
+#   hold-19k         19,000 subscribed idle connections; daemon memory per
+#                    connection (driver)
+#   sustained-19k    19,000 subscribers over 100 orgs, 100 webhooks/s for 60 s,
+#                    with daemon CPU (driver)
+#   intake           signed 31 KB webhooks, no subscribers, 64 keep-alive
+#                    connections for 10 s (driver)
+#   ws-fanout        k6: subscribers + webhooks, counts events and latency
+#   webhook-flood    k6: signed webhooks at a target rate
+#   reconnect-storm  k6: every client drops and reconnects at once
+#
+# Environment: CLIENTS, ORGS, WEBHOOKS, RATE, SHARDS, LOG_LEVEL, VUS,
+# DURATION_S, CONNECTIONS override the scenario's defaults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+SCENARIO=${1:?usage: scripts/loadtest.sh SCENARIO (see the header of this script)}
+FIXTURES="$ROOT/../shared/fixtures/webhooks"
+
+cargo build --release --quiet --bin hookfan --bin hookfan-load
+HOOKFAN="$ROOT/target/release/hookfan"
+DRIVER="$ROOT/target/release/hookfan-load"
+
+# Both the daemon and the driver hold one socket per connection.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+WORK=$(mktemp -d /tmp/hookfan-load.XXXXXX)
+DAEMON_PID=""
+cleanup() {
+  if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+    kill -TERM "$DAEMON_PID" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$DAEMON_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+TOKEN="ghp_loadtest$(printf '0%.0s' $(seq 1 28))"
+python3 -c 'import secrets; print(secrets.token_hex(32))' > "$WORK/secret"
+ORG_LIST=$(python3 -c 'print(", ".join(f"\"load{i}\"" for i in range(100)))')
+cat > "$WORK/tokens.toml" <<EOF
+[[token]]
+token = "$TOKEN"
+login = "loadtest"
+orgs = [$ORG_LIST]
+tier = "pro"
+EOF
+cat > "$WORK/hookfan.toml" <<EOF
+[server]
+listen = "127.0.0.1:0"
+[webhook]
+secret_file = "secret"
+[broker]
+shards = ${SHARDS:-0}
+[auth]
+provider = "static"
+tokens_file = "tokens.toml"
+[limits]
+max_conns_per_ip = 100000
+max_conns_total = 100000
+[log]
+level = "${LOG_LEVEL:-warn}"
+EOF
+
+"$HOOKFAN" check-config --config "$WORK/hookfan.toml" > /dev/null
+"$HOOKFAN" --config "$WORK/hookfan.toml" > "$WORK/stdout" 2> "$WORK/daemon.log" &
+DAEMON_PID=$!
+for _ in $(seq 1 100); do
+  grep -q '^listening on ' "$WORK/stdout" 2>/dev/null && break
+  sleep 0.05
+done
+ADDR=$(sed -n 's/^listening on //p' "$WORK/stdout")
+[ -n "$ADDR" ] || { echo "hookfan did not start:"; cat "$WORK/daemon.log"; exit 1; }
+echo "== hookfan pid $DAEMON_PID on $ADDR, scenario $SCENARIO, $(nproc) CPUs, $(date -u +%FT%TZ)"
+
+drive() { "$DRIVER" "$@" --addr "$ADDR" --token "$TOKEN" --secret-file "$WORK/secret" --daemon-pid "$DAEMON_PID"; }
+
+k6run() {
+  # shellcheck disable=SC1091
+  source "$ROOT/scripts/install-k6.sh" > /dev/null
+  HOOKFAN_ADDR="$ADDR" HOOKFAN_TOKEN="$TOKEN" HOOKFAN_SECRET="$(cat "$WORK/secret")" \
+    PAYLOAD="$FIXTURES/pull_request.opened.json" k6 run --quiet "$ROOT/loadtest/k6/$1.js"
+}
+
+case "$SCENARIO" in
+  smoke)
+    drive fanout --clients "${CLIENTS:-300}" --orgs "${ORGS:-10}" --webhooks "${WEBHOOKS:-30}" --rate "${RATE:-50}" --hold-s 0.2
+    ;;
+  fanout-10k)
+    N=${CLIENTS:-10000}; M=${WEBHOOKS:-20}; R=${RATE:-1}
+    echo "-- hookfan"
+    drive fanout --clients "$N" --orgs 1 --webhooks "$M" --rate "$R" --json | tee "$WORK/hookfan.out"
+    echo "-- ceiling (no broker, same machine, same sitting)"
+    "$DRIVER" ceiling --clients "$N" --orgs 1 --webhooks "$M" --rate "$R" --json | tee "$WORK/ceiling.out"
+    python3 - "$WORK/hookfan.out" "$WORK/ceiling.out" <<'PY'
+import json, sys
+h, c = (json.loads([l for l in open(p) if l.startswith("{")][-1]) for p in sys.argv[1:3])
+print(f"ratio: deliveries/s {h['deliveries_per_sec']:.0f} vs ceiling {c['deliveries_per_sec']:.0f} = "
+      f"{h['deliveries_per_sec'] / c['deliveries_per_sec']:.2f}; p99 {h['latency_ms']['p99']:.2f} ms vs "
+      f"{c['latency_ms']['p99']:.2f} ms = {h['latency_ms']['p99'] / max(c['latency_ms']['p99'], 1e-9):.2f}x")
+PY
+    ;;
+  hold-19k)
+    drive fanout --clients "${CLIENTS:-19000}" --orgs "${ORGS:-100}" --webhooks 0 --hold-s 5 --json
+    ;;
+  sustained-19k)
+    drive fanout --clients "${CLIENTS:-19000}" --orgs "${ORGS:-100}" --webhooks "${WEBHOOKS:-6000}" --rate "${RATE:-100}" --json
+    ;;
+  intake)
+    "$DRIVER" intake --addr "$ADDR" --secret-file "$WORK/secret" --daemon-pid "$DAEMON_PID" \
+      --connections "${CONNECTIONS:-64}" --duration-s "${DURATION_S:-10}" --json
+    ;;
+  ws-fanout)
+    VUS=${VUS:-200} ORGS=${ORGS:-10} WEBHOOKS=${WEBHOOKS:-100} RATE=${RATE:-20} k6run ws-fanout
+    ;;
+  webhook-flood)
+    RATE=${RATE:-500} DURATION_S=${DURATION_S:-20} k6run webhook-flood
+    ;;
+  reconnect-storm)
+    VUS=${VUS:-500} HOLD_S=${HOLD_S:-10} k6run reconnect-storm
+    ;;
+  *)
+    echo "unknown scenario: $SCENARIO"; exit 2
+    ;;
+esac
+echo "== daemon log (warnings and errors):"
+grep -E 'WARN|ERROR' "$WORK/daemon.log" | tail -20 || echo "(none)"
