@@ -190,6 +190,9 @@ pub struct AuthConfig {
     pub max_concurrent_api_requests: usize,
     /// Seconds one GitHub API request may take.
     pub api_timeout_s: u64,
+    /// Seconds a whole token check (every request and retry) may take
+    /// before the client gets `internal_error`.
+    pub check_timeout_s: u64,
 }
 
 impl Default for AuthConfig {
@@ -203,6 +206,7 @@ impl Default for AuthConfig {
             cache_entries: 100_000,
             max_concurrent_api_requests: 32,
             api_timeout_s: 10,
+            check_timeout_s: 30,
         }
     }
 }
@@ -518,6 +522,11 @@ impl Config {
             (1..=1024).contains(&a.max_concurrent_api_requests),
             "auth.max_concurrent_api_requests",
             format!("must be 1..=1024, got {}", a.max_concurrent_api_requests),
+        );
+        check(
+            (1..=600).contains(&a.check_timeout_s),
+            "auth.check_timeout_s",
+            format!("must be 1..=600 seconds, got {}", a.check_timeout_s),
         );
         check(
             (1..=120).contains(&a.api_timeout_s),

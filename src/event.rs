@@ -5,7 +5,8 @@
 //! `frame`, the complete WebSocket text frame (header and JSON payload),
 //! serialized here once and shared by reference count with every recipient.
 
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -17,6 +18,92 @@ use crate::ws::codec;
 /// (webhook-sprinkler never sent them, so old clients must not start
 /// receiving them unasked).
 pub const EXPLICIT_ONLY_TYPES: [&str; 2] = ["status", "workflow_run"];
+
+/// GitHub's webhook event types. Metrics label an event by its type only
+/// when it is one of these (else `other`), so that label values stay bounded
+/// whatever a sender puts in `X-GitHub-Event`.
+pub const KNOWN_EVENT_TYPES: &[&str] = &[
+    "branch_protection_configuration",
+    "branch_protection_rule",
+    "check_run",
+    "check_suite",
+    "code_scanning_alert",
+    "commit_comment",
+    "create",
+    "custom_property",
+    "custom_property_values",
+    "delete",
+    "dependabot_alert",
+    "deploy_key",
+    "deployment",
+    "deployment_protection_rule",
+    "deployment_review",
+    "deployment_status",
+    "discussion",
+    "discussion_comment",
+    "fork",
+    "github_app_authorization",
+    "gollum",
+    "installation",
+    "installation_repositories",
+    "installation_target",
+    "issue_comment",
+    "issues",
+    "label",
+    "marketplace_purchase",
+    "member",
+    "membership",
+    "merge_group",
+    "meta",
+    "milestone",
+    "org_block",
+    "organization",
+    "package",
+    "page_build",
+    "personal_access_token_request",
+    "ping",
+    "project",
+    "project_card",
+    "project_column",
+    "projects_v2",
+    "projects_v2_item",
+    "public",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "pull_request_review_thread",
+    "push",
+    "registry_package",
+    "release",
+    "repository",
+    "repository_advisory",
+    "repository_dispatch",
+    "repository_import",
+    "repository_ruleset",
+    "repository_vulnerability_alert",
+    "secret_scanning_alert",
+    "secret_scanning_alert_location",
+    "security_advisory",
+    "security_and_analysis",
+    "sponsorship",
+    "star",
+    "status",
+    "team",
+    "team_add",
+    "watch",
+    "workflow_dispatch",
+    "workflow_job",
+    "workflow_run",
+];
+
+/// `kind` if it is a known event type, else `"other"`: a bounded label value.
+pub fn type_label(kind: &str) -> &'static str {
+    KNOWN_EVENT_TYPES
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("other")
+}
 
 /// Most `@mentions` taken from one comment body; a mention past this is not
 /// routed (it bounds the routing cost of a hostile or pathological body).
@@ -47,11 +134,15 @@ pub struct EventParts {
 }
 
 /// A webhook reduced to what routing and delivery need.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Event {
     kind: Box<str>,
     delivery_id: Box<str>,
     accepted_at: SystemTime,
+    /// `accepted_at` on the monotonic clock, for latency measurements.
+    accepted: Instant,
+    /// Filled in by the shards as they route the event (for its log line).
+    routing: RoutingTally,
     url: Box<str>,
     /// Lowercased.
     org: Option<Box<str>>,
@@ -118,6 +209,8 @@ impl Event {
             kind: parts.kind.into_boxed_str(),
             delivery_id: parts.delivery_id.into_boxed_str(),
             accepted_at,
+            accepted: Instant::now(),
+            routing: RoutingTally::default(),
             pr_key: pr.as_ref().map(|p| p.key().into_boxed_str()),
             pr_number: pr.map(|p| p.number),
             url: parts.url.into_boxed_str(),
@@ -180,6 +273,13 @@ impl Event {
     pub fn is_explicit_only(&self) -> bool {
         self.explicit_only
     }
+    pub(crate) fn routing(&self) -> &RoutingTally {
+        &self.routing
+    }
+    /// When the event was built, on the monotonic clock.
+    pub(crate) fn accepted_instant(&self) -> Instant {
+        self.accepted
+    }
     /// The acceptance sequence number (0 until the hub accepts the event).
     pub fn seq(&self) -> u64 {
         self.seq
@@ -194,6 +294,66 @@ impl Event {
     }
     pub(crate) fn set_seq(&mut self, seq: u64) {
         self.seq = seq;
+    }
+}
+
+/// What the shards did with an event, summed as each finishes; the last
+/// one to finish reports the total.
+#[derive(Debug, Default)]
+pub(crate) struct RoutingTally {
+    shards: AtomicU32,
+    shards_left: AtomicU32,
+    matched: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// The totals reported by the last shard to route an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Routed {
+    pub shards: u32,
+    pub matched: u64,
+    pub dropped: u64,
+}
+
+/// The one log line of a routed event.
+pub(crate) fn log_routed(e: &Event, r: Routed) {
+    tracing::info!(
+        kind = %e.kind(),
+        delivery = %e.delivery_id(),
+        seq = e.seq(),
+        matched = r.matched,
+        dropped = r.dropped,
+        shards = r.shards,
+        route_us = e.accepted_instant().elapsed().as_micros() as u64,
+        "event routed"
+    );
+}
+
+impl RoutingTally {
+    /// Set by the hub before the event goes to `shards` shards.
+    pub fn expect(&self, shards: u32) {
+        self.shards.store(shards, Relaxed);
+        self.shards_left.store(shards, Relaxed);
+    }
+
+    /// Adds one shard's counts; returns the totals if it was the last shard.
+    pub fn add(&self, matched: u64, dropped: u64) -> Option<Routed> {
+        self.matched.fetch_add(matched, Relaxed);
+        self.dropped.fetch_add(dropped, Relaxed);
+        // AcqRel: the last shard must see every other shard's additions.
+        if self
+            .shards_left
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            Some(Routed {
+                shards: self.shards.load(Relaxed),
+                matched: self.matched.load(Relaxed),
+                dropped: self.dropped.load(Relaxed),
+            })
+        } else {
+            None
+        }
     }
 }
 
@@ -331,6 +491,29 @@ mod tests {
             p.kind = kind.into();
             assert_eq!(Event::new(p).is_explicit_only(), want, "{kind}");
         }
+    }
+
+    #[test]
+    fn routing_tally_reports_once_with_every_shard_counted() {
+        let t = RoutingTally::default();
+        t.expect(3);
+        assert_eq!(t.add(2, 0), None);
+        assert_eq!(t.add(0, 1), None);
+        assert_eq!(
+            t.add(5, 0),
+            Some(Routed {
+                shards: 3,
+                matched: 7,
+                dropped: 1
+            })
+        );
+    }
+
+    #[test]
+    fn type_labels_are_bounded() {
+        assert_eq!(type_label("pull_request"), "pull_request");
+        assert_eq!(type_label("made_up"), "other");
+        assert_eq!(type_label(""), "other");
     }
 
     #[test]

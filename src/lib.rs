@@ -18,6 +18,7 @@ pub mod broker;
 pub mod config;
 pub mod event;
 mod limits;
+mod metrics;
 pub mod server;
 pub mod subscription;
 pub mod webhook;

@@ -180,7 +180,7 @@ fn serve(p: Prepared) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         if p.config.development {
             tracing::warn!("!!! DEVELOPMENT CONFIG: committed dev secret and static dev tokens; never expose this instance !!!");
         }
@@ -199,7 +199,11 @@ fn serve(p: Prepared) -> ExitCode {
         server.shutdown().await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
-    })
+    });
+    // Whatever is still running (a client that never answered) must not
+    // hold the exit: the shutdown bound has already been spent.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 async fn wait_for_signal() {

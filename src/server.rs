@@ -26,6 +26,7 @@ use crate::auth::AuthProvider;
 use crate::broker::{Hub, HubConfig};
 use crate::config::{Config, WebhookSecret};
 use crate::limits::{ConnCounts, ConnLimiter};
+use crate::metrics::Metrics;
 use crate::webhook::commit_cache::CommitCache;
 use crate::webhook::{Intake, Outcome};
 use crate::ws::{self, WsContext, WsSettings};
@@ -33,6 +34,7 @@ use crate::ws::{self, WsContext, WsSettings};
 /// Everything a request handler needs.
 struct App {
     intake: Intake,
+    metrics: Arc<Metrics>,
     ws: Arc<WsContext>,
     draining: watch::Receiver<bool>,
 }
@@ -72,6 +74,12 @@ pub async fn start(
         config.limits.max_conns_per_ip,
         config.limits.max_conns_total,
     );
+    let metrics = Arc::new(Metrics::new(
+        hub.clone(),
+        cache.clone(),
+        limiter.clone(),
+        auth.clone(),
+    ));
     let s = &config.server;
     let app = Arc::new(App {
         intake: Intake::new(
@@ -80,7 +88,9 @@ pub async fn start(
             allowed.clone(),
             cache.clone(),
             hub.clone(),
+            metrics.clone(),
         ),
+        metrics: metrics.clone(),
         ws: Arc::new(WsContext {
             hub: hub.clone(),
             auth,
@@ -89,10 +99,12 @@ pub async fn start(
                 ping_interval: Duration::from_secs(s.ping_interval_s),
                 read_timeout: Duration::from_secs(s.read_timeout_s),
                 write_timeout: Duration::from_secs(s.write_timeout_s),
+                auth_timeout: Duration::from_secs(config.auth.check_timeout_s),
                 allowed_events: allowed,
             },
             limiter: limiter.clone(),
             trusted_proxies: config.limits.trusted_proxies.clone(),
+            metrics,
         }),
         draining,
     });
@@ -166,6 +178,16 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Response<
         },
         "/healthz" if draining => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/metrics" => match *req.method() {
+            Method::GET | Method::HEAD => Response::builder()
+                .header(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+                .body(Full::new(Bytes::from(app.metrics.encode())))
+                .expect("valid response"),
+            _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        },
         "/webhook" if draining => Outcome::Draining.response(),
         "/webhook" => app.intake.handle(req).await,
         "/ws" if draining => text(

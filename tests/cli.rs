@@ -78,7 +78,7 @@ fn check_config_reports_every_problem_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(
         &dir,
-        "[server]\nlisten = \"nowhere\"\nping_interval_s = 0\n[broker]\nslow_client = \"maybe\"\nshards = 999\n[typo]\nx = 1\n",
+        "[server]\nlisten = \"nowhere\"\nping_interval_s = 0\n[broker]\nslow_client = \"maybe\"\nshards = 999\n[typo]\nx = 1\n[auth]\nprovider = \"static\"\ntokens_file = \"missing.toml\"\n",
     );
     let out = hookfan()
         .args(["check-config", "--config", &path])
@@ -93,7 +93,7 @@ fn check_config_reports_every_problem_with_its_key() {
         "broker.shards",
         "typo:",
         "webhook.secret_file",
-        "auth.provider",
+        "auth.tokens_file",
     ] {
         assert!(err.contains(key), "missing {key} in:\n{err}");
     }

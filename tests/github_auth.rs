@@ -775,18 +775,28 @@ impl Write for LogBuf {
     }
 }
 
-// Current-thread runtime: the scoped subscriber sees the server's, the
-// provider's and the HTTP client's events, all on this thread.
+/// The process-wide log of this test binary. A global subscriber, not a
+/// scoped one: tracing caches per-callsite interest, and a scoped subscriber
+/// can miss events when other tests' threads hit the same callsites first.
+fn global_log() -> LogBuf {
+    static LOG: std::sync::OnceLock<LogBuf> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = LogBuf::default();
+        let writer = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+        buf
+    })
+    .clone()
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_token_never_reaches_logs_errors_or_stats() {
-    let buf = LogBuf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let buf = global_log();
 
     let mock = Mock::start().await;
     let good = token("goodsecret");

@@ -353,3 +353,38 @@ async fn client_close_is_answered_and_cleans_up() {
         })
         .await;
 }
+
+/// A provider that never answers.
+struct Hangs;
+
+impl hookfan::auth::AuthProvider for Hangs {
+    fn authenticate<'a>(&'a self, _: &'a hookfan::auth::Token) -> hookfan::auth::AuthFuture<'a> {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_token_check_that_never_ends_is_cut_at_check_timeout() {
+    let server = TestServer::start_with_auth(
+        "",
+        |c| c.auth.check_timeout_s = 1,
+        |_| std::sync::Arc::new(Hangs),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let (mut ws, first) = subscribe_as(
+        server.addr,
+        &token("alice"),
+        json!({"organization": "acme"}),
+    )
+    .await;
+    assert_eq!(
+        error_of(&first),
+        (
+            "internal_error",
+            "Could not verify the token with GitHub. Try again later."
+        )
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(expect_close(&mut ws).await.0, 1011);
+}

@@ -43,7 +43,9 @@ use tokio::sync::Semaphore;
 
 use super::cache::{CacheStats, TokenCache};
 use super::static_tokens::APP_LOGIN;
-use super::{AuthError, AuthFuture, AuthProvider, Identity, IdentityKind, Tier, Token};
+use super::{
+    AuthError, AuthFuture, AuthProvider, CounterFamily, Identity, IdentityKind, Tier, Token,
+};
 use crate::config::{AuthConfig, TiersConfig};
 
 /// Attempts per request (the first and two retries).
@@ -341,6 +343,41 @@ impl AuthProvider for GithubProvider {
                 })
                 .await
         })
+    }
+
+    fn metrics(&self) -> Vec<CounterFamily> {
+        let s = self.stats();
+        vec![
+            CounterFamily {
+                name: "auth_cache_lookups",
+                help: "Token checks by how the cache answered them",
+                samples: vec![
+                    (vec![("result", "hit")], s.cache_hits),
+                    (vec![("result", "negative_hit")], s.negative_cache_hits),
+                    (vec![("result", "miss")], s.cache_misses),
+                    (vec![("result", "joined")], s.single_flight_joins),
+                ],
+            },
+            CounterFamily {
+                name: "github_api_requests",
+                help: "GitHub API requests by answer",
+                samples: vec![
+                    (vec![("status", "2xx")], s.api_2xx),
+                    (vec![("status", "401")], s.api_401),
+                    (vec![("status", "403")], s.api_403),
+                    (vec![("status", "404")], s.api_404),
+                    (vec![("status", "5xx")], s.api_5xx),
+                    (vec![("status", "other")], s.api_other_status),
+                    (vec![("status", "timeout")], s.api_timeouts),
+                    (vec![("status", "network_error")], s.api_network_errors),
+                ],
+            },
+            CounterFamily {
+                name: "github_api_retries",
+                help: "GitHub API requests retried after a 5xx, timeout or network error",
+                samples: vec![(vec![], s.api_retries)],
+            },
+        ]
     }
 }
 

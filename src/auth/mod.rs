@@ -112,4 +112,22 @@ pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Identity, AuthError
 pub trait AuthProvider: Send + Sync + 'static {
     /// The account behind `token`.
     fn authenticate<'a>(&'a self, token: &'a Token) -> AuthFuture<'a>;
+
+    /// Counters the provider keeps (cache hits, API requests, ...), read
+    /// when `/metrics` is scraped. Label values must come from a fixed set:
+    /// never a token, a login or anything a client chose.
+    fn metrics(&self) -> Vec<CounterFamily> {
+        Vec::new()
+    }
+}
+
+/// One counter metric with its labelled values, reported by a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterFamily {
+    /// Metric name, without the `hookfan_` prefix and `_total` suffix.
+    pub name: &'static str,
+    /// Help text.
+    pub help: &'static str,
+    /// Label sets and their values.
+    pub samples: Vec<(Vec<(&'static str, &'static str)>, u64)>,
 }

@@ -27,7 +27,7 @@ use crate::event::Event;
 use filter::Family;
 pub(crate) use filter::Filter;
 use index::FamilyMaps;
-pub(crate) use outbox::{CloseReason, Drained, Outbox};
+pub(crate) use outbox::{CloseReason, Drained, Outbox, Outgoing};
 pub(crate) use shard::Subscriber;
 use shard::{Shard, ShardCounters, ShardMsg, ShardSettings};
 
@@ -220,16 +220,25 @@ impl Hub {
                 set.insert(shard as usize);
             }
         });
+        let shards = set.len();
+        event.routing().expect(shards as u32);
+        if shards == 0 {
+            crate::event::log_routed(
+                &event,
+                crate::event::Routed {
+                    shards: 0,
+                    matched: 0,
+                    dropped: 0,
+                },
+            );
+        }
         for shard in set.iter() {
             let _ = self.inner.shards[shard]
                 .tx
                 .send(ShardMsg::Event(event.clone()));
         }
         r.taps.retain(|t| t.send(event.clone()).is_ok());
-        BroadcastReceipt {
-            seq,
-            shards: set.len(),
-        }
+        BroadcastReceipt { seq, shards }
     }
 
     /// A channel receiving every event the hub accepts, in order, from now
@@ -383,6 +392,13 @@ impl Hub {
     }
 }
 
+impl Registration {
+    /// The shard the client lives on.
+    pub fn shard(&self) -> u16 {
+        self.shard
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.hub.unregister(self);
@@ -456,7 +472,7 @@ mod tests {
         })
     }
 
-    fn drain(o: &Outbox) -> Vec<bytes::Bytes> {
+    fn drain(o: &Outbox) -> Vec<Outgoing> {
         let mut out = VecDeque::new();
         let mut cx = Context::from_waker(Waker::noop());
         while let Poll::Ready(Drained::Frames) = o.poll_drain(&mut cx, &mut out) {}

@@ -9,8 +9,28 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use bytes::Bytes;
+
+/// A frame on its way to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    /// The complete WebSocket frame (shared between recipients).
+    pub bytes: Bytes,
+    /// When its event was accepted; `None` for control frames.
+    pub accepted: Option<Instant>,
+}
+
+impl Outgoing {
+    /// A control frame (pong, close, ...), not measured for latency.
+    pub fn control(bytes: Bytes) -> Self {
+        Self {
+            bytes,
+            accepted: None,
+        }
+    }
+}
 
 /// Why the server closes a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +86,7 @@ pub(crate) struct Outbox {
 
 #[derive(Default)]
 struct State {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<Outgoing>,
     waker: Option<Waker>,
     closed: Option<CloseReason>,
     dropped: u64,
@@ -90,7 +110,7 @@ impl Outbox {
     }
 
     /// Queues `frame` unless the queue is full or closed.
-    pub fn push(&self, frame: Bytes) -> Push {
+    pub fn push(&self, frame: Outgoing) -> Push {
         let mut s = self.lock();
         if s.closed.is_some() {
             return Push::Closed;
@@ -133,7 +153,7 @@ impl Outbox {
 
     /// Moves every queued frame to the back of `out`; when there are none,
     /// reports a close, or registers `cx` to be woken by the next push.
-    pub fn poll_drain(&self, cx: &mut Context<'_>, out: &mut VecDeque<Bytes>) -> Poll<Drained> {
+    pub fn poll_drain(&self, cx: &mut Context<'_>, out: &mut VecDeque<Outgoing>) -> Poll<Drained> {
         let mut s = self.lock();
         if !s.frames.is_empty() {
             if out.is_empty() && s.frames.capacity() > out.capacity() {
@@ -170,8 +190,8 @@ mod tests {
         }
     }
 
-    fn frame(n: u8) -> Bytes {
-        Bytes::from(vec![n])
+    fn frame(n: u8) -> Outgoing {
+        Outgoing::control(Bytes::from(vec![n]))
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crossbeam_channel::Receiver;
 use super::ClientId;
 use super::filter::{Filter, Verdict};
 use super::index::FamilyMaps;
-use super::outbox::{CloseReason, Outbox, Push};
+use super::outbox::{CloseReason, Outbox, Outgoing, Push};
 use crate::config::SlowClientPolicy;
 use crate::event::Event;
 
@@ -70,13 +70,12 @@ pub(crate) struct Shard {
     index: FamilyMaps<Vec<u32>>,
     counters: Arc<ShardCounters>,
     settings: ShardSettings,
-    /// When the last "private event to an unentitled client" warning was logged.
-    last_unentitled_warning: Option<Instant>,
-    unentitled_since_warning: u64,
+    unentitled_warning: RateLimitedWarning,
+    drop_warning: RateLimitedWarning,
+    close_warning: RateLimitedWarning,
 }
 
-/// At most one warning per this interval per shard for deliveries of private
-/// events to clients whose tier may not see them.
+/// At most one warning of each kind per this interval per shard.
 const WARN_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Shard {
@@ -89,8 +88,9 @@ impl Shard {
             index: FamilyMaps::default(),
             counters,
             settings,
-            last_unentitled_warning: None,
-            unentitled_since_warning: 0,
+            unentitled_warning: RateLimitedWarning::default(),
+            drop_warning: RateLimitedWarning::default(),
+            close_warning: RateLimitedWarning::default(),
         }
     }
 
@@ -178,6 +178,7 @@ impl Shard {
 
     fn deliver(&mut self, e: &Event) {
         let frame = e.frame();
+        let accepted = Some(e.accepted_instant());
         let (mut delivered, mut dropped, mut closed, mut unentitled) = (0u64, 0u64, 0u64, 0u64);
         let slots = &self.slots;
         let settings = self.settings;
@@ -190,7 +191,10 @@ impl Shard {
                 if verdict == Verdict::Skip {
                     continue;
                 }
-                match sub.outbox.push(frame.clone()) {
+                match sub.outbox.push(Outgoing {
+                    bytes: frame.clone(),
+                    accepted,
+                }) {
                     Push::Queued => {
                         delivered += 1;
                         unentitled += (verdict == Verdict::DeliverUnentitled) as u64;
@@ -211,36 +215,57 @@ impl Shard {
         c.deliveries.fetch_add(delivered, Relaxed);
         c.drops.fetch_add(dropped, Relaxed);
         c.slow_closes.fetch_add(closed, Relaxed);
-        if unentitled > 0 {
-            c.unentitled_deliveries.fetch_add(unentitled, Relaxed);
-            self.warn_unentitled(unentitled);
-        }
-        if dropped > 0 {
-            tracing::debug!(
+        c.unentitled_deliveries.fetch_add(unentitled, Relaxed);
+        if let Some(n) = self.unentitled_warning.hit(unentitled) {
+            tracing::warn!(
                 shard = self.id,
-                seq = e.seq(),
-                dropped,
-                closed,
-                "slow clients missed an event"
+                deliveries = n,
+                "private-repository events delivered to clients whose tier may not see them (tiers.enforce = false)"
             );
         }
+        if let Some(n) = self.drop_warning.hit(dropped - closed) {
+            tracing::warn!(
+                shard = self.id,
+                dropped = n,
+                "events dropped for slow clients whose queue was full (broker.slow_client = \"drop\")"
+            );
+        }
+        if let Some(n) = self.close_warning.hit(closed) {
+            tracing::warn!(
+                shard = self.id,
+                clients = n,
+                "slow clients disconnected: queue full (broker.slow_client = \"disconnect\")"
+            );
+        }
+        if let Some(routed) = e.routing().add(delivered, dropped) {
+            crate::event::log_routed(e, routed);
+        }
     }
+}
 
-    fn warn_unentitled(&mut self, n: u64) {
-        self.unentitled_since_warning += n;
+/// A warning logged at most once per [`WARN_INTERVAL`], carrying the count
+/// of what happened since the last one.
+#[derive(Debug, Default)]
+struct RateLimitedWarning {
+    last: Option<Instant>,
+    pending: u64,
+}
+
+impl RateLimitedWarning {
+    /// Records `n` occurrences; returns the count to log when a warning is due.
+    fn hit(&mut self, n: u64) -> Option<u64> {
+        if n == 0 {
+            return None;
+        }
+        self.pending += n;
         let now = Instant::now();
         if self
-            .last_unentitled_warning
+            .last
             .is_some_and(|t| now.duration_since(t) < WARN_INTERVAL)
         {
-            return;
+            return None;
         }
-        tracing::warn!(
-            shard = self.id,
-            deliveries = self.unentitled_since_warning,
-            "private-repository events delivered to clients whose tier may not see them (tiers.enforce = false)"
-        );
-        self.last_unentitled_warning = Some(now);
-        self.unentitled_since_warning = 0;
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.pending))
     }
 }

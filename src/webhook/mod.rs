@@ -19,6 +19,7 @@ use hyper::body::{Body, Incoming};
 use hyper::{Method, Request, Response, StatusCode, header};
 
 use crate::broker::{BroadcastReceipt, Hub};
+use crate::metrics::Metrics;
 use body::{BodyError, read_limited};
 use commit_cache::CommitCache;
 pub use parser::{ParseError, WebhookParser};
@@ -107,6 +108,7 @@ pub(crate) struct Intake {
     /// `None` allows every event type.
     allowed: Option<AHashSet<String>>,
     hub: Hub,
+    metrics: Arc<Metrics>,
 }
 
 /// Longest delivery id kept; GitHub's are 36-character UUIDs.
@@ -119,33 +121,40 @@ impl Intake {
         allowed: Option<Vec<String>>,
         cache: Arc<CommitCache>,
         hub: Hub,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             parser: WebhookParser::new(secret, cache),
             max_payload,
             allowed: allowed.map(|a| a.into_iter().collect()),
             hub,
+            metrics,
         }
     }
 
-    /// Handles one request to `/webhook`.
+    /// Handles one request to `/webhook`. A broadcast webhook's log line is
+    /// written once the shards have routed it (with the clients it matched);
+    /// every other outcome is logged here.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let started = Instant::now();
         let kind = header_str(&req, "x-github-event").to_owned();
         let delivery = sanitize_delivery_id(header_str(&req, "x-github-delivery"));
-        let outcome = self.process(req, &kind, &delivery).await;
-        let elapsed_us = started.elapsed().as_micros() as u64;
-        match outcome {
-            (Outcome::Broadcast, Some(r)) => tracing::info!(
+        let (outcome, receipt) = self.process(req, &kind, &delivery).await;
+        let took = started.elapsed();
+        self.metrics.webhook(&kind, outcome.status().as_u16(), took);
+        let elapsed_us = took.as_micros() as u64;
+        match receipt {
+            Some(r) => tracing::debug!(
                 kind = %kind, delivery = %delivery, seq = r.seq, shards = r.shards, elapsed_us,
-                "webhook broadcast"
+                "webhook accepted"
             ),
-            (o, _) => tracing::info!(
-                kind = %kind, delivery = %delivery, outcome = o.as_str(), status = o.status().as_u16(), elapsed_us,
+            None => tracing::info!(
+                kind = %kind, delivery = %delivery, outcome = outcome.as_str(),
+                status = outcome.status().as_u16(), elapsed_us,
                 "webhook not broadcast"
             ),
         }
-        outcome.0.response()
+        outcome.response()
     }
 
     async fn process(

@@ -56,6 +56,15 @@ pub(crate) enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// The outcome label for metrics: the error code, but `timeout` for a
+    /// subscription that never came.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            other => other.answer().0.as_str(),
+        }
+    }
+
     /// The error code, the message for people, and the close code.
     pub fn answer(&self) -> (ErrorCode, String, u16) {
         use ErrorCode::*;

@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use crate::auth::{AuthProvider, Token};
 use crate::broker::Hub;
 use crate::limits::{ConnLimiter, client_ip};
+use crate::metrics::Metrics;
 
 /// Timing and policy of WebSocket sessions.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub(crate) struct WsSettings {
     pub ping_interval: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    /// Bound on a whole token check.
+    pub auth_timeout: Duration,
     /// The server's allowed event types; `None` allows every type.
     pub allowed_events: Option<Vec<String>>,
 }
@@ -40,6 +43,7 @@ pub(crate) struct WsContext {
     pub limiter: Arc<ConnLimiter>,
     /// Proxies whose `X-Forwarded-For` gives the client IP.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub metrics: Arc<Metrics>,
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
@@ -74,6 +78,7 @@ pub(crate) fn upgrade(
     let token = match Token::from_authorization(auth) {
         Ok(t) => t,
         Err(why) => {
+            ctx.metrics.handshake("forbidden");
             tracing::debug!(%peer, %why, "upgrade refused");
             return plain(StatusCode::FORBIDDEN, format!("403 Forbidden: {why}\n"));
         }
@@ -82,6 +87,10 @@ pub(crate) fn upgrade(
     let slot = match ctx.limiter.try_acquire(ip) {
         Ok(slot) => slot,
         Err(limit) => {
+            ctx.metrics.handshake(match limit {
+                crate::limits::LimitExceeded::PerIp => "limited_per_ip",
+                crate::limits::LimitExceeded::Total => "limited_total",
+            });
             tracing::info!(%ip, limit = limit.as_str(), "connection limit reached");
             return plain(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -90,6 +99,7 @@ pub(crate) fn upgrade(
         }
     };
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        ctx.metrics.handshake("bad_request");
         return plain(
             StatusCode::BAD_REQUEST,
             "400 Bad Request: expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)\n".into(),
@@ -97,7 +107,10 @@ pub(crate) fn upgrade(
     }
     let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
         Ok(x) => x,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}\n")),
+        Err(e) => {
+            ctx.metrics.handshake("bad_request");
+            return plain(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}\n"));
+        }
     };
     let guard = ctx.hub.track_session();
     let ctx = ctx.clone();
@@ -106,6 +119,7 @@ pub(crate) fn upgrade(
         let upgraded = match upgrade.await {
             Ok(ws) => ws.into_inner().into_inner(),
             Err(e) => {
+                ctx.metrics.handshake("upgrade_failed");
                 tracing::debug!(%ip, error = %e, "upgrade did not complete");
                 return;
             }

@@ -18,8 +18,9 @@ use tokio::time::Instant;
 use super::WsContext;
 use super::codec::{self, Decoder, Message, ProtocolError};
 use super::messages::{self, ClientMessage, HandshakeError};
-use crate::auth::{IdentityKind, Token};
-use crate::broker::{Drained, Filter, Outbox, Subscriber};
+use crate::auth::{AuthError, IdentityKind, Token};
+use crate::broker::{Drained, Filter, Outbox, Outgoing, Subscriber};
+use crate::metrics::LatencyHistogram;
 use crate::subscription::Subscription;
 
 /// Largest message a client may send (the subscription included).
@@ -41,11 +42,13 @@ struct Conn {
     /// Bytes hyper read past the upgrade request; decoded before the socket.
     prefix: Option<Bytes>,
     /// Frames to write, oldest first.
-    pending: VecDeque<Bytes>,
+    pending: VecDeque<Outgoing>,
     /// Bytes of `pending[0]` already written.
     written: usize,
     /// When a write last made progress (or pending became non-empty).
     write_progress: Instant,
+    /// Where event frames' delivery latencies go once written.
+    latency: Arc<LatencyHistogram>,
 }
 
 enum ReadOutcome {
@@ -56,7 +59,7 @@ enum ReadOutcome {
 }
 
 impl Conn {
-    fn new(stream: TcpStream, prefix: Bytes) -> Self {
+    fn new(stream: TcpStream, prefix: Bytes, latency: Arc<LatencyHistogram>) -> Self {
         Self {
             stream,
             decoder: Decoder::new(MAX_MESSAGE),
@@ -64,14 +67,16 @@ impl Conn {
             pending: VecDeque::new(),
             written: 0,
             write_progress: Instant::now(),
+            latency,
         }
     }
 
+    /// Queues a control frame (not an event).
     fn queue(&mut self, frame: Bytes) {
         if self.pending.is_empty() {
             self.write_progress = Instant::now();
         }
-        self.pending.push_back(frame);
+        self.pending.push_back(Outgoing::control(frame));
     }
 
     /// Reads what is available without waiting and decodes it, together
@@ -103,7 +108,8 @@ impl Conn {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
             for (i, f) in self.pending.iter().take(MAX_IOVECS).enumerate() {
-                slices[i] = IoSlice::new(if i == 0 { &f[self.written..] } else { f });
+                let b = &f.bytes;
+                slices[i] = IoSlice::new(if i == 0 { &b[self.written..] } else { b });
                 n += 1;
             }
             let mut wrote = match self.stream.try_write_vectored(&slices[..n]) {
@@ -112,13 +118,18 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             };
-            self.write_progress = Instant::now();
+            let now = Instant::now();
+            self.write_progress = now;
             while wrote > 0 {
-                let left = self.pending[0].len() - self.written;
+                let left = self.pending[0].bytes.len() - self.written;
                 if wrote >= left {
                     wrote -= left;
                     self.written = 0;
-                    self.pending.pop_front();
+                    let done = self.pending.pop_front().expect("a frame was being written");
+                    if let Some(accepted) = done.accepted {
+                        self.latency
+                            .observe(now.into_std().saturating_duration_since(accepted));
+                    }
                 } else {
                     self.written += wrote;
                     wrote = 0;
@@ -190,18 +201,25 @@ pub(crate) async fn run(
     peer: IpAddr,
     ctx: Arc<WsContext>,
 ) {
-    let mut conn = Conn::new(stream, prefix);
+    let mut conn = Conn::new(stream, prefix, ctx.metrics.delivery_latency.clone());
     let started = Instant::now();
     // Boxed: the handshake's state (the auth provider's future) is large, and
     // must not make every streaming connection's task that large too.
     let accepted = Box::pin(handshake(&mut conn, &token, &ctx)).await;
+    // Refusals are logged with the token's short hash, never the token.
+    let fingerprint = accepted.is_err().then(|| token.fingerprint());
     drop(token);
     let accepted = match accepted {
         Ok(Some(a)) => a,
-        Ok(None) => return,
+        Ok(None) => {
+            ctx.metrics.handshake("abandoned");
+            return;
+        }
         Err(e) => {
+            ctx.metrics.handshake(e.outcome());
             let (code, message, close) = e.answer();
-            tracing::info!(%peer, error = code.as_str(), %message, "subscription refused");
+            let token = fingerprint.unwrap_or_default();
+            tracing::info!(%peer, %token, error = code.as_str(), detail = %message, "subscription refused");
             conn.queue(messages::error_frame(code, &message));
             conn.close(close, code.as_str()).await;
             return;
@@ -226,6 +244,8 @@ pub(crate) async fn run(
     }) {
         Ok(r) => r,
         Err(_) => {
+            ctx.metrics
+                .handshake(HandshakeError::ShuttingDown.outcome());
             let (code, message, close) = HandshakeError::ShuttingDown.answer();
             conn.pending.clear();
             conn.queue(messages::error_frame(code, &message));
@@ -233,7 +253,9 @@ pub(crate) async fn run(
             return;
         }
     };
-    tracing::info!(client = id, %peer, %login, %org, "client subscribed");
+    ctx.metrics.handshake("confirmed");
+    let shard = registration.shard();
+    tracing::info!(client = id, %peer, %login, %org, shard, "client subscribed");
     let end = stream_events(&mut conn, &outbox, &ctx).await;
     drop(registration);
     tracing::info!(
@@ -241,6 +263,7 @@ pub(crate) async fn run(
         %peer,
         %login,
         %org,
+        shard,
         duration_ms = started.elapsed().as_millis() as u64,
         events = end.frames,
         drops = outbox.dropped(),
@@ -288,18 +311,33 @@ async fn handshake(
     {
         return Err(HandshakeError::EventTypeNotAllowed(t.clone()));
     }
-    let identity = ctx
-        .auth
-        .authenticate(token)
+    let limit = ctx.settings.auth_timeout;
+    let checked = tokio::time::timeout(limit, ctx.auth.authenticate(token))
         .await
-        .map_err(HandshakeError::Auth)?;
+        .unwrap_or_else(|_| {
+            Err(AuthError::Unavailable(format!(
+                "token check took longer than {} s (auth.check_timeout_s)",
+                limit.as_secs()
+            )))
+        });
+    let identity = checked.map_err(|e| {
+        ctx.metrics.auth_result(match e {
+            AuthError::InvalidToken => "invalid_token",
+            AuthError::Forbidden => "forbidden",
+            AuthError::RateLimited => "rate_limited",
+            AuthError::Unavailable(_) => "unavailable",
+        });
+        HandshakeError::Auth(e)
+    })?;
     let mut org = sub.organization.clone();
     if !org.is_empty() && org != "*" && !identity.is_member_of(&org) {
+        ctx.metrics.auth_result("not_member");
         return Err(HandshakeError::NotMember {
             login: identity.login,
             org,
         });
     }
+    ctx.metrics.auth_result("ok");
     if org.is_empty() && identity.kind == IdentityKind::AppInstallation && identity.orgs.len() == 1
     {
         org = identity.orgs[0].clone();

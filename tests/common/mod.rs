@@ -320,3 +320,36 @@ pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
         return close;
     }
 }
+
+/// A client that subscribes and then never reads: a tiny receive buffer, so
+/// the server's writes to it stall soon.
+pub async fn slow_client(addr: SocketAddr, login: &str, subscription: Value) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", token(login)).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    ws.send(Message::text(subscription.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "subscription_confirmed");
+    ws
+}
+
+/// An event for `org` broadcast through the hub directly, with a delivery
+/// id of `pad` extra bytes (large frames fill a stalled socket sooner).
+pub fn hub_event(org: &str, id: &str, pad: usize) -> hookfan::Event {
+    hookfan::Event::new(hookfan::EventParts {
+        kind: "pull_request".into(),
+        delivery_id: format!("{id}{}", "x".repeat(pad)),
+        url: format!("https://github.com/{org}/api/pull/1"),
+        org: Some(org.into()),
+        ..Default::default()
+    })
+}

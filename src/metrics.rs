@@ -1,0 +1,363 @@
+//! `/metrics`: Prometheus text exposition, encoded by `prometheus-client`.
+//!
+//! Two kinds of sources. Low-rate events (webhooks, handshakes, refused
+//! connections) are counted in the crate's metric families when they
+//! happen. Hot-path counts are never touched per delivery here: the shards
+//! keep their own counters and the sessions write delivery latencies into a
+//! per-thread-sharded histogram, and a collector reads and sums them only
+//! when `/metrics` is scraped, so counting adds no contention between shards
+//! or runtime threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::auth::AuthProvider;
+use crate::broker::Hub;
+use crate::limits::ConnLimiter;
+use crate::webhook::commit_cache::CommitCache;
+
+/// Latency bucket bounds, in seconds.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    /// A known GitHub event type or `other`.
+    r#type: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+/// Everything `/metrics` shows.
+pub(crate) struct Metrics {
+    registry: Registry,
+    webhooks: Family<WebhookLabels, Counter>,
+    webhook_seconds: Histogram,
+    handshakes: Family<OutcomeLabel, Counter>,
+    auth_results: Family<ResultLabel, Counter>,
+    /// Written by every session; read at scrape time.
+    pub delivery_latency: Arc<LatencyHistogram>,
+}
+
+impl Metrics {
+    pub fn new(
+        hub: Hub,
+        cache: Arc<CommitCache>,
+        limiter: Arc<ConnLimiter>,
+        auth: Arc<dyn AuthProvider>,
+    ) -> Self {
+        let mut registry = Registry::with_prefix("hookfan");
+        let webhooks = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhooks",
+            "Webhook requests by event type and HTTP status",
+            webhooks.clone(),
+        );
+        let webhook_seconds = Histogram::new(LATENCY_BUCKETS);
+        registry.register(
+            "webhook_handling_seconds",
+            "Time to answer a webhook request, body read included",
+            webhook_seconds.clone(),
+        );
+        let handshakes = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "handshakes",
+            "WebSocket handshakes by outcome (confirmed, an error code, or a refusal before the upgrade)",
+            handshakes.clone(),
+        );
+        let auth_results = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "auth_results",
+            "Token checks by result",
+            auth_results.clone(),
+        );
+        let delivery_latency = Arc::new(LatencyHistogram::default());
+        registry.register_collector(Box::new(StateCollector {
+            hub,
+            cache,
+            limiter,
+            auth,
+            latency: delivery_latency.clone(),
+        }));
+        Self {
+            registry,
+            webhooks,
+            webhook_seconds,
+            handshakes,
+            auth_results,
+            delivery_latency,
+        }
+    }
+
+    /// Counts a webhook request.
+    pub fn webhook(&self, kind: &str, status: u16, took: Duration) {
+        self.webhooks
+            .get_or_create(&WebhookLabels {
+                r#type: crate::event::type_label(kind),
+                status,
+            })
+            .inc();
+        self.webhook_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts a handshake outcome (a fixed set of values).
+    pub fn handshake(&self, outcome: &'static str) {
+        self.handshakes
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Counts a token check result (a fixed set of values).
+    pub fn auth_result(&self, result: &'static str) {
+        self.auth_results
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Reads the broker's, the commit cache's, the limiter's and the auth
+/// provider's own counters at scrape time.
+struct StateCollector {
+    hub: Hub,
+    cache: Arc<CommitCache>,
+    limiter: Arc<ConnLimiter>,
+    auth: Arc<dyn AuthProvider>,
+    latency: Arc<LatencyHistogram>,
+}
+
+impl std::fmt::Debug for StateCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateCollector")
+    }
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    ConstGauge::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    ConstCounter::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.hub.stats();
+        gauge(
+            &mut e,
+            "connected_clients",
+            "Subscribed WebSocket clients",
+            s.clients as i64,
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "shard_connected_clients",
+                "Subscribed WebSocket clients per shard",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (shard, n) in s.clients_per_shard.iter().enumerate() {
+                let labels = [("shard", shard.to_string())];
+                ConstGauge::new(*n as i64).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        gauge(
+            &mut e,
+            "websocket_sessions",
+            "WebSocket connections open (handshaking or subscribed)",
+            s.live_sessions as i64,
+        )?;
+        gauge(
+            &mut e,
+            "connection_slots",
+            "Connection limit slots held",
+            self.limiter.counts().total as i64,
+        )?;
+        gauge(
+            &mut e,
+            "index_keys",
+            "Keys in the shards' subscription indexes",
+            s.index_keys as i64,
+        )?;
+        counter(
+            &mut e,
+            "events_broadcast",
+            "Events accepted for broadcast",
+            s.events_accepted,
+        )?;
+        counter(
+            &mut e,
+            "deliveries",
+            "Event frames queued to clients",
+            s.deliveries,
+        )?;
+        counter(
+            &mut e,
+            "drops",
+            "Event frames dropped because a client's queue was full",
+            s.drops,
+        )?;
+        counter(
+            &mut e,
+            "slow_client_closes",
+            "Clients closed because their queue was full",
+            s.slow_closes,
+        )?;
+        counter(
+            &mut e,
+            "unentitled_deliveries",
+            "Private-repository events delivered to clients whose tier may not see them (tiers.enforce = false)",
+            s.unentitled_deliveries,
+        )?;
+        let c = self.cache.stats();
+        gauge(
+            &mut e,
+            "commit_cache_entries",
+            "Commit SHAs in the commit cache",
+            c.entries as i64,
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "commit_cache_lookups",
+                "Commit cache lookups by result",
+                None,
+                MetricType::Counter,
+            )?;
+            for (result, v) in [("hit", c.hits), ("miss", c.misses)] {
+                ConstCounter::new(v).encode(m.encode_family(&[("result", result)])?)?;
+            }
+        }
+        for family in self.auth.metrics() {
+            let mut m = e.encode_descriptor(family.name, family.help, None, MetricType::Counter)?;
+            for (labels, v) in &family.samples {
+                ConstCounter::new(*v).encode(m.encode_family(labels)?)?;
+            }
+        }
+        self.latency.encode(e.encode_descriptor(
+            "delivery_latency_seconds",
+            "From webhook accepted to event frame written to the client's socket",
+            None,
+            MetricType::Histogram,
+        )?)
+    }
+}
+
+/// Shards of the latency histogram; each runtime thread writes to its own.
+const HISTOGRAM_SHARDS: usize = 16;
+
+/// A histogram written from many threads without contention: each thread
+/// has its own set of atomic counters, summed when scraped.
+#[derive(Default)]
+pub(crate) struct LatencyHistogram {
+    shards: [Padded; HISTOGRAM_SHARDS],
+}
+
+/// One thread's counters, on its own cache lines.
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+fn thread_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Relaxed) % HISTOGRAM_SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+impl LatencyHistogram {
+    /// Records one latency.
+    pub fn observe(&self, d: Duration) {
+        let shard = &self.shards[thread_shard()];
+        let secs = d.as_secs_f64();
+        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            shard.buckets[i].fetch_add(1, Relaxed);
+        }
+        shard.count.fetch_add(1, Relaxed);
+        shard.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+
+    /// Total observations.
+    pub fn count(&self) -> u64 {
+        self.shards.iter().map(|s| s.count.load(Relaxed)).sum()
+    }
+
+    fn encode(&self, mut m: prometheus_client::encoding::MetricEncoder<'_>) -> std::fmt::Result {
+        // Per-bucket counts; the encoder makes them cumulative.
+        let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let n = self
+                .shards
+                .iter()
+                .map(|s| s.buckets[i].load(Relaxed))
+                .sum::<u64>();
+            buckets.push((*bound, n));
+        }
+        // Read after the buckets: a concurrent observation may land in
+        // `count` but not yet in a bucket, never the other way round.
+        let count = self.count();
+        let in_buckets: u64 = buckets.iter().map(|b| b.1).sum();
+        buckets.push((f64::INFINITY, count.saturating_sub(in_buckets)));
+        let sum: u64 = self.shards.iter().map(|s| s.sum_ns.load(Relaxed)).sum();
+        m.encode_histogram::<Vec<(String, String)>>(sum as f64 / 1e9, count, &buckets, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sharded_histogram_sums_every_thread() {
+        let h = Arc::new(LatencyHistogram::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        h.observe(Duration::from_micros(300));
+                    }
+                    h.observe(Duration::from_secs(60));
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(h.count(), 4004);
+        let total: u64 = h.shards.iter().map(|s| s.buckets[2].load(Relaxed)).sum();
+        assert_eq!(total, 4000, "300 µs falls in the 0.5 ms bucket");
+    }
+}

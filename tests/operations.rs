@@ -1,0 +1,405 @@
+//! Operating the daemon: the slow-client policies, graceful shutdown on
+//! SIGTERM, and what a full session leaves in the logs.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::SinkExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::protocol::Message;
+
+/// Floods acme with large events until the hub reports `done`.
+async fn flood_until(
+    server: &TestServer,
+    readers: &mut [Ws],
+    done: impl Fn(&hookfan::broker::HubStats) -> bool,
+) -> u64 {
+    let mut sent = 0u64;
+    loop {
+        for _ in 0..4 {
+            server
+                .hub()
+                .broadcast(hub_event("acme", &format!("f{sent:05}-"), 64 * 1024));
+            sent += 1;
+        }
+        for ws in readers.iter_mut() {
+            for _ in 0..4 {
+                next_event(ws).await;
+            }
+        }
+        server.hub().sync().await;
+        if done(&server.hub().stats()) {
+            return sent;
+        }
+        assert!(sent < 20_000, "never happened");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_policy_closes_only_the_slow_client_with_1008() {
+    let server =
+        TestServer::start("[broker]\nclient_queue = 16\nslow_client = \"disconnect\"\n").await;
+    let addr = server.addr;
+    let mut readers = Vec::new();
+    for _ in 0..5 {
+        readers.push(subscribe(addr, "bob", json!({"organization": "acme"})).await);
+    }
+    let mut slow = slow_client(addr, "alice", json!({"organization": "acme"})).await;
+    flood_until(&server, &mut readers, |s| s.slow_closes > 0).await;
+    assert_eq!(server.hub().stats().slow_closes, 1);
+
+    // The slow client, reading at last, gets what was in flight, then 1008.
+    let (code, reason) = expect_close(&mut slow).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1008, "client too slow: outbound queue full")
+    );
+    server
+        .wait_stats("slow client gone", |s| s.clients == 5)
+        .await;
+
+    // Everyone else is still subscribed and receiving.
+    server
+        .webhook_with_id(
+            "pull_request",
+            &pr_payload("acme", "api", 1, "x", false),
+            "after",
+        )
+        .await;
+    for ws in readers.iter_mut() {
+        assert_eq!(next_event(ws).await["delivery_id"], "after");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_policy_keeps_the_slow_client_and_counts() {
+    let server = TestServer::start("[broker]\nclient_queue = 16\n").await;
+    let addr = server.addr;
+    let mut readers = vec![subscribe(addr, "bob", json!({"organization": "acme"})).await];
+    let mut slow = slow_client(addr, "alice", json!({"organization": "acme"})).await;
+    let sent = flood_until(&server, &mut readers, |s| s.drops > 0).await;
+    let stats = server.hub().stats();
+    assert_eq!((stats.slow_closes, stats.clients), (0, 2));
+    assert_eq!(
+        stats.drops + stats.deliveries,
+        2 * sent,
+        "every event reached or was dropped for each"
+    );
+    // It is still subscribed: after reading its backlog (what was not
+    // dropped) it gets new events.
+    let backlog = stats.deliveries - sent;
+    for _ in 0..backlog {
+        next_event(&mut slow).await;
+    }
+    server
+        .webhook_with_id(
+            "pull_request",
+            &pr_payload("acme", "api", 1, "x", false),
+            "after",
+        )
+        .await;
+    assert_eq!(next_event(&mut readers[0]).await["delivery_id"], "after");
+    assert_eq!(next_event(&mut slow).await["delivery_id"], "after");
+}
+
+/// The daemon as a child process on 127.0.0.1:0, its stderr collected.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+const DAEMON_SECRET: &str = "operations-test-secret-value";
+
+fn spawn_daemon(extra: &str) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokens.toml"), tokens_toml()).unwrap();
+    let config = dir.path().join("hookfan.toml");
+    std::fs::write(
+        &config,
+        format!("[auth]\nprovider = \"static\"\ntokens_file = \"tokens.toml\"\n{extra}"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookfan"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("GITHUB_WEBHOOK_SECRET", DAEMON_SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening line")
+        .parse()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let sink = stderr.clone();
+    let mut pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    Daemon {
+        child,
+        addr,
+        stderr,
+        _dir: dir,
+    }
+}
+
+impl Daemon {
+    fn sigterm(&self) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// Waits for the exit; returns its status and how long it took.
+    fn wait(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return (s, start.elapsed());
+            }
+            assert!(start.elapsed() < limit, "still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    async fn webhook(&self, kind: &str, body: &[u8], id: &str) -> u16 {
+        let sig = hookfan::webhook::sign(DAEMON_SECRET.as_bytes(), body);
+        post(
+            self.addr,
+            "/webhook",
+            &[
+                ("x-github-event", kind),
+                ("x-hub-signature-256", &sig),
+                ("x-github-delivery", id),
+            ],
+            body.to_vec(),
+        )
+        .await
+        .0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_queued_frames_closes_1001_and_exits_0() {
+    const CLIENTS: usize = 200;
+    const EVENTS: usize = 20;
+    let mut daemon =
+        spawn_daemon("[server]\nshutdown_timeout_s = 5\n[limits]\nmax_conns_per_ip = 1000\n");
+    let addr = daemon.addr;
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(subscribe(addr, "bob", json!({"organization": "acme"})).await);
+    }
+    // Events the clients do not read before the signal: their frames are
+    // queued (in the server or in the sockets) when it arrives.
+    for j in 0..EVENTS {
+        assert_eq!(
+            daemon
+                .webhook(
+                    "pull_request",
+                    &pr_payload("acme", "api", 1, "x", false),
+                    &format!("q{j}")
+                )
+                .await,
+            200
+        );
+    }
+    daemon.sigterm();
+    // /healthz turns 503 while draining (if we are quick enough to see it;
+    // the listener closes when the drain ends).
+    let health = request_opt(addr, "/healthz").await;
+    assert!(matches!(health, None | Some(503)), "{health:?}");
+
+    let mut tasks = Vec::new();
+    for mut ws in clients {
+        tasks.push(tokio::spawn(async move {
+            for j in 0..EVENTS {
+                assert_eq!(
+                    next_event(&mut ws).await["delivery_id"],
+                    format!("q{j}").as_str()
+                );
+            }
+            expect_close(&mut ws).await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), (1001, "server shutting down".to_owned()));
+    }
+    let (status, took) = tokio::task::spawn_blocking(move || daemon.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+}
+
+/// GET on a fresh connection; `None` if the server no longer accepts.
+async fn request_opt(addr: SocketAddr, path: &str) -> Option<u16> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .ok()?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get(path)
+        .header("host", "x")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    Some(sender.send_request(req).await.ok()?.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_answers_does_not_hold_shutdown_past_the_timeout() {
+    let mut daemon = spawn_daemon("[server]\nshutdown_timeout_s = 2\n[broker]\nclient_queue = 8\n");
+    let addr = daemon.addr;
+    let mut ok = subscribe(addr, "bob", json!({"organization": "acme"})).await;
+    // Never reads: its socket fills with large events and stays full, so its
+    // close frame can never be written.
+    let _stuck = slow_client(addr, "alice", json!({"organization": "acme"})).await;
+    let big = serde_json::to_vec(&json!({
+        "pull_request": {"html_url": "https://github.com/acme/api/pull/1", "number": 1, "user": {"login": "x"}},
+        "repository": {"html_url": "https://github.com/acme/api", "owner": {"login": "acme"}},
+        "sender": {"login": "x"},
+    }))
+    .unwrap();
+    for j in 0..200 {
+        daemon
+            .webhook("pull_request", &big, &format!("{j:03}{}", "z".repeat(120)))
+            .await;
+        next_event(&mut ok).await;
+    }
+    let started = Instant::now();
+    daemon.sigterm();
+    assert_eq!(expect_close(&mut ok).await.0, 1001);
+    let (status, _) = tokio::task::spawn_blocking(move || daemon.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(4),
+        "exit after {took:?}, timeout 2 s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_session_in_the_json_log_without_tokens_or_secret() {
+    let mut daemon = spawn_daemon("[log]\nformat = \"json\"\n");
+    let addr = daemon.addr;
+    let mut ws = subscribe(addr, "alice", json!({"organization": "acme"})).await;
+    let (_bad, first) =
+        subscribe_as(addr, &token("mallory"), json!({"organization": "acme"})).await;
+    assert_eq!(first["error"], "authentication_failed");
+    assert_eq!(
+        daemon
+            .webhook(
+                "pull_request",
+                &pr_payload("acme", "api", 3, "x", false),
+                "d-routed"
+            )
+            .await,
+        200
+    );
+    assert_eq!(next_event(&mut ws).await["delivery_id"], "d-routed");
+    assert_eq!(
+        daemon
+            .webhook("issues", &fixture("issues.opened.json"), "d-ignored")
+            .await,
+        200
+    );
+    ws.send(Message::Close(None)).await.unwrap();
+    let _ = expect_close(&mut ws).await;
+    // Give the server a moment to log the disconnect, then stop it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon
+        .stderr
+        .lock()
+        .unwrap()
+        .contains("client disconnected")
+    {
+        assert!(Instant::now() < deadline, "no disconnect line");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    daemon.sigterm();
+    let stderr = daemon.stderr.clone();
+    let (status, _) = tokio::task::spawn_blocking(move || daemon.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.success());
+    let log = stderr.lock().unwrap().clone();
+
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let find = |msg: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == msg)
+            .collect()
+    };
+    let subscribed = find("client subscribed");
+    assert_eq!(subscribed.len(), 1, "{log}");
+    assert_eq!(subscribed[0]["fields"]["login"], "alice");
+    assert_eq!(subscribed[0]["fields"]["org"], "acme");
+    let refused = find("subscription refused");
+    assert_eq!(refused.len(), 1, "{log}");
+    assert_eq!(refused[0]["fields"]["error"], "authentication_failed");
+    assert!(
+        refused[0]["fields"]["token"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let routed = find("event routed");
+    assert_eq!(routed.len(), 1, "{log}");
+    assert_eq!(routed[0]["fields"]["delivery"], "d-routed");
+    assert_eq!(routed[0]["fields"]["matched"], 1);
+    let ignored = find("webhook not broadcast");
+    assert_eq!(ignored.len(), 1, "{log}");
+    assert_eq!(ignored[0]["fields"]["outcome"], "no_url");
+    let gone = find("client disconnected");
+    assert_eq!(gone.len(), 1, "{log}");
+    assert_eq!(gone[0]["fields"]["events"], 1);
+    assert_eq!(gone[0]["fields"]["login"], "alice");
+    assert!(gone[0]["fields"]["duration_ms"].is_u64());
+    assert_eq!(find("shutting down").len(), 1);
+    // Nothing per delivery at info, and no secret anywhere.
+    for secret in [token("alice"), token("mallory"), DAEMON_SECRET.to_owned()] {
+        assert!(!log.contains(&secret), "{secret} leaked into the log");
+    }
+}
