@@ -41,6 +41,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use super::OrgSet;
 use super::cache::{CacheStats, TokenCache};
 use super::static_tokens::APP_LOGIN;
 use super::{
@@ -495,7 +496,7 @@ impl Api {
             let tier = self.tier(orgs.iter().map(String::as_str));
             return Ok(Identity {
                 login: APP_LOGIN.to_owned(),
-                orgs,
+                orgs: OrgSet::new(orgs),
                 tier,
                 kind: IdentityKind::AppInstallation,
             });
@@ -553,7 +554,7 @@ impl Api {
             self.tier(std::iter::once(login.as_str()).chain(orgs.iter().map(String::as_str)));
         Ok(Identity {
             login,
-            orgs,
+            orgs: OrgSet::new(orgs),
             tier,
             kind: IdentityKind::User,
         })

@@ -7,6 +7,7 @@
 
 pub(crate) mod cache;
 pub mod github;
+mod orgs;
 pub mod static_tokens;
 pub mod token;
 
@@ -14,6 +15,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use orgs::OrgSet;
 pub use token::{Token, TokenRejection};
 
 /// The tier of an account: only `pro` and `flock` may receive events of
@@ -61,8 +63,8 @@ pub enum IdentityKind {
 pub struct Identity {
     /// The login (`app[installation]` for app installations).
     pub login: String,
-    /// Organizations the account belongs to.
-    pub orgs: Vec<String>,
+    /// Organizations the account belongs to (shared by its connections).
+    pub orgs: OrgSet,
     /// Its tier.
     pub tier: Tier,
     /// User or app installation.
@@ -72,7 +74,7 @@ pub struct Identity {
 impl Identity {
     /// Whether the account belongs to `org` (case-insensitive).
     pub fn is_member_of(&self, org: &str) -> bool {
-        self.orgs.iter().any(|o| o.eq_ignore_ascii_case(org))
+        self.orgs.contains(org)
     }
 }
 

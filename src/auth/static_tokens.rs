@@ -18,7 +18,7 @@ use ahash::AHashMap;
 use serde::Deserialize;
 
 use super::token::{looks_like_github_token, sha256};
-use super::{AuthError, AuthFuture, AuthProvider, Identity, IdentityKind, Tier, Token};
+use super::{AuthError, AuthFuture, AuthProvider, Identity, IdentityKind, OrgSet, Tier, Token};
 use crate::config::{ConfigError, is_login};
 
 /// Login reported for app installation tokens, as the GitHub provider does.
@@ -144,7 +144,7 @@ impl Entry {
             hash,
             Identity {
                 login,
-                orgs: self.orgs,
+                orgs: OrgSet::new(self.orgs),
                 tier: self.tier,
                 kind,
             },
@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(t.len(), 3);
         let alice = t.authenticate(&Token::new(ALICE)).await.unwrap();
         assert_eq!((alice.login.as_str(), alice.tier), ("alice", Tier::Pro));
-        assert_eq!(alice.orgs, ["acme"]);
+        assert_eq!(alice.orgs.names().collect::<Vec<_>>(), ["acme"]);
         let bob = t.authenticate(&Token::new(bob)).await.unwrap();
         assert_eq!((bob.login.as_str(), bob.tier), ("bob", Tier::Free));
         let app = t

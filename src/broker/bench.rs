@@ -42,7 +42,7 @@ impl ShardBench {
         let outbox = Arc::new(Outbox::new(self.queue));
         let filter = Filter {
             login: "bench".into(),
-            orgs: vec![Box::from(org)].into_boxed_slice(),
+            orgs: crate::auth::OrgSet::new([org]),
             organization: org.into(),
             can_see_private: true,
             ..Filter::default()

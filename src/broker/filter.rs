@@ -4,6 +4,7 @@
 //! matching (lowercase, sorted). `judge` applies every rule to one client and
 //! one event; the index only narrows down which clients are asked.
 
+use crate::auth::OrgSet;
 use crate::event::Event;
 
 /// Which index family a client sits in. A client is in exactly one, so an
@@ -23,8 +24,9 @@ pub(crate) enum Family {
 pub(crate) struct Filter {
     /// The client's login, lowercased.
     pub login: Box<str>,
-    /// The organizations the user belongs to, lowercased and sorted.
-    pub orgs: Box<[Box<str>]>,
+    /// The organizations the user belongs to (shared with the account's
+    /// other connections).
+    pub orgs: OrgSet,
     /// The subscribed organization, lowercased: empty, `*`, or a name.
     pub organization: Box<str>,
     /// Event types asked for; empty means every type except the
@@ -53,7 +55,7 @@ pub(crate) enum Verdict {
 impl Filter {
     /// Sorts and deduplicates the lists so that lookups can binary-search.
     pub fn normalized(mut self) -> Self {
-        for list in [&mut self.orgs, &mut self.pr_keys, &mut self.event_types] {
+        for list in [&mut self.pr_keys, &mut self.event_types] {
             let mut v: Vec<Box<str>> = std::mem::take(list).into_vec();
             v.sort_unstable();
             v.dedup();
@@ -71,7 +73,7 @@ impl Filter {
         } else if self.user_events_only {
             Some((Family::User, std::slice::from_ref(&self.login)))
         } else if &*self.organization == "*" {
-            Some((Family::Org, &self.orgs))
+            Some((Family::Org, self.orgs.lowercase()))
         } else if !self.organization.is_empty() {
             Some((Family::Org, std::slice::from_ref(&self.organization)))
         } else {
@@ -80,7 +82,7 @@ impl Filter {
     }
 
     fn member_of(&self, org: &str) -> bool {
-        self.orgs.binary_search_by(|o| (**o).cmp(org)).is_ok()
+        self.orgs.contains(org)
     }
 
     /// PROTOCOL.md "Who receives an event", rules 1 to 7, in order.
@@ -144,7 +146,7 @@ mod tests {
     fn filter(org: &str, orgs: &[&str]) -> Filter {
         Filter {
             login: "alice".into(),
-            orgs: boxed(orgs),
+            orgs: OrgSet::new(orgs),
             organization: org.into(),
             can_see_private: true,
             ..Filter::default()

@@ -29,6 +29,7 @@ pub(crate) use filter::Filter;
 use index::FamilyMaps;
 pub(crate) use outbox::{CloseReason, Drained, Outbox, Outgoing};
 pub(crate) use shard::Subscriber;
+
 use shard::{Shard, ShardCounters, ShardMsg, ShardSettings};
 
 /// A connected client's id, unique for the life of a hub.
@@ -447,7 +448,7 @@ mod tests {
         let outbox = Arc::new(Outbox::new(16));
         let filter = Filter {
             login: "u".into(),
-            orgs: vec![Box::from(org)].into_boxed_slice(),
+            orgs: crate::auth::OrgSet::new([org]),
             organization: org.into(),
             can_see_private: true,
             ..Filter::default()

@@ -7,28 +7,51 @@
 //! empty, so an idle client costs only this struct.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
 
-/// A frame on its way to a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Outgoing {
-    /// The complete WebSocket frame (shared between recipients).
-    pub bytes: Bytes,
-    /// When its event was accepted; `None` for control frames.
-    pub accepted: Option<Instant>,
+use crate::event::Event;
+
+/// A frame on its way to a client: an event (its shared frame and accepted
+/// time come with it) or, rarely, a control frame. 16 bytes, so that queues
+/// stay small.
+#[derive(Debug, Clone)]
+pub(crate) enum Outgoing {
+    /// An event's frame.
+    Event(Arc<Event>),
+    /// A control frame (pong, close, confirmation, error).
+    Control(Box<Bytes>),
 }
 
 impl Outgoing {
-    /// A control frame (pong, close, ...), not measured for latency.
+    /// A control frame, not measured for latency.
     pub fn control(bytes: Bytes) -> Self {
-        Self {
-            bytes,
-            accepted: None,
+        Outgoing::Control(Box::new(bytes))
+    }
+
+    /// The bytes to write.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Outgoing::Event(e) => e.frame(),
+            Outgoing::Control(b) => b,
         }
+    }
+
+    /// When the event was accepted (events only).
+    pub fn accepted(&self) -> Option<Instant> {
+        match self {
+            Outgoing::Event(e) => Some(e.accepted_instant()),
+            Outgoing::Control(_) => None,
+        }
+    }
+}
+
+impl PartialEq for Outgoing {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
     }
 }
 
@@ -179,7 +202,6 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 

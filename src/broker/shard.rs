@@ -176,9 +176,8 @@ impl Shard {
             .store(self.index.total(Vec::len), Relaxed);
     }
 
-    fn deliver(&mut self, e: &Event) {
-        let frame = e.frame();
-        let accepted = Some(e.accepted_instant());
+    fn deliver(&mut self, event: &Arc<Event>) {
+        let e: &Event = event;
         let (mut delivered, mut dropped, mut closed, mut unentitled) = (0u64, 0u64, 0u64, 0u64);
         let slots = &self.slots;
         let settings = self.settings;
@@ -191,10 +190,7 @@ impl Shard {
                 if verdict == Verdict::Skip {
                     continue;
                 }
-                match sub.outbox.push(Outgoing {
-                    bytes: frame.clone(),
-                    accepted,
-                }) {
+                match sub.outbox.push(Outgoing::Event(event.clone())) {
                     Push::Queued => {
                         delivered += 1;
                         unentitled += (verdict == Verdict::DeliverUnentitled) as u64;

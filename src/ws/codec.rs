@@ -83,7 +83,8 @@ pub(crate) struct Decoder {
     /// whenever frames arrive whole, which is the usual case.
     partial: Vec<u8>,
     /// A fragmented data message being assembled: its opcode and payload.
-    fragments: Option<(OpCode, Vec<u8>)>,
+    /// Boxed: rare, and it keeps every idle connection's decoder small.
+    fragments: Option<Box<(OpCode, Vec<u8>)>>,
     /// Largest message accepted, in bytes.
     max_message: usize,
 }
@@ -199,7 +200,7 @@ impl Decoder {
         if control && (!fin || len > 125) {
             return Err(ProtocolError::BadControlFrame);
         }
-        let buffered = match (opcode, &self.fragments) {
+        let buffered = match (opcode, self.fragments.as_deref()) {
             (OpCode::Continuation, Some((_, f))) => f.len() as u64,
             _ => 0,
         };
@@ -238,18 +239,18 @@ impl Decoder {
                 if fin {
                     return deliver(opcode, payload, on_message);
                 }
-                self.fragments = Some((opcode, payload.to_vec()));
+                self.fragments = Some(Box::new((opcode, payload.to_vec())));
                 Ok(true)
             }
             OpCode::Continuation => {
-                let Some((_, buf)) = self.fragments.as_mut() else {
+                let Some((_, buf)) = self.fragments.as_deref_mut() else {
                     return Err(ProtocolError::BadFragment);
                 };
                 buf.extend_from_slice(payload);
                 if !fin {
                     return Ok(true);
                 }
-                let (op, buf) = self.fragments.take().expect("checked above");
+                let (op, buf) = *self.fragments.take().expect("checked above");
                 deliver(op, &buf, on_message)
             }
         }

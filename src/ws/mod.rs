@@ -115,7 +115,6 @@ pub(crate) fn upgrade(
     let guard = ctx.hub.track_session();
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        let _held = (guard, slot);
         let upgraded = match upgrade.await {
             Ok(ws) => ws.into_inner().into_inner(),
             Err(e) => {
@@ -133,7 +132,8 @@ pub(crate) fn upgrade(
                 return;
             }
         };
-        session::run(parts.io.into_inner(), parts.read_buf, token, ip, ctx).await;
+        let held = (guard, slot);
+        session::run(parts.io.into_inner(), parts.read_buf, token, ip, ctx, held).await;
     });
     let (parts, _) = response.into_parts();
     Response::from_parts(parts, Full::new(Bytes::new()))

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +20,7 @@ use super::WsContext;
 use super::codec::{self, Decoder, Message, ProtocolError};
 use super::messages::{self, ClientMessage, HandshakeError};
 use crate::auth::{AuthError, IdentityKind, Token};
-use crate::broker::{Drained, Filter, Outbox, Outgoing, Subscriber};
+use crate::broker::{ClientId, Drained, Filter, Outbox, Outgoing, Registration, Subscriber};
 use crate::metrics::LatencyHistogram;
 use crate::subscription::Subscription;
 
@@ -108,7 +109,7 @@ impl Conn {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut n = 0;
             for (i, f) in self.pending.iter().take(MAX_IOVECS).enumerate() {
-                let b = &f.bytes;
+                let b = f.bytes();
                 slices[i] = IoSlice::new(if i == 0 { &b[self.written..] } else { b });
                 n += 1;
             }
@@ -121,12 +122,12 @@ impl Conn {
             let now = Instant::now();
             self.write_progress = now;
             while wrote > 0 {
-                let left = self.pending[0].bytes.len() - self.written;
+                let left = self.pending[0].bytes().len() - self.written;
                 if wrote >= left {
                     wrote -= left;
                     self.written = 0;
                     let done = self.pending.pop_front().expect("a frame was being written");
-                    if let Some(accepted) = done.accepted {
+                    if let Some(accepted) = done.accepted() {
                         self.latency
                             .observe(now.into_std().saturating_duration_since(accepted));
                     }
@@ -193,18 +194,22 @@ enum First {
     Closed,
 }
 
-/// Runs a connection from just after the upgrade to its end.
-pub(crate) async fn run(
+/// Runs a connection from just after the upgrade: the handshake here, then
+/// the streaming phase in a task of its own, so that an idle subscribed
+/// client holds only the streaming state (the upgrade's and the
+/// handshake's state go with this task). `held` (the session count, the
+/// connection slot) is released when the connection ends, however it ends.
+pub(crate) async fn run<H: Send + 'static>(
     stream: TcpStream,
     prefix: Bytes,
     token: Token,
     peer: IpAddr,
     ctx: Arc<WsContext>,
+    held: H,
 ) {
     let mut conn = Conn::new(stream, prefix, ctx.metrics.delivery_latency.clone());
     let started = Instant::now();
-    // Boxed: the handshake's state (the auth provider's future) is large, and
-    // must not make every streaming connection's task that large too.
+    // Boxed: the handshake's state (the auth provider's future) is large.
     let accepted = Box::pin(handshake(&mut conn, &token, &ctx)).await;
     // Refusals are logged with the token's short hash, never the token.
     let fingerprint = accepted.is_err().then(|| token.fingerprint());
@@ -256,20 +261,67 @@ pub(crate) async fn run(
     ctx.metrics.handshake("confirmed");
     let shard = registration.shard();
     tracing::info!(client = id, %peer, %login, %org, shard, "client subscribed");
-    let end = stream_events(&mut conn, &outbox, &ctx).await;
-    drop(registration);
-    tracing::info!(
-        client = id,
-        %peer,
-        %login,
-        %org,
-        shard,
-        duration_ms = started.elapsed().as_millis() as u64,
-        events = end.frames,
-        drops = outbox.dropped(),
-        reason = end.reason,
-        "client disconnected"
+    tokio::spawn(
+        Subscribed {
+            conn,
+            outbox,
+            registration: Some(registration),
+            ctx,
+            held: Some(held),
+            id,
+            shard,
+            login: login.into_boxed_str(),
+            org: org.into_boxed_str(),
+            peer,
+            started,
+        }
+        .stream(),
     );
+}
+
+/// What a subscribed connection keeps for its whole life.
+struct Subscribed<H> {
+    conn: Conn,
+    outbox: Arc<Outbox>,
+    /// Taken at the end: unregisters the client.
+    registration: Option<Registration>,
+    ctx: Arc<WsContext>,
+    /// Taken at the end: the session count and the connection slot.
+    held: Option<H>,
+    id: ClientId,
+    shard: u16,
+    login: Box<str>,
+    org: Box<str>,
+    peer: IpAddr,
+    started: Instant,
+}
+
+impl<H> Subscribed<H> {
+    /// An `async move` block rather than an `async fn`: the latter would
+    /// keep both the argument and its moved copy in the task (352 bytes
+    /// more for every connection).
+    #[allow(clippy::manual_async_fn)]
+    fn stream(mut self) -> impl std::future::Future<Output = ()> {
+        async move { self.stream_inner().await }
+    }
+
+    async fn stream_inner(&mut self) {
+        let end = stream_events(&mut self.conn, &self.outbox, &self.ctx).await;
+        self.registration.take();
+        tracing::info!(
+            client = self.id,
+            peer = %self.peer,
+            login = %self.login,
+            org = %self.org,
+            shard = self.shard,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            events = end.frames,
+            drops = self.outbox.dropped(),
+            reason = end.reason,
+            "client disconnected"
+        );
+        self.held.take();
+    }
 }
 
 /// A successful handshake.
@@ -338,10 +390,17 @@ async fn handshake(
         });
     }
     ctx.metrics.auth_result("ok");
-    if org.is_empty() && identity.kind == IdentityKind::AppInstallation && identity.orgs.len() == 1
+    if org.is_empty()
+        && identity.kind == IdentityKind::AppInstallation
+        && let Some(only) = identity
+            .orgs
+            .names()
+            .next()
+            .filter(|_| identity.orgs.len() == 1)
     {
-        org = identity.orgs[0].clone();
+        org = only.to_owned();
     }
+
     let listed = if sub.event_types.is_empty() {
         ctx.settings.allowed_events.as_deref()
     } else {
@@ -351,7 +410,7 @@ async fn handshake(
     let lower = |s: &str| Box::<str>::from(s.to_ascii_lowercase());
     let filter = Filter {
         login: lower(&identity.login),
-        orgs: identity.orgs.iter().map(|o| lower(o)).collect(),
+        orgs: identity.orgs.clone(),
         organization: lower(&org),
         event_types: sub
             .event_types
@@ -419,8 +478,21 @@ enum Input {
     Eof,
 }
 
+/// What woke the streaming loop.
+enum Wake {
+    Readable(io::Result<()>),
+    Writable(io::Result<()>),
+    Drained(Drained),
+    Timer,
+}
+
 /// Streams frames from the outbox to the socket and handles the client's
 /// messages until the connection ends.
+///
+/// One `poll_fn` waits on everything (socket readiness through the stream's
+/// own waker slots, the outbox, one timer) rather than `select!` over
+/// readiness futures: an idle connection's task is several hundred bytes
+/// smaller for it.
 async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End {
     let s = &ctx.settings;
     let mut frames = 0u64;
@@ -435,6 +507,9 @@ async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End
     tokio::pin!(sleep);
     // Messages may have arrived together with the subscription.
     let mut input_ready = conn.decoder.has_partial();
+    // Alternates which of reading and writing is looked at first, so that
+    // a client flooding us cannot starve its own writes (nor the reverse).
+    let mut read_first = true;
 
     loop {
         if input_ready {
@@ -455,12 +530,14 @@ async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End
                 Ok(Input::Close(code)) => {
                     if closing.is_none() {
                         conn.queue(codec::close_frame(code.unwrap_or(1000), ""));
-                        let _ = tokio::time::timeout(CLOSE_GRACE, conn.flush()).await;
+                        // Boxed, like the close below: rare paths must not
+                        // grow every idle connection's task.
+                        let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, conn.flush())).await;
                     }
                     return End { reason, frames };
                 }
                 Err(ConnError::Protocol(p)) => {
-                    conn.close(p.close_code(), p.reason()).await;
+                    Box::pin(conn.close(p.close_code(), p.reason())).await;
                     return End {
                         reason: p.reason(),
                         frames,
@@ -485,42 +562,79 @@ async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End
         if sleep.deadline() != deadline {
             sleep.as_mut().reset(deadline);
         }
-        let waiting_for_frames = conn.pending.is_empty() && closing.is_none();
-        tokio::select! {
-            r = conn.stream.readable() => {
+        read_first = !read_first;
+        let wake = std::future::poll_fn(|cx| {
+            let stream = &conn.stream;
+            let writing = !conn.pending.is_empty();
+            let read =
+                |cx: &mut std::task::Context<'_>| stream.poll_read_ready(cx).map(Wake::Readable);
+            let write = |cx: &mut std::task::Context<'_>| {
+                if writing {
+                    stream.poll_write_ready(cx).map(Wake::Writable)
+                } else {
+                    Poll::Pending
+                }
+            };
+            let first = if read_first { read(cx) } else { write(cx) };
+            if first.is_ready() {
+                return first;
+            }
+            let second = if read_first { write(cx) } else { read(cx) };
+            if second.is_ready() {
+                return second;
+            }
+            if !writing
+                && closing.is_none()
+                && let Poll::Ready(d) = outbox.poll_drain(cx, &mut conn.pending)
+            {
+                return Poll::Ready(Wake::Drained(d));
+            }
+            sleep.as_mut().poll(cx).map(|()| Wake::Timer)
+        })
+        .await;
+        match wake {
+            Wake::Readable(r) => {
                 if r.is_err() {
-                    return End { reason: "read error", frames };
+                    return End {
+                        reason: "read error",
+                        frames,
+                    };
                 }
                 input_ready = true;
             }
-            r = conn.stream.writable(), if !conn.pending.is_empty() => {
+            Wake::Writable(r) => {
                 if r.is_err() || conn.write_now().is_err() {
-                    return End { reason: "write error", frames };
+                    return End {
+                        reason: "write error",
+                        frames,
+                    };
                 }
             }
-            d = std::future::poll_fn(|cx| outbox.poll_drain(cx, &mut conn.pending)), if waiting_for_frames => {
-                match d {
-                    Drained::Frames => {
-                        frames += conn.pending.len() as u64;
-                        conn.write_progress = Instant::now();
-                        if conn.write_now().is_err() {
-                            return End { reason: "write error", frames };
-                        }
-                    }
-                    Drained::Closed(why) => {
-                        reason = why.text();
-                        conn.queue(codec::close_frame(why.code(), why.text()));
-                        closing = Some(Instant::now() + CLOSE_GRACE);
-                    }
+            Wake::Drained(Drained::Frames) => {
+                frames += conn.pending.len() as u64;
+                conn.write_progress = Instant::now();
+                if conn.write_now().is_err() {
+                    return End {
+                        reason: "write error",
+                        frames,
+                    };
                 }
             }
-            () = &mut sleep => {
+            Wake::Drained(Drained::Closed(why)) => {
+                reason = why.text();
+                conn.queue(codec::close_frame(why.code(), why.text()));
+                closing = Some(Instant::now() + CLOSE_GRACE);
+            }
+            Wake::Timer => {
                 let now = Instant::now();
                 if closing.is_some_and(|d| now >= d) {
                     return End { reason, frames };
                 }
                 if !conn.pending.is_empty() && now >= conn.write_progress + s.write_timeout {
-                    return End { reason: "write timeout", frames };
+                    return End {
+                        reason: "write timeout",
+                        frames,
+                    };
                 }
                 if closing.is_none() && now >= last_read + s.read_timeout {
                     reason = "read timeout";
