@@ -56,7 +56,7 @@ pub async fn start(
     secret: &WebhookSecret,
     auth: Arc<dyn AuthProvider>,
 ) -> io::Result<ServerHandle> {
-    let listener = TcpListener::bind(config.server.listen).await?;
+    let listener = listen(config.server.listen)?;
     let local_addr = listener.local_addr()?;
     let hub = Hub::start(HubConfig {
         shards: config.broker.effective_shards(),
@@ -119,6 +119,22 @@ pub async fn start(
         accept_task,
         shutdown_timeout: Duration::from_secs(s.shutdown_timeout_s),
     })
+}
+
+/// Pending connections the kernel may queue before `accept`: a reconnect
+/// storm of thousands of clients must not overflow it (Linux caps it at
+/// `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_loop(listener: TcpListener, app: Arc<App>, header_timeout: Duration) {

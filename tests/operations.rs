@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -106,112 +103,6 @@ async fn drop_policy_keeps_the_slow_client_and_counts() {
         .await;
     assert_eq!(next_event(&mut readers[0]).await["delivery_id"], "after");
     assert_eq!(next_event(&mut slow).await["delivery_id"], "after");
-}
-
-/// The daemon as a child process on 127.0.0.1:0, its stderr collected.
-struct Daemon {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
-}
-
-const DAEMON_SECRET: &str = "operations-test-secret-value";
-
-fn spawn_daemon(extra: &str) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tokens.toml"), tokens_toml()).unwrap();
-    let config = dir.path().join("hookfan.toml");
-    std::fs::write(
-        &config,
-        format!("[auth]\nprovider = \"static\"\ntokens_file = \"tokens.toml\"\n{extra}"),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookfan"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("GITHUB_WEBHOOK_SECRET", DAEMON_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .parse()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let sink = stderr.clone();
-    let mut pipe = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    Daemon {
-        child,
-        addr,
-        stderr,
-        _dir: dir,
-    }
-}
-
-impl Daemon {
-    fn sigterm(&self) {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-    }
-
-    /// Waits for the exit; returns its status and how long it took.
-    fn wait(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
-        let start = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return (s, start.elapsed());
-            }
-            assert!(start.elapsed() < limit, "still running after {limit:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    async fn webhook(&self, kind: &str, body: &[u8], id: &str) -> u16 {
-        let sig = hookfan::webhook::sign(DAEMON_SECRET.as_bytes(), body);
-        post(
-            self.addr,
-            "/webhook",
-            &[
-                ("x-github-event", kind),
-                ("x-hub-signature-256", &sig),
-                ("x-github-delivery", id),
-            ],
-            body.to_vec(),
-        )
-        .await
-        .0
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

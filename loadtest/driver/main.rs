@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
@@ -45,6 +45,9 @@ enum Mode {
     Ceiling(FanoutArgs),
     /// Signed webhooks as fast as the connections allow; no subscribers.
     Intake(IntakeArgs),
+    /// The ceiling's server process (started by `ceiling`).
+    #[command(hide = true)]
+    CeilingServe,
 }
 
 #[derive(Args, Clone)]
@@ -136,6 +139,7 @@ fn main() {
             Mode::Fanout(a) => fanout(a, false).await,
             Mode::Ceiling(a) => fanout(a, true).await,
             Mode::Intake(a) => intake(a).await,
+            Mode::CeilingServe => ceiling::serve().await.is_ok(),
         }
     });
     std::process::exit(if ok { 0 } else { 1 });
@@ -163,17 +167,18 @@ struct Run {
 
 async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
     let orgs = a.orgs.max(1);
+    // The ceiling server runs as a process of its own, as hookfan does (with
+    // its own file descriptor budget).
+    let mut a = a;
     let ceiling = if ceiling_mode {
-        let writers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Some(
-            ceiling::Ceiling::start(writers)
-                .await
-                .expect("ceiling server"),
-        )
+        let (child, addr) = ceiling::spawn_server().expect("ceiling server");
+        a.addr = addr;
+        a.daemon_pid = Some(child.id());
+        Some(KillOnDrop(child))
     } else {
         None
     };
-    let addr = ceiling.as_ref().map_or(a.addr, |c| c.addr);
+    let addr = a.addr;
     let rss_before = a.daemon_pid.and_then(report::rss_bytes);
 
     // Connect.
@@ -245,12 +250,7 @@ async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
     let cpu_before = a.daemon_pid.and_then(report::cpu_seconds);
     let send_started = Instant::now();
     let payloads = build_payloads(&a, orgs);
-    let webhook_lat = if let Some(c) = &ceiling {
-        send_ceiling(c, &a, orgs, &run).await;
-        None
-    } else {
-        Some(send_webhooks(&a, orgs, &payloads, &run).await)
-    };
+    let webhook_lat = send_webhooks(&a, orgs, &payloads, &run, ceiling.is_some()).await;
     let send_secs = send_started.elapsed().as_secs_f64();
 
     // Clients of org k expect the webhooks j with j % K == k.
@@ -309,12 +309,10 @@ async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
         "delivery rate {per_sec:.0}/s (per webhook, send to last receive); latency ms p50 {:.3} p90 {:.3} p99 {:.3} max {:.3}",
         lat[0], lat[1], lat[2], lat[3]
     );
-    if let Some(w) = &webhook_lat {
-        println!(
-            "webhook POST latency ms p50 {:.3} p99 {:.3} max {:.3}",
-            w[0], w[2], w[3]
-        );
-    }
+    println!(
+        "webhook POST latency ms p50 {:.3} p99 {:.3} max {:.3}",
+        webhook_lat[0], webhook_lat[2], webhook_lat[3]
+    );
     if let Some(c) = cpu {
         println!(
             "daemon CPU {c:.2} s over {:.2} s ({:.0}% of one core)",
@@ -416,9 +414,14 @@ async fn send_webhooks(
     orgs: usize,
     payloads: &[Bytes],
     run: &Arc<Run>,
+    to_ceiling: bool,
 ) -> [f64; 4] {
-    let secret = std::fs::read(a.secret_file.as_ref().expect("--secret-file is required"))
-        .expect("secret file");
+    // The ceiling checks no signature; any secret will do.
+    let secret = match &a.secret_file {
+        Some(f) => std::fs::read(f).expect("secret file"),
+        None if to_ceiling => b"ceiling".to_vec(),
+        None => panic!("--secret-file is required"),
+    };
     let secret = String::from_utf8_lossy(&secret)
         .trim_end_matches(['\n', '\r'])
         .to_owned();
@@ -452,6 +455,7 @@ async fn send_webhooks(
                         &sigs[org],
                         &format!("ld-{j}"),
                         "pull_request",
+                        org,
                     )
                     .await;
                 let _ = lat.lock().unwrap().record(t0.elapsed().as_micros() as u64);
@@ -475,33 +479,13 @@ async fn send_webhooks(
     report::summary_ms(&h)
 }
 
-async fn send_ceiling(c: &ceiling::Ceiling, a: &FanoutArgs, orgs: usize, run: &Arc<Run>) {
-    let interval = Duration::from_secs_f64(1.0 / a.rate.max(0.001));
-    let start = tokio::time::Instant::now();
-    for j in 0..a.webhooks {
-        tokio::time::sleep_until(start + interval * j as u32).await;
-        let org = j % orgs;
-        // The same JSON shape and size as hookfan's frames.
-        let ts = humantime::format_rfc3339_nanos(SystemTime::now()).to_string();
-        let body = json!({
-            "url": format!("https://github.com/load{org}/Hello-World/pull/2"),
-            "timestamp": ts,
-            "type": "pull_request",
-            "delivery_id": format!("ld-{j}"),
-            "commit_sha": "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
-        })
-        .to_string();
-        let mut frame = Vec::with_capacity(body.len() + 4);
-        frame.push(0x81);
-        if body.len() < 126 {
-            frame.push(body.len() as u8);
-        } else {
-            frame.push(126);
-            frame.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        }
-        frame.extend_from_slice(body.as_bytes());
-        run.sent_at[j].store(run.start.elapsed().as_nanos() as u64, Relaxed);
-        c.broadcast(org, Bytes::from(frame));
+/// Kills the ceiling server when the run ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -531,7 +515,14 @@ impl HttpConn {
         }
     }
 
-    async fn post(&mut self, body: &Bytes, sig: &str, delivery: &str, kind: &str) -> u16 {
+    async fn post(
+        &mut self,
+        body: &Bytes,
+        sig: &str,
+        delivery: &str,
+        kind: &str,
+        org: usize,
+    ) -> u16 {
         for _ in 0..2 {
             if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
                 self.reconnect().await;
@@ -545,6 +536,7 @@ impl HttpConn {
                 .header("x-github-event", kind)
                 .header("x-github-delivery", delivery)
                 .header("x-hub-signature-256", sig)
+                .header(ceiling::ORG_HEADER, org)
                 .body(Full::new(body.clone()))
                 .expect("request");
             match sender.send_request(req).await {
@@ -589,7 +581,7 @@ async fn intake(a: IntakeArgs) -> bool {
             while Instant::now() < deadline {
                 let t0 = Instant::now();
                 let status = conn
-                    .post(&body, &sig, &format!("in-{c}-{n}"), "pull_request")
+                    .post(&body, &sig, &format!("in-{c}-{n}"), "pull_request", 0)
                     .await;
                 report::record_us(t0.elapsed().as_micros() as u64);
                 n += 1;
