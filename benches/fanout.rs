@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hookfan::broker::bench::ShardBench;
+use hookfan::bench::ShardBench;
 use hookfan::{Event, EventParts};
 
 #[global_allocator]

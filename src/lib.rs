@@ -1,28 +1,143 @@
-//! hookfan: a GitHub webhook fan-out server.
+//! hookfan: GitHub webhook fan-out over authenticated WebSockets.
 //!
 //! A GitHub App has one webhook URL; hookfan sits behind it, verifies each
 //! delivery (HMAC-SHA256), parses it once into a compact [`Event`], and
-//! pushes a small JSON message over authenticated WebSockets to every client
-//! whose subscription matches. It speaks webhook-sprinkler's protocol.
+//! pushes a small JSON message over WebSockets to every client whose
+//! subscription matches. It speaks webhook-sprinkler's protocol, and is both
+//! a daemon (`hookfan --config PATH`) and this library, which a Rust
+//! service embeds the way Go services embed sprinkler's `srv` package:
 //!
-//! Layout: [`config`] (the TOML file), [`webhook`] (intake: signature, body,
-//! extraction, commit cache), [`event`] (the compact event and its frame),
-//! [`broker`] (hub, shards, index, outboxes), `ws` (upgrade, frame codec,
-//! sessions), [`subscription`], [`auth`] (providers, tokens, tiers) and
-//! [`server`] (HTTP routing and lifecycle).
+//! - [`Hub`]: the sharded broker. Start it, [`broadcast`](Hub::broadcast)
+//!   events (or [`broadcast_webhook`](Hub::broadcast_webhook) a verified
+//!   webhook body, parsed once), read its [`clients`](Hub::clients),
+//!   [`disconnect`](Hub::disconnect) one, [`stop`](Hub::stop) it.
+//! - [`WsEndpoint`]: what to route `GET /ws` to, with the checks made
+//!   before the upgrade usable on their own ([`WsEndpoint::check`]).
+//! - [`WebhookEndpoint`]: what to route `POST /webhook` to
+//!   ([`WebhookVerifier`] alone checks signatures).
+//! - [`AuthProvider`]: who a token belongs to; [`GithubProvider`] asks the
+//!   GitHub API, [`StaticTokens`] reads a table, and an embedder can bring
+//!   its own.
+//! - [`Subscription`], [`Client`], [`Event`], [`CommitCache`] / [`PrInfo`],
+//!   [`Metrics`].
+//!
+//! # Guarantees
+//!
+//! Every accepted event gets the next sequence number; each client receives
+//! the events that match its subscription exactly once, in sequence order,
+//! unless its outbound queue overflows ([`HubConfig::slow_client`]: the
+//! newest event is then dropped and counted, or the client is closed).
+//! Broadcasting never waits on clients. All types are `Send + Sync`; the
+//! endpoints must be called from a tokio runtime, on which each connection
+//! runs as tasks, while the hub's shards are OS threads of their own.
+//!
+//! # Example
+//!
+//! A hub, `/ws` mounted in a plain hyper server, a client subscribing, an
+//! event broadcast and received:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use futures_util::{SinkExt, StreamExt};
+//! use hookfan::{
+//!     AuthProvider, Event, EventParts, Hub, HubConfig, Identity, IdentityKind, Metrics,
+//!     OrgSet, StaticTokens, Tier, Token, WsEndpoint, WsOptions,
+//! };
+//! use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A hub, and a token table standing in for GitHub.
+//! let hub = Hub::start(HubConfig::default())?;
+//! let token = Token::new(format!("ghp_{}", "a".repeat(36)));
+//! let mut tokens = StaticTokens::default();
+//! tokens.insert(&token, Identity {
+//!     login: "alice".into(),
+//!     orgs: OrgSet::new(["acme"]),
+//!     tier: Tier::Free,
+//!     kind: IdentityKind::User,
+//! });
+//! let auth: Arc<dyn AuthProvider> = Arc::new(tokens);
+//! let ws = WsEndpoint::new(hub.clone(), auth.clone(), WsOptions::default(), Metrics::new(&hub, auth));
+//!
+//! // Mount /ws in a plain hyper server.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     while let Ok((stream, peer)) = listener.accept().await {
+//!         let ws = ws.clone();
+//!         let service = hyper::service::service_fn(move |req| {
+//!             let response = ws.handle(req, peer);
+//!             async move { Ok::<_, std::convert::Infallible>(response) }
+//!         });
+//!         tokio::spawn(
+//!             hyper::server::conn::http1::Builder::new()
+//!                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+//!                 .with_upgrades(),
+//!         );
+//!     }
+//! });
+//!
+//! // A client subscribes to acme...
+//! let mut request = format!("ws://{addr}/ws").into_client_request()?;
+//! request
+//!     .headers_mut()
+//!     .insert("authorization", format!("Bearer {}", token.expose()).parse()?);
+//! let (mut client, _) = tokio_tungstenite::connect_async(request).await?;
+//! client.send(Message::text(r#"{"organization":"acme"}"#)).await?;
+//! let confirmed = client.next().await.expect("a message")?;
+//! assert!(confirmed.to_text()?.contains("subscription_confirmed"));
+//!
+//! // ...and receives what the hub broadcasts for acme.
+//! hub.broadcast(Event::new(EventParts {
+//!     kind: "pull_request".into(),
+//!     url: "https://github.com/acme/api/pull/7".into(),
+//!     org: Some("acme".into()),
+//!     ..EventParts::default()
+//! }));
+//! let event = client.next().await.expect("a message")?;
+//! assert!(event.to_text()?.contains(r#""url":"https://github.com/acme/api/pull/7""#));
+//!
+//! hub.stop();
+//! hub.stopped().await;
+//! # Ok(())
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod auth;
-pub mod broker;
+mod broker;
 pub mod config;
-pub mod event;
+mod event;
 mod limits;
 mod metrics;
 pub mod server;
-pub mod subscription;
-pub mod webhook;
+mod subscription;
+mod webhook;
 mod ws;
 
-pub use event::{Event, EventParts};
+pub use auth::github::{GithubProvider, GithubStats};
+pub use auth::static_tokens::StaticTokens;
+pub use auth::{
+    AuthError, AuthFuture, AuthProvider, CounterFamily, Identity, IdentityKind, OrgSet, Tier,
+    Token, TokenRejection,
+};
+pub use broker::{
+    BroadcastReceipt, Client, ClientId, Hub, HubConfig, HubStats, MAX_SHARDS, Stopped,
+};
+pub use config::SlowClientPolicy;
+pub use event::{EXPLICIT_ONLY_TYPES, Event, EventParts, KNOWN_EVENT_TYPES};
 pub use limits::ConnCounts;
+pub use metrics::Metrics;
+pub use subscription::{Subscription, SubscriptionError};
+pub use webhook::{
+    CommitCache, CommitCacheStats, ParseError, PrInfo, WebhookEndpoint, WebhookOptions,
+    WebhookVerifier, sign,
+};
+pub use ws::{Admission, Refusal, WsEndpoint, WsOptions};
+
+/// Hooks for the criterion benchmarks; not a stable API.
+#[doc(hidden)]
+pub use broker::bench;

@@ -8,8 +8,8 @@
 //! when `/metrics` is scraped, so counting adds no contention between shards
 //! or runtime threads.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -24,7 +24,6 @@ use prometheus_client::registry::Registry;
 use crate::auth::AuthProvider;
 use crate::broker::Hub;
 use crate::limits::ConnLimiter;
-use crate::webhook::commit_cache::CommitCache;
 
 /// Latency bucket bounds, in seconds.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -49,24 +48,24 @@ struct ResultLabel {
     result: &'static str,
 }
 
-/// Everything `/metrics` shows.
-pub(crate) struct Metrics {
+/// Everything `/metrics` shows: the endpoints count into it, and it reads
+/// the hub's and the auth provider's own counters when encoded. Share one
+/// between a hub's [`WsEndpoint`](crate::WsEndpoint) and
+/// [`WebhookEndpoint`](crate::WebhookEndpoint); safe to use from any thread.
+pub struct Metrics {
     registry: Registry,
     webhooks: Family<WebhookLabels, Counter>,
     webhook_seconds: Histogram,
     handshakes: Family<OutcomeLabel, Counter>,
     auth_results: Family<ResultLabel, Counter>,
     /// Written by every session; read at scrape time.
-    pub delivery_latency: Arc<LatencyHistogram>,
+    pub(crate) delivery_latency: Arc<LatencyHistogram>,
+    limiter: Arc<OnceLock<Arc<ConnLimiter>>>,
 }
 
 impl Metrics {
-    pub fn new(
-        hub: Hub,
-        cache: Arc<CommitCache>,
-        limiter: Arc<ConnLimiter>,
-        auth: Arc<dyn AuthProvider>,
-    ) -> Self {
+    /// Metrics of `hub` and of the token checks of `auth`.
+    pub fn new(hub: &Hub, auth: Arc<dyn AuthProvider>) -> Arc<Self> {
         let mut registry = Registry::with_prefix("hookfan");
         let webhooks = Family::<WebhookLabels, Counter>::default();
         registry.register(
@@ -93,25 +92,31 @@ impl Metrics {
             auth_results.clone(),
         );
         let delivery_latency = Arc::new(LatencyHistogram::default());
+        let limiter = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(StateCollector {
-            hub,
-            cache,
-            limiter,
+            hub: hub.clone(),
             auth,
             latency: delivery_latency.clone(),
+            limiter: limiter.clone(),
         }));
-        Self {
+        Arc::new(Self {
             registry,
             webhooks,
             webhook_seconds,
             handshakes,
             auth_results,
             delivery_latency,
-        }
+            limiter,
+        })
+    }
+
+    /// The connection limiter whose slots `/metrics` reports.
+    pub(crate) fn watch_limiter(&self, limiter: Arc<ConnLimiter>) {
+        let _ = self.limiter.set(limiter);
     }
 
     /// Counts a webhook request.
-    pub fn webhook(&self, kind: &str, status: u16, took: Duration) {
+    pub(crate) fn webhook(&self, kind: &str, status: u16, took: Duration) {
         self.webhooks
             .get_or_create(&WebhookLabels {
                 r#type: crate::event::type_label(kind),
@@ -122,20 +127,21 @@ impl Metrics {
     }
 
     /// Counts a handshake outcome (a fixed set of values).
-    pub fn handshake(&self, outcome: &'static str) {
+    pub(crate) fn handshake(&self, outcome: &'static str) {
         self.handshakes
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }
 
     /// Counts a token check result (a fixed set of values).
-    pub fn auth_result(&self, result: &'static str) {
+    pub(crate) fn auth_result(&self, result: &'static str) {
         self.auth_results
             .get_or_create(&ResultLabel { result })
             .inc();
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition (content type
+    /// `text/plain; version=0.0.4`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
@@ -144,14 +150,14 @@ impl Metrics {
     }
 }
 
-/// Reads the broker's, the commit cache's, the limiter's and the auth
-/// provider's own counters at scrape time.
+/// Reads the broker's (and its commit cache's) and the auth provider's own
+/// counters at scrape time.
 struct StateCollector {
     hub: Hub,
-    cache: Arc<CommitCache>,
-    limiter: Arc<ConnLimiter>,
     auth: Arc<dyn AuthProvider>,
     latency: Arc<LatencyHistogram>,
+    /// Set by the WebSocket endpoint that owns the limiter.
+    limiter: Arc<OnceLock<Arc<ConnLimiter>>>,
 }
 
 impl std::fmt::Debug for StateCollector {
@@ -199,7 +205,7 @@ impl Collector for StateCollector {
             &mut e,
             "connection_slots",
             "Connection limit slots held",
-            self.limiter.counts().total as i64,
+            self.limiter.get().map_or(0, |l| l.counts().total) as i64,
         )?;
         gauge(
             &mut e,
@@ -237,7 +243,7 @@ impl Collector for StateCollector {
             "Private-repository events delivered to clients whose tier may not see them (tiers.enforce = false)",
             s.unentitled_deliveries,
         )?;
-        let c = self.cache.stats();
+        let c = self.hub.commit_cache().stats();
         gauge(
             &mut e,
             "commit_cache_entries",

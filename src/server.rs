@@ -1,6 +1,8 @@
-//! The HTTP server: listener, routing, and the daemon's lifecycle.
+//! The daemon: an HTTP server routing to the library's endpoints, and its
+//! lifecycle. It is built only from the crate's public API (the `use`
+//! lines below name nothing else), which is what an embedder has too.
 //!
-//! `start` binds, starts the hub and serves until `ServerHandle::shutdown`,
+//! [`start`] binds, starts the hub and serves until [`ServerHandle::shutdown`],
 //! which drains: `/healthz` turns 503, new webhooks and upgrades get 503,
 //! every client gets its queued frames and a close frame 1001, and the
 //! server is gone within `server.shutdown_timeout_s`.
@@ -22,20 +24,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::AuthProvider;
-use crate::broker::{Hub, HubConfig};
 use crate::config::{Config, WebhookSecret};
-use crate::limits::{ConnCounts, ConnLimiter};
-use crate::metrics::Metrics;
-use crate::webhook::commit_cache::CommitCache;
-use crate::webhook::{Intake, Outcome};
-use crate::ws::{self, WsContext, WsSettings};
+use crate::{
+    AuthProvider, CommitCache, ConnCounts, Hub, HubConfig, Metrics, WebhookEndpoint,
+    WebhookOptions, WsEndpoint, WsOptions,
+};
 
 /// Everything a request handler needs.
 struct App {
-    intake: Intake,
+    webhook: WebhookEndpoint,
+    ws: WsEndpoint,
     metrics: Arc<Metrics>,
-    ws: Arc<WsContext>,
     draining: watch::Receiver<bool>,
 }
 
@@ -43,14 +42,19 @@ struct App {
 pub struct ServerHandle {
     local_addr: SocketAddr,
     hub: Hub,
-    limiter: Arc<ConnLimiter>,
-    cache: Arc<CommitCache>,
+    ws: WsEndpoint,
     drain: watch::Sender<bool>,
     accept_task: JoinHandle<()>,
     shutdown_timeout: Duration,
 }
 
-/// Binds `config.server.listen` and starts serving. `auth` checks tokens.
+/// Pending connections the kernel may queue before `accept`: a reconnect
+/// storm of thousands of clients must not overflow it (Linux caps it at
+/// `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `config.server.listen` and starts serving; `auth` checks tokens.
+/// Call from a tokio runtime.
 pub async fn start(
     config: &Config,
     secret: &WebhookSecret,
@@ -63,49 +67,42 @@ pub async fn start(
         client_queue: config.broker.client_queue,
         slow_client: config.broker.slow_client,
         enforce_tiers: config.tiers.enforce,
+        commit_cache_entries: config.webhook.commit_cache_entries,
+        commit_cache_ttl: Duration::from_secs(config.webhook.commit_cache_ttl_s),
     })?;
-    let cache = Arc::new(CommitCache::new(
-        config.webhook.commit_cache_entries,
-        Duration::from_secs(config.webhook.commit_cache_ttl_s),
-    ));
+    let metrics = Metrics::new(&hub, auth.clone());
     let allowed = config.webhook.allowed_list();
-    let (drain, draining) = watch::channel(false);
-    let limiter = ConnLimiter::new(
-        config.limits.max_conns_per_ip,
-        config.limits.max_conns_total,
-    );
-    let metrics = Arc::new(Metrics::new(
-        hub.clone(),
-        cache.clone(),
-        limiter.clone(),
-        auth.clone(),
-    ));
     let s = &config.server;
-    let app = Arc::new(App {
-        intake: Intake::new(
-            secret.expose(),
-            config.webhook.max_payload_bytes,
-            allowed.clone(),
-            cache.clone(),
-            hub.clone(),
-            metrics.clone(),
-        ),
-        metrics: metrics.clone(),
-        ws: Arc::new(WsContext {
-            hub: hub.clone(),
-            auth,
-            settings: WsSettings {
-                handshake_timeout: Duration::from_secs(s.handshake_timeout_s),
-                ping_interval: Duration::from_secs(s.ping_interval_s),
-                read_timeout: Duration::from_secs(s.read_timeout_s),
-                write_timeout: Duration::from_secs(s.write_timeout_s),
-                auth_timeout: Duration::from_secs(config.auth.check_timeout_s),
-                allowed_events: allowed,
-            },
-            limiter: limiter.clone(),
+    let ws = WsEndpoint::new(
+        hub.clone(),
+        auth,
+        WsOptions {
+            handshake_timeout: Duration::from_secs(s.handshake_timeout_s),
+            ping_interval: Duration::from_secs(s.ping_interval_s),
+            read_timeout: Duration::from_secs(s.read_timeout_s),
+            write_timeout: Duration::from_secs(s.write_timeout_s),
+            auth_timeout: Duration::from_secs(config.auth.check_timeout_s),
+            allowed_events: allowed.clone(),
+            max_conns_per_ip: config.limits.max_conns_per_ip,
+            max_conns_total: config.limits.max_conns_total,
             trusted_proxies: config.limits.trusted_proxies.clone(),
-            metrics,
-        }),
+        },
+        metrics.clone(),
+    );
+    let webhook = WebhookEndpoint::new(
+        hub.clone(),
+        secret.expose(),
+        WebhookOptions {
+            max_payload_bytes: config.webhook.max_payload_bytes,
+            allowed_events: allowed,
+        },
+        metrics.clone(),
+    );
+    let (drain, draining) = watch::channel(false);
+    let app = Arc::new(App {
+        webhook,
+        ws: ws.clone(),
+        metrics,
         draining,
     });
     let header_timeout = Duration::from_secs(s.header_read_timeout_s);
@@ -113,18 +110,12 @@ pub async fn start(
     Ok(ServerHandle {
         local_addr,
         hub,
-        limiter,
-        cache,
+        ws,
         drain,
         accept_task,
         shutdown_timeout: Duration::from_secs(s.shutdown_timeout_s),
     })
 }
-
-/// Pending connections the kernel may queue before `accept`: a reconnect
-/// storm of thousands of clients must not overflow it (Linux caps it at
-/// `net.core.somaxconn`).
-const LISTEN_BACKLOG: u32 = 4096;
 
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
@@ -204,13 +195,13 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Response<
                 .expect("valid response"),
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         },
-        "/webhook" if draining => Outcome::Draining.response(),
-        "/webhook" => app.intake.handle(req).await,
+        "/webhook" if draining => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+        "/webhook" => app.webhook.handle(req).await,
         "/ws" if draining => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "503 Service Unavailable: shutting down\n",
         ),
-        "/ws" => ws::upgrade(req, peer, &app.ws),
+        "/ws" => app.ws.handle(req, peer),
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
 }
@@ -226,14 +217,14 @@ impl ServerHandle {
         &self.hub
     }
 
-    /// WebSocket connection slots held (see `limits.*`).
-    pub fn connection_counts(&self) -> ConnCounts {
-        self.limiter.counts()
-    }
-
     /// The commit cache.
     pub fn commit_cache(&self) -> &CommitCache {
-        &self.cache
+        self.hub.commit_cache()
+    }
+
+    /// WebSocket connection slots held (see `limits.*`).
+    pub fn connection_counts(&self) -> ConnCounts {
+        self.ws.connection_counts()
     }
 
     /// Drains and stops: `/healthz` turns 503, webhooks and upgrades get 503,
@@ -258,7 +249,6 @@ impl ServerHandle {
             );
         }
         self.accept_task.abort();
-        let hub = self.hub.clone();
-        let _ = tokio::task::spawn_blocking(move || hub.join()).await;
+        let _ = tokio::time::timeout_at(deadline, self.hub.stopped()).await;
     }
 }

@@ -26,6 +26,9 @@ pub struct Subscription {
     pub pull_requests: Vec<String>,
     /// Only events the user is involved in.
     pub user_events_only: bool,
+    /// The authenticated login, filled in by the server (never read from
+    /// the client's message).
+    pub username: String,
 }
 
 /// Why a subscription is refused.
@@ -45,6 +48,9 @@ pub enum SubscriptionError {
     PullRequestUrlTooLong,
     /// A pull request URL not of the form `https://github.com/OWNER/REPO/pull/N`.
     InvalidPullRequestUrl(String),
+    /// `username` is not a GitHub login (1..39 of `[A-Za-z0-9_-]`, or such a
+    /// name followed by `[bot]`, or `app[installation]`).
+    InvalidUsername(String),
 }
 
 impl fmt::Display for SubscriptionError {
@@ -73,11 +79,17 @@ impl fmt::Display for SubscriptionError {
                 "invalid PR URL {:?} (expected https://github.com/OWNER/REPO/pull/N)",
                 truncate(u, 120)
             ),
+            Self::InvalidUsername(u) => write!(f, "invalid username {:?}", truncate(u, 60)),
         }
     }
 }
 
 impl std::error::Error for SubscriptionError {}
+
+fn valid_username(u: &str) -> bool {
+    u == crate::auth::static_tokens::APP_LOGIN
+        || crate::config::is_login(u.strip_suffix("[bot]").unwrap_or(u))
+}
 
 fn truncate(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
@@ -117,13 +129,18 @@ impl Subscription {
             event_types: wire.event_types.unwrap_or_default(),
             pull_requests: wire.pull_requests.unwrap_or_default(),
             user_events_only: wire.user_events_only.unwrap_or(false),
+            username: String::new(),
         };
         sub.validate()?;
         Ok(sub)
     }
 
-    /// Checks every field against PROTOCOL.md's rules.
+    /// Checks every field against PROTOCOL.md's rules (and `username`,
+    /// when set, against the shape of a GitHub login).
     pub fn validate(&self) -> Result<(), SubscriptionError> {
+        if !self.username.is_empty() && !valid_username(&self.username) {
+            return Err(SubscriptionError::InvalidUsername(self.username.clone()));
+        }
         let org = &self.organization;
         if !org.is_empty() && org != "*" && !crate::config::is_login(org) {
             return Err(SubscriptionError::InvalidOrganization);

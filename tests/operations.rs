@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::Message;
 async fn flood_until(
     server: &TestServer,
     readers: &mut [Ws],
-    done: impl Fn(&hookfan::broker::HubStats) -> bool,
+    done: impl Fn(&hookfan::HubStats) -> bool,
 ) -> u64 {
     let mut sent = 0u64;
     loop {

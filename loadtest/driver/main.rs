@@ -427,7 +427,7 @@ async fn send_webhooks(
         .to_owned();
     let sigs: Vec<String> = payloads
         .iter()
-        .map(|p| hookfan::webhook::sign(secret.as_bytes(), p))
+        .map(|p| hookfan::sign(secret.as_bytes(), p))
         .collect();
     let (tx, rx) = mpsc::channel::<usize>(1024);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -565,7 +565,7 @@ async fn intake(a: IntakeArgs) -> bool {
         .replace("Codertocat", "intake-nobody");
     let body = Bytes::from(raw);
     let secret = std::fs::read_to_string(&a.secret_file).expect("secret file");
-    let sig = hookfan::webhook::sign(secret.trim_end_matches(['\n', '\r']).as_bytes(), &body);
+    let sig = hookfan::sign(secret.trim_end_matches(['\n', '\r']).as_bytes(), &body);
     let deadline = Instant::now() + Duration::from_secs_f64(a.duration_s);
     let ok = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));

@@ -6,7 +6,8 @@
 //! event (over a crossbeam channel) only to those shards. Every event gets a
 //! sequence number under the same lock that sends it, so every shard sees
 //! events in acceptance order, and a client receives its events in order and
-//! once.
+//! once. The hub also keeps a registry of its clients (what an embedder can
+//! read or disconnect) and the commit cache of the parse-once path.
 
 #[doc(hidden)]
 pub mod bench;
@@ -18,18 +19,21 @@ mod shard;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
+use ahash::AHashMap;
 use crossbeam_channel::Sender;
 use smallvec::SmallVec;
 
 use crate::config::SlowClientPolicy;
 use crate::event::Event;
+use crate::subscription::Subscription;
+use crate::webhook::{CommitCache, ParseError};
 use filter::Family;
 pub(crate) use filter::Filter;
 use index::FamilyMaps;
 pub(crate) use outbox::{CloseReason, Drained, Outbox, Outgoing};
 pub(crate) use shard::Subscriber;
-
 use shard::{Shard, ShardCounters, ShardMsg, ShardSettings};
 
 /// A connected client's id, unique for the life of a hub.
@@ -47,6 +51,10 @@ pub struct HubConfig {
     /// Withhold private-repository events from clients whose tier may not
     /// see them.
     pub enforce_tiers: bool,
+    /// Most commit SHAs the commit cache remembers (0 disables it).
+    pub commit_cache_entries: usize,
+    /// How long a commit cache entry stays valid.
+    pub commit_cache_ttl: Duration,
 }
 
 impl Default for HubConfig {
@@ -56,15 +64,28 @@ impl Default for HubConfig {
             client_queue: 256,
             slow_client: SlowClientPolicy::Drop,
             enforce_tiers: false,
+            commit_cache_entries: 100_000,
+            commit_cache_ttl: Duration::from_secs(86_400),
         }
     }
 }
 
-/// Most shards a hub can have (the size of a [`ShardSet`]).
+/// Most shards a hub can have.
 pub const MAX_SHARDS: usize = 256;
 
-/// The broker's front door: register clients, broadcast events. Cheap to
-/// clone; every clone is the same hub. Safe to use from any thread.
+/// The broker: takes events and routes each to the clients whose
+/// subscription matches; keeps the registry of its clients.
+///
+/// Cheap to clone (every clone is the same hub) and safe to use from any
+/// thread, inside or outside a tokio runtime, except where a method says
+/// otherwise. Clients are registered by the WebSocket endpoint
+/// ([`WsEndpoint`](crate::WsEndpoint)).
+///
+/// Ordering: every accepted event gets the next sequence number, and each
+/// client receives the events that match it exactly once, in sequence
+/// order (unless its queue overflows: see
+/// [`HubConfig::slow_client`]). Concurrent `broadcast` calls are ordered by
+/// the hub; one caller's events keep its order.
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
@@ -78,6 +99,9 @@ struct Inner {
     stopped: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     live_sessions: AtomicUsize,
+    cache: Arc<CommitCache>,
+    /// Shard threads still running.
+    running: tokio::sync::watch::Sender<usize>,
 }
 
 struct ShardHandle {
@@ -93,6 +117,64 @@ struct Routing {
     seq: u64,
     routes: FamilyMaps<ShardCounts>,
     taps: Vec<Sender<Arc<Event>>>,
+    clients: AHashMap<ClientId, Registered>,
+}
+
+/// The hub's record of a registered client.
+struct Registered {
+    shard: u16,
+    /// Its index keys, to take its routes back out.
+    keys: Option<(Family, Box<[Box<str>]>)>,
+    outbox: Arc<Outbox>,
+    profile: Arc<ClientProfile>,
+}
+
+/// What is known about a client beyond its filter, for [`Client`].
+#[derive(Debug)]
+pub(crate) struct ClientProfile {
+    /// The subscription as accepted (username filled in, org pinned).
+    pub subscription: Subscription,
+    /// Its tier may see private repositories.
+    pub can_see_private: bool,
+}
+
+/// What an embedder can read about a connected client: a snapshot.
+#[derive(Debug, Clone)]
+pub struct Client {
+    id: ClientId,
+    shard: u16,
+    closing: bool,
+    profile: Arc<ClientProfile>,
+}
+
+impl Client {
+    /// The client's id (unique for the life of the hub).
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// Its subscription, as accepted: `username` is the authenticated
+    /// login, and an app installation that named no organization has its
+    /// installation's.
+    pub fn subscription(&self) -> &Subscription {
+        &self.profile.subscription
+    }
+
+    /// Whether the client is being closed (disconnected, too slow, or the
+    /// hub is stopping) and receives no further events.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether its tier may receive events of private repositories.
+    pub fn can_see_private(&self) -> bool {
+        self.profile.can_see_private
+    }
+
+    /// The shard it lives on.
+    pub fn shard(&self) -> usize {
+        self.shard as usize
+    }
 }
 
 /// What became of a broadcast event.
@@ -139,7 +221,6 @@ pub(crate) struct Registration {
     hub: Hub,
     id: ClientId,
     shard: u16,
-    keys: Option<(Family, Box<[Box<str>]>)>,
 }
 
 /// Counts a live WebSocket task for [`HubStats::live_sessions`].
@@ -156,7 +237,8 @@ impl Drop for SessionGuard {
 pub struct Stopped;
 
 impl Hub {
-    /// Starts a hub and its shard threads.
+    /// Starts a hub and its `config.shards` shard threads (OS threads, not
+    /// runtime tasks). Fails only if a thread cannot be spawned.
     pub fn start(config: HubConfig) -> std::io::Result<Hub> {
         let n = config.shards.clamp(1, MAX_SHARDS);
         let settings = ShardSettings {
@@ -165,17 +247,26 @@ impl Hub {
         };
         let mut shards = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
+        let (running, _) = tokio::sync::watch::channel(n);
         for id in 0..n {
             let (tx, rx) = crossbeam_channel::unbounded();
             let counters = Arc::new(ShardCounters::default());
             let shard = Shard::new(id, counters.clone(), settings);
+            let running = running.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("hookfan-shard-{id}"))
-                    .spawn(move || shard.run(rx))?,
+                    .spawn(move || {
+                        shard.run(rx);
+                        running.send_modify(|n| *n -= 1);
+                    })?,
             );
             shards.push(ShardHandle { tx, counters });
         }
+        let cache = Arc::new(CommitCache::new(
+            config.commit_cache_entries,
+            config.commit_cache_ttl,
+        ));
         Ok(Hub {
             inner: Arc::new(Inner {
                 shards: shards.into_boxed_slice(),
@@ -183,6 +274,7 @@ impl Hub {
                     seq: 0,
                     routes: FamilyMaps::default(),
                     taps: Vec::new(),
+                    clients: AHashMap::new(),
                 }),
                 next_id: AtomicU64::new(1),
                 config: HubConfig {
@@ -192,8 +284,43 @@ impl Hub {
                 stopped: AtomicBool::new(false),
                 threads: Mutex::new(threads),
                 live_sessions: AtomicUsize::new(0),
+                cache,
+                running,
             }),
         })
+    }
+
+    /// The commit cache: head SHA -> pull request, learned from
+    /// `pull_request` events and used by the parse-once path.
+    pub fn commit_cache(&self) -> &CommitCache {
+        &self.inner.cache
+    }
+
+    /// Parses a webhook body once into an [`Event`], recording pull request
+    /// heads in the commit cache and resolving check events through it.
+    /// The body must already be verified (see
+    /// [`WebhookVerifier`](crate::WebhookVerifier)); it is parsed in place.
+    /// `Ok(None)`: a valid webhook whose event carries no URL.
+    pub fn parse_webhook(
+        &self,
+        kind: &str,
+        delivery_id: &str,
+        body: &mut [u8],
+    ) -> Result<Option<Event>, ParseError> {
+        crate::webhook::parse(kind, delivery_id, body, &self.inner.cache)
+    }
+
+    /// [`Hub::parse_webhook`], then [`Hub::broadcast`]: the path a verified
+    /// webhook takes. `Ok(None)`: nothing to broadcast.
+    pub fn broadcast_webhook(
+        &self,
+        kind: &str,
+        delivery_id: &str,
+        body: &mut [u8],
+    ) -> Result<Option<BroadcastReceipt>, ParseError> {
+        Ok(self
+            .parse_webhook(kind, delivery_id, body)?
+            .map(|e| self.broadcast(e)))
     }
 
     /// The configuration the hub runs with.
@@ -208,7 +335,8 @@ impl Hub {
     }
 
     /// Assigns the event its sequence number and sends it to the shards that
-    /// hold possible recipients. Never blocks on clients.
+    /// hold possible recipients. Never blocks on clients: it returns once
+    /// the event is handed to the shards, before anyone received it.
     pub fn broadcast(&self, mut event: Event) -> BroadcastReceipt {
         let mut r = self.routing();
         r.seq += 1;
@@ -262,7 +390,11 @@ impl Hub {
     }
 
     /// Registers a client: from now on it is offered every accepted event.
-    pub(crate) fn register(&self, sub: Subscriber) -> Result<Registration, Stopped> {
+    pub(crate) fn register(
+        &self,
+        sub: Subscriber,
+        profile: ClientProfile,
+    ) -> Result<Registration, Stopped> {
         let shard = self.shard_of(sub.id);
         let keys = sub
             .filter
@@ -284,6 +416,15 @@ impl Hub {
                 }
             }
         }
+        r.clients.insert(
+            id,
+            Registered {
+                shard: shard as u16,
+                keys,
+                outbox: sub.outbox.clone(),
+                profile: Arc::new(profile),
+            },
+        );
         let _ = self.inner.shards[shard]
             .tx
             .send(ShardMsg::Register(Box::new(sub)));
@@ -292,13 +433,15 @@ impl Hub {
             hub: self.clone(),
             id,
             shard: shard as u16,
-            keys,
         })
     }
 
     fn unregister(&self, reg: &Registration) {
         let mut r = self.routing();
-        if let Some((family, keys)) = &reg.keys {
+        let Some(gone) = r.clients.remove(&reg.id) else {
+            return;
+        };
+        if let Some((family, keys)) = &gone.keys {
             for k in keys.iter() {
                 r.routes.update(*family, k, |counts| {
                     if let Some(i) = counts.0.iter().position(|(s, _)| *s == reg.shard) {
@@ -314,6 +457,49 @@ impl Hub {
         let _ = self.inner.shards[reg.shard as usize]
             .tx
             .send(ShardMsg::Unregister(reg.id));
+    }
+
+    /// A snapshot of one client, if it is connected.
+    pub fn client(&self, id: ClientId) -> Option<Client> {
+        self.routing().clients.get(&id).map(|c| Client {
+            id,
+            shard: c.shard,
+            closing: c.outbox.is_closing(),
+            profile: c.profile.clone(),
+        })
+    }
+
+    /// Snapshots of every connected client, in no particular order.
+    pub fn clients(&self) -> Vec<Client> {
+        self.routing()
+            .clients
+            .iter()
+            .map(|(id, c)| Client {
+                id: *id,
+                shard: c.shard,
+                closing: c.outbox.is_closing(),
+                profile: c.profile.clone(),
+            })
+            .collect()
+    }
+
+    /// Subscribed clients now.
+    pub fn client_count(&self) -> usize {
+        self.routing().clients.len()
+    }
+
+    /// Closes a client: it gets what is already queued for it, then a close
+    /// frame 1000, and is unregistered when its connection ends. Returns
+    /// whether such a client was connected.
+    pub fn disconnect(&self, id: ClientId) -> bool {
+        let outbox = self.routing().clients.get(&id).map(|c| c.outbox.clone());
+        match outbox {
+            Some(o) => {
+                o.close(CloseReason::Disconnected, false);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Counts a WebSocket task alive until the guard is dropped.
@@ -383,7 +569,17 @@ impl Hub {
         }
     }
 
-    /// Waits for the shard threads to end (after [`Hub::stop`]). Blocking.
+    /// Waits for the shard threads to end (after [`Hub::stop`]), without
+    /// blocking a runtime thread. Clients' connections end on their own
+    /// once they have written their last frames (see
+    /// [`HubStats::live_sessions`]).
+    pub async fn stopped(&self) {
+        let mut rx = self.inner.running.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Waits for the shard threads to end (after [`Hub::stop`]). Blocking:
+    /// not for a runtime thread (see [`Hub::stopped`]).
     pub fn join(&self) {
         let threads =
             std::mem::take(&mut *self.inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
@@ -455,13 +651,23 @@ mod tests {
         }
         .normalized();
         let reg = hub
-            .register(Subscriber {
-                id: hub.next_client_id(),
-                filter,
-                outbox: outbox.clone(),
-            })
+            .register(
+                Subscriber {
+                    id: hub.next_client_id(),
+                    filter,
+                    outbox: outbox.clone(),
+                },
+                profile(),
+            )
             .unwrap();
         (reg, outbox)
+    }
+
+    fn profile() -> ClientProfile {
+        ClientProfile {
+            subscription: Subscription::default(),
+            can_see_private: true,
+        }
     }
 
     fn event(org: &str) -> Event {
@@ -537,11 +743,14 @@ mod tests {
             Poll::Ready(Drained::Closed(CloseReason::Shutdown))
         );
         let outbox = Arc::new(Outbox::new(1));
-        let refused = hub.register(Subscriber {
-            id: hub.next_client_id(),
-            filter: Filter::default(),
-            outbox,
-        });
+        let refused = hub.register(
+            Subscriber {
+                id: hub.next_client_id(),
+                filter: Filter::default(),
+                outbox,
+            },
+            profile(),
+        );
         assert!(refused.is_err());
     }
 

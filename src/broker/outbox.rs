@@ -62,6 +62,8 @@ pub(crate) enum CloseReason {
     Shutdown,
     /// The client's queue overflowed under the `disconnect` policy (1008).
     SlowClient,
+    /// Disconnected through [`Hub::disconnect`](super::Hub::disconnect) (1000).
+    Disconnected,
 }
 
 impl CloseReason {
@@ -70,6 +72,7 @@ impl CloseReason {
         match self {
             CloseReason::Shutdown => 1001,
             CloseReason::SlowClient => 1008,
+            CloseReason::Disconnected => 1000,
         }
     }
 
@@ -78,6 +81,7 @@ impl CloseReason {
         match self {
             CloseReason::Shutdown => "server shutting down",
             CloseReason::SlowClient => "client too slow: outbound queue full",
+            CloseReason::Disconnected => "disconnected by the server",
         }
     }
 }
@@ -167,6 +171,11 @@ impl Outbox {
         if let Some(w) = waker {
             w.wake();
         }
+    }
+
+    /// Whether the client has been marked for closing.
+    pub fn is_closing(&self) -> bool {
+        self.lock().closed.is_some()
     }
 
     /// Frames dropped because the queue was full.

@@ -4,7 +4,7 @@
 //! the hub and answer; the handler never waits on subscribers.
 
 mod body;
-pub mod commit_cache;
+mod commit_cache;
 mod extract;
 mod parser;
 mod signature;
@@ -21,9 +21,10 @@ use hyper::{Method, Request, Response, StatusCode, header};
 use crate::broker::{BroadcastReceipt, Hub};
 use crate::metrics::Metrics;
 use body::{BodyError, read_limited};
-use commit_cache::CommitCache;
-pub use parser::{ParseError, WebhookParser};
-pub use signature::sign;
+pub use commit_cache::{CommitCache, CommitCacheStats, PrInfo};
+pub use parser::ParseError;
+pub(crate) use parser::parse;
+pub use signature::{WebhookVerifier, sign};
 
 /// How intake answered a request: one variant per outcome of PROTOCOL.md's
 /// order of checks, mapped to a status code in one place.
@@ -45,8 +46,6 @@ pub(crate) enum Outcome {
     NoUrl,
     /// 200 `OK`: broadcast.
     Broadcast,
-    /// 503: the server is shutting down.
-    Draining,
 }
 
 impl Outcome {
@@ -57,7 +56,6 @@ impl Outcome {
             Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::ReadFailed | Self::InvalidJson => StatusCode::BAD_REQUEST,
             Self::TypeNotAllowed | Self::NoUrl | Self::Broadcast => StatusCode::OK,
-            Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -70,7 +68,6 @@ impl Outcome {
             Self::TypeNotAllowed => "ignored: event type not allowed\n",
             Self::NoUrl => "ignored: event carries no pull request URL\n",
             Self::Broadcast => "OK",
-            Self::Draining => "shutting down\n",
         }
     }
 
@@ -85,7 +82,6 @@ impl Outcome {
             Self::InvalidJson => "invalid_json",
             Self::NoUrl => "no_url",
             Self::Broadcast => "broadcast",
-            Self::Draining => "draining",
         }
     }
 
@@ -101,9 +97,34 @@ impl Outcome {
     }
 }
 
-/// The webhook endpoint's state.
-pub(crate) struct Intake {
-    parser: WebhookParser,
+/// Settings of a [`WebhookEndpoint`].
+#[derive(Debug, Clone)]
+pub struct WebhookOptions {
+    /// Largest accepted body, in bytes (larger: 413).
+    pub max_payload_bytes: u64,
+    /// Event types accepted; `None` accepts every type. Others are answered
+    /// 200 and dropped.
+    pub allowed_events: Option<Vec<String>>,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 1 << 20,
+            allowed_events: None,
+        }
+    }
+}
+
+/// `POST /webhook`: what an embedder routes GitHub's deliveries to.
+///
+/// Checks in PROTOCOL.md's order (method 405, allowed type, size 413 read
+/// under the limit, signature 401, JSON 400), parses the body once and
+/// broadcasts the event on its hub, then answers; it never waits on
+/// clients. Safe to share between connections (`Send + Sync`); call
+/// [`WebhookEndpoint::handle`] from a tokio runtime.
+pub struct WebhookEndpoint {
+    verifier: WebhookVerifier,
     max_payload: u64,
     /// `None` allows every event type.
     allowed: Option<AHashSet<String>>,
@@ -114,19 +135,15 @@ pub(crate) struct Intake {
 /// Longest delivery id kept; GitHub's are 36-character UUIDs.
 const MAX_DELIVERY_ID: usize = 128;
 
-impl Intake {
-    pub fn new(
-        secret: &[u8],
-        max_payload: u64,
-        allowed: Option<Vec<String>>,
-        cache: Arc<CommitCache>,
-        hub: Hub,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+impl WebhookEndpoint {
+    /// An endpoint broadcasting on `hub` the webhooks signed with `secret`
+    /// (an empty secret refuses every webhook with 401), counting them in
+    /// `metrics`.
+    pub fn new(hub: Hub, secret: &[u8], options: WebhookOptions, metrics: Arc<Metrics>) -> Self {
         Self {
-            parser: WebhookParser::new(secret, cache),
-            max_payload,
-            allowed: allowed.map(|a| a.into_iter().collect()),
+            verifier: WebhookVerifier::new(secret),
+            max_payload: options.max_payload_bytes,
+            allowed: options.allowed_events.map(|a| a.into_iter().collect()),
             hub,
             metrics,
         }
@@ -136,6 +153,12 @@ impl Intake {
     /// written once the shards have routed it (with the clients it matched);
     /// every other outcome is logged here.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        self.answer(req).await.response()
+    }
+
+    /// [`WebhookEndpoint::handle`], returning the outcome (for the daemon's
+    /// drain handling and tests).
+    async fn answer(&self, req: Request<Incoming>) -> Outcome {
         let started = Instant::now();
         let kind = header_str(&req, "x-github-event").to_owned();
         let delivery = sanitize_delivery_id(header_str(&req, "x-github-delivery"));
@@ -154,7 +177,7 @@ impl Intake {
                 "webhook not broadcast"
             ),
         }
-        outcome.response()
+        outcome
     }
 
     async fn process(
@@ -188,17 +211,16 @@ impl Intake {
                 return (Outcome::ReadFailed, None);
             }
         };
-        match self
-            .parser
-            .parse(kind, delivery, signature.as_deref(), &mut body)
-        {
-            Err(ParseError::BadSignature) => (Outcome::BadSignature, None),
+        if !self.verifier.verify(signature.as_deref(), &body) {
+            return (Outcome::BadSignature, None);
+        }
+        match self.hub.broadcast_webhook(kind, delivery, &mut body) {
             Err(e) => {
-                tracing::debug!(?e, "webhook body is not a JSON object");
+                tracing::debug!(error = %e, "webhook refused");
                 (Outcome::InvalidJson, None)
             }
             Ok(None) => (Outcome::NoUrl, None),
-            Ok(Some(event)) => (Outcome::Broadcast, Some(self.hub.broadcast(event))),
+            Ok(Some(receipt)) => (Outcome::Broadcast, Some(receipt)),
         }
     }
 }

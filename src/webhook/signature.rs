@@ -3,13 +3,20 @@
 
 use ring::hmac;
 
-/// Verifies webhook signatures with one secret.
-pub(crate) struct Verifier {
+/// Verifies `X-Hub-Signature-256` headers with one secret, in constant time.
+/// Cheap to share between threads (`Send + Sync`).
+pub struct WebhookVerifier {
     /// `None` when no secret is configured: every signature is then refused.
     key: Option<hmac::Key>,
 }
 
-impl Verifier {
+impl std::fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookVerifier(****)")
+    }
+}
+
+impl WebhookVerifier {
     /// A verifier for `secret`; an empty secret refuses everything.
     pub fn new(secret: &[u8]) -> Self {
         Self {
@@ -51,13 +58,13 @@ mod tests {
     #[test]
     fn githubs_documented_test_vector() {
         assert_eq!(sign(SECRET, b"Hello, World!"), GITHUB_VECTOR);
-        let v = Verifier::new(SECRET);
+        let v = WebhookVerifier::new(SECRET);
         assert!(v.verify(Some(GITHUB_VECTOR.as_bytes()), b"Hello, World!"));
     }
 
     #[test]
     fn refusals() {
-        let v = Verifier::new(SECRET);
+        let v = WebhookVerifier::new(SECRET);
         let body = b"Hello, World!";
         let wrong_digest = GITHUB_VECTOR.replace("757107", "757108");
         let wrong_prefix = GITHUB_VECTOR.replace("sha256=", "sha1=");
@@ -79,7 +86,7 @@ mod tests {
 
     #[test]
     fn no_secret_refuses_everything_including_an_empty_key_signature() {
-        let v = Verifier::new(b"");
+        let v = WebhookVerifier::new(b"");
         let sig = sign(b"", b"{}");
         assert!(!v.verify(Some(sig.as_bytes()), b"{}"));
     }

@@ -1,12 +1,12 @@
-//! The WebSocket endpoint: checks before the upgrade (token shape), the
-//! upgrade itself (fastwebsockets over hyper), then one session task per
-//! connection.
+//! The WebSocket endpoint: checks before the upgrade (token shape,
+//! connection limits), the upgrade itself (fastwebsockets over hyper), then
+//! one session task per connection.
 
 pub(crate) mod codec;
 mod messages;
 mod session;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,35 +15,120 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use ipnet::IpNet;
 use tokio::net::TcpStream;
 
-use crate::auth::{AuthProvider, Token};
+use crate::auth::{AuthProvider, Token, TokenRejection};
 use crate::broker::Hub;
-use crate::limits::{ConnLimiter, client_ip};
+use crate::limits::{ConnCounts, ConnLimiter, LimitExceeded, Slot, client_ip};
 use crate::metrics::Metrics;
 
-/// Timing and policy of WebSocket sessions.
+/// Settings of a [`WsEndpoint`]; the defaults are PROTOCOL.md's.
 #[derive(Debug, Clone)]
-pub(crate) struct WsSettings {
+pub struct WsOptions {
+    /// Time a client has to send its subscription (5 s).
     pub handshake_timeout: Duration,
+    /// Interval of the server's `{"type":"ping"}` messages (54 s).
     pub ping_interval: Duration,
+    /// Client silence after which the connection is closed (90 s).
     pub read_timeout: Duration,
+    /// Time a write may stall before the client is dropped (10 s).
     pub write_timeout: Duration,
-    /// Bound on a whole token check.
+    /// Bound on a whole token check (30 s).
     pub auth_timeout: Duration,
-    /// The server's allowed event types; `None` allows every type.
+    /// Event types clients may subscribe to; `None` allows every type.
     pub allowed_events: Option<Vec<String>>,
+    /// Connections allowed per client IP (10).
+    pub max_conns_per_ip: usize,
+    /// Connections allowed in total (100,000).
+    pub max_conns_total: usize,
+    /// Proxies whose `X-Forwarded-For` gives the client IP (none).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(54),
+            read_timeout: Duration::from_secs(90),
+            write_timeout: Duration::from_secs(10),
+            auth_timeout: Duration::from_secs(30),
+            allowed_events: None,
+            max_conns_per_ip: 10,
+            max_conns_total: 100_000,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 /// What every session needs.
 pub(crate) struct WsContext {
     pub hub: Hub,
     pub auth: Arc<dyn AuthProvider>,
-    pub settings: WsSettings,
+    pub settings: WsOptions,
     pub limiter: Arc<ConnLimiter>,
-    /// Proxies whose `X-Forwarded-For` gives the client IP.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub metrics: Arc<Metrics>,
+}
+
+/// `GET /ws`: what an embedder routes WebSocket clients to.
+///
+/// Cheap to clone; safe to share between connections. [`WsEndpoint::handle`]
+/// (or [`WsEndpoint::upgrade`]) must be called from a tokio runtime: each
+/// accepted connection runs as tasks on it. The request must come from a
+/// hyper 1.x HTTP/1.1 connection served `with_upgrades()` over a
+/// `TokioIo<tokio::net::TcpStream>` (the session works on the socket
+/// directly).
+#[derive(Clone)]
+pub struct WsEndpoint {
+    ctx: Arc<WsContext>,
+}
+
+/// Why a request to `/ws` is refused before the upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The bearer token is missing or malformed (403).
+    Forbidden(TokenRejection),
+    /// A connection limit is reached (429).
+    TooManyConnections,
+}
+
+impl Refusal {
+    /// The HTTP status: 403 or 429.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    /// The answer the daemon gives: the status and a plain-text reason.
+    pub fn response(&self) -> Response<Full<Bytes>> {
+        match self {
+            Refusal::Forbidden(why) => plain(self.status(), format!("403 Forbidden: {why}\n")),
+            Refusal::TooManyConnections => plain(
+                self.status(),
+                "429 Too Many Requests: Connection limit exceeded\n".into(),
+            ),
+        }
+    }
+}
+
+/// A request that passed the checks made before the upgrade: a
+/// well-formed token, and a connection slot, held until the connection
+/// ends (or until this is dropped, if it is never upgraded).
+#[derive(Debug)]
+pub struct Admission {
+    token: Token,
+    ip: IpAddr,
+    slot: Slot,
+}
+
+impl Admission {
+    /// The client's IP (from `X-Forwarded-For` behind a trusted proxy).
+    pub fn client_ip(&self) -> IpAddr {
+        self.ip
+    }
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
@@ -54,87 +139,130 @@ fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
         .expect("valid response")
 }
 
-/// Answers `GET /ws`: refuses with 403 / 429 / 400 before the upgrade, or
-/// upgrades and spawns the connection's session, which holds the
-/// connection's limit slot until it ends.
-pub(crate) fn upgrade(
-    mut req: Request<Incoming>,
-    peer: SocketAddr,
-    ctx: &Arc<WsContext>,
-) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET {
-        let mut r = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "405 Method Not Allowed\n".into(),
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
-        return r;
-    }
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    let token = match Token::from_authorization(auth) {
-        Ok(t) => t,
-        Err(why) => {
-            ctx.metrics.handshake("forbidden");
-            tracing::debug!(%peer, %why, "upgrade refused");
-            return plain(StatusCode::FORBIDDEN, format!("403 Forbidden: {why}\n"));
+impl WsEndpoint {
+    /// An endpoint registering its clients with `hub`, checking tokens with
+    /// `auth`, counting into `metrics`.
+    pub fn new(
+        hub: Hub,
+        auth: Arc<dyn AuthProvider>,
+        options: WsOptions,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let limiter = ConnLimiter::new(options.max_conns_per_ip, options.max_conns_total);
+        metrics.watch_limiter(limiter.clone());
+        Self {
+            ctx: Arc::new(WsContext {
+                hub,
+                auth,
+                settings: options,
+                limiter,
+                metrics,
+            }),
         }
-    };
-    let ip = client_ip(peer.ip(), req.headers(), &ctx.trusted_proxies);
-    let slot = match ctx.limiter.try_acquire(ip) {
-        Ok(slot) => slot,
-        Err(limit) => {
-            ctx.metrics.handshake(match limit {
-                crate::limits::LimitExceeded::PerIp => "limited_per_ip",
-                crate::limits::LimitExceeded::Total => "limited_total",
-            });
-            tracing::info!(%ip, limit = limit.as_str(), "connection limit reached");
+    }
+
+    /// Connection slots held now (see [`WsOptions::max_conns_per_ip`]).
+    pub fn connection_counts(&self) -> ConnCounts {
+        self.ctx.limiter.counts()
+    }
+
+    /// The checks made before the upgrade, usable on their own: the bearer
+    /// token's shape (403) and the connection limits (429); see
+    /// [`Refusal::response`] for the daemon's answer. `peer` is the TCP
+    /// peer's address.
+    pub fn check<B>(&self, req: &Request<B>, peer: SocketAddr) -> Result<Admission, Refusal> {
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        let token = match Token::from_authorization(auth) {
+            Ok(t) => t,
+            Err(why) => {
+                self.ctx.metrics.handshake("forbidden");
+                tracing::debug!(%peer, %why, "upgrade refused");
+                return Err(Refusal::Forbidden(why));
+            }
+        };
+        let ip = client_ip(peer.ip(), req.headers(), &self.ctx.settings.trusted_proxies);
+        match self.ctx.limiter.try_acquire(ip) {
+            Ok(slot) => Ok(Admission { token, ip, slot }),
+            Err(limit) => {
+                self.ctx.metrics.handshake(match limit {
+                    LimitExceeded::PerIp => "limited_per_ip",
+                    LimitExceeded::Total => "limited_total",
+                });
+                tracing::info!(%ip, limit = limit.as_str(), "connection limit reached");
+                Err(Refusal::TooManyConnections)
+            }
+        }
+    }
+
+    /// Upgrades an admitted request (400 if it is not a valid WebSocket
+    /// upgrade) and spawns the connection's session; returns the response
+    /// to send (101 Switching Protocols).
+    pub fn upgrade(
+        &self,
+        mut req: Request<Incoming>,
+        admission: Admission,
+    ) -> Response<Full<Bytes>> {
+        let ctx = &self.ctx;
+        if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+            ctx.metrics.handshake("bad_request");
             return plain(
-                StatusCode::TOO_MANY_REQUESTS,
-                "429 Too Many Requests: Connection limit exceeded\n".into(),
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)\n".into(),
             );
         }
-    };
-    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
-        ctx.metrics.handshake("bad_request");
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "400 Bad Request: expected a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)\n".into(),
-        );
-    }
-    let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
-        Ok(x) => x,
-        Err(e) => {
-            ctx.metrics.handshake("bad_request");
-            return plain(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}\n"));
-        }
-    };
-    let guard = ctx.hub.track_session();
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        let upgraded = match upgrade.await {
-            Ok(ws) => ws.into_inner().into_inner(),
+        let (response, upgrade) = match fastwebsockets::upgrade::upgrade(&mut req) {
+            Ok(x) => x,
             Err(e) => {
-                ctx.metrics.handshake("upgrade_failed");
-                tracing::debug!(%ip, error = %e, "upgrade did not complete");
-                return;
+                ctx.metrics.handshake("bad_request");
+                return plain(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}\n"));
             }
         };
-        // The session works on the TCP stream directly (see codec.rs for why);
-        // hyper hands back any bytes it read past the request.
-        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(p) => p,
-            Err(_) => {
-                tracing::error!(%ip, "upgraded connection is not a TCP stream");
-                return;
-            }
-        };
-        let held = (guard, slot);
-        session::run(parts.io.into_inner(), parts.read_buf, token, ip, ctx, held).await;
-    });
-    let (parts, _) = response.into_parts();
-    Response::from_parts(parts, Full::new(Bytes::new()))
+        let guard = ctx.hub.track_session();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let Admission { token, ip, slot } = admission;
+            let upgraded = match upgrade.await {
+                Ok(ws) => ws.into_inner().into_inner(),
+                Err(e) => {
+                    ctx.metrics.handshake("upgrade_failed");
+                    tracing::debug!(%ip, error = %e, "upgrade did not complete");
+                    return;
+                }
+            };
+            // The session works on the TCP stream directly (see codec.rs for
+            // why); hyper hands back any bytes it read past the request.
+            let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(p) => p,
+                Err(_) => {
+                    tracing::error!(%ip, "upgraded connection is not a TokioIo<TcpStream>");
+                    return;
+                }
+            };
+            let held = (guard, slot);
+            session::run(parts.io.into_inner(), parts.read_buf, token, ip, ctx, held).await;
+        });
+        let (parts, _) = response.into_parts();
+        Response::from_parts(parts, Full::new(Bytes::new()))
+    }
+
+    /// Answers a request to `/ws`: 405 for another method, else
+    /// [`WsEndpoint::check`] then [`WsEndpoint::upgrade`].
+    pub fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET {
+            let mut r = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed\n".into(),
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+            return r;
+        }
+        match self.check(&req, peer) {
+            Ok(admission) => self.upgrade(req, admission),
+            Err(refusal) => refusal.response(),
+        }
+    }
 }

@@ -20,7 +20,9 @@ use super::WsContext;
 use super::codec::{self, Decoder, Message, ProtocolError};
 use super::messages::{self, ClientMessage, HandshakeError};
 use crate::auth::{AuthError, IdentityKind, Token};
-use crate::broker::{ClientId, Drained, Filter, Outbox, Outgoing, Registration, Subscriber};
+use crate::broker::{
+    ClientId, ClientProfile, Drained, Filter, Outbox, Outgoing, Registration, Subscriber,
+};
 use crate::metrics::LatencyHistogram;
 use crate::subscription::Subscription;
 
@@ -231,22 +233,31 @@ pub(crate) async fn run<H: Send + 'static>(
         }
     };
     let Accepted {
-        login,
-        org,
+        subscription,
+        can_see_private,
         confirmation,
         filter,
     } = accepted;
+    let login = subscription.username.clone();
+    let org = subscription.organization.clone();
 
     // Queued on the connection itself: it is written before anything is
     // taken from the outbox, so it precedes every event.
     conn.queue(confirmation);
     let outbox = Arc::new(Outbox::new(ctx.hub.config().client_queue));
     let id = ctx.hub.next_client_id();
-    let registration = match ctx.hub.register(Subscriber {
-        id,
-        filter,
-        outbox: outbox.clone(),
-    }) {
+    let profile = ClientProfile {
+        subscription,
+        can_see_private,
+    };
+    let registration = match ctx.hub.register(
+        Subscriber {
+            id,
+            filter,
+            outbox: outbox.clone(),
+        },
+        profile,
+    ) {
         Ok(r) => r,
         Err(_) => {
             ctx.metrics
@@ -326,8 +337,9 @@ impl<H> Subscribed<H> {
 
 /// A successful handshake.
 struct Accepted {
-    login: String,
-    org: String,
+    /// As accepted: username and pinned org filled in.
+    subscription: Subscription,
+    can_see_private: bool,
     confirmation: Bytes,
     filter: Filter,
 }
@@ -422,9 +434,14 @@ async fn handshake(
         can_see_private: identity.tier.can_see_private(),
     }
     .normalized();
+    let subscription = Subscription {
+        organization: org,
+        username: identity.login,
+        ..sub
+    };
     Ok(Some(Accepted {
-        login: identity.login,
-        org,
+        subscription,
+        can_see_private: identity.tier.can_see_private(),
         confirmation,
         filter,
     }))

@@ -127,13 +127,13 @@ impl TestServer {
         self.handle.as_ref().unwrap()
     }
 
-    pub fn hub(&self) -> &hookfan::broker::Hub {
+    pub fn hub(&self) -> &hookfan::Hub {
         self.handle().hub()
     }
 
     /// Posts a webhook signed with the test secret.
     pub async fn webhook(&self, kind: &str, body: &[u8]) -> (u16, String) {
-        let sig = hookfan::webhook::sign(SECRET, body);
+        let sig = hookfan::sign(SECRET, body);
         post(
             self.addr,
             "/webhook",
@@ -149,7 +149,7 @@ impl TestServer {
 
     /// Posts a webhook with a given delivery id.
     pub async fn webhook_with_id(&self, kind: &str, body: &[u8], delivery: &str) -> (u16, String) {
-        let sig = hookfan::webhook::sign(SECRET, body);
+        let sig = hookfan::sign(SECRET, body);
         post(
             self.addr,
             "/webhook",
@@ -164,7 +164,7 @@ impl TestServer {
     }
 
     /// Waits until `cond` holds for the hub's stats (shards synced first).
-    pub async fn wait_stats(&self, what: &str, cond: impl Fn(&hookfan::broker::HubStats) -> bool) {
+    pub async fn wait_stats(&self, what: &str, cond: impl Fn(&hookfan::HubStats) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             self.hub().sync().await;
@@ -448,7 +448,7 @@ impl Daemon {
     }
 
     pub async fn webhook(&self, kind: &str, body: &[u8], id: &str) -> u16 {
-        let sig = hookfan::webhook::sign(DAEMON_SECRET.as_bytes(), body);
+        let sig = hookfan::sign(DAEMON_SECRET.as_bytes(), body);
         post(
             self.addr,
             "/webhook",
