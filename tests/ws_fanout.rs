@@ -7,10 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::json;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::Message;
 
 const LIMITS: &str = "[limits]\nmax_conns_per_ip = 100000\n";
 
@@ -131,22 +129,7 @@ async fn a_client_that_never_reads_delays_nobody_and_its_drops_are_counted() {
 
     // The slow client: a tiny receive buffer, and it never reads after the
     // confirmation.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(addr).await.unwrap();
-    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", token("alice")).parse().unwrap(),
-    );
-    let (mut slow, _) =
-        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await
-            .unwrap();
-    slow.send(Message::text(json!({"organization": "acme"}).to_string()))
-        .await
-        .unwrap();
-    assert_eq!(next_json(&mut slow).await["type"], "subscription_confirmed");
+    let mut slow = slow_client(addr, "alice", json!({"organization": "acme"})).await;
 
     // The others read all the time, until the "end" event, counting what
     // they received in `progress`.

@@ -129,6 +129,17 @@ struct Registered {
     profile: Arc<ClientProfile>,
 }
 
+impl Registered {
+    fn snapshot(&self, id: ClientId) -> Client {
+        Client {
+            id,
+            shard: self.shard,
+            closing: self.outbox.is_closing(),
+            profile: self.profile.clone(),
+        }
+    }
+}
+
 /// What is known about a client beyond its filter, for [`Client`].
 #[derive(Debug)]
 pub(crate) struct ClientProfile {
@@ -461,12 +472,7 @@ impl Hub {
 
     /// A snapshot of one client, if it is connected.
     pub fn client(&self, id: ClientId) -> Option<Client> {
-        self.routing().clients.get(&id).map(|c| Client {
-            id,
-            shard: c.shard,
-            closing: c.outbox.is_closing(),
-            profile: c.profile.clone(),
-        })
+        self.routing().clients.get(&id).map(|c| c.snapshot(id))
     }
 
     /// Snapshots of every connected client, in no particular order.
@@ -474,12 +480,7 @@ impl Hub {
         self.routing()
             .clients
             .iter()
-            .map(|(id, c)| Client {
-                id: *id,
-                shard: c.shard,
-                closing: c.outbox.is_closing(),
-                profile: c.profile.clone(),
-            })
+            .map(|(id, c)| c.snapshot(*id))
             .collect()
     }
 

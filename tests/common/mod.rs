@@ -133,18 +133,7 @@ impl TestServer {
 
     /// Posts a webhook signed with the test secret.
     pub async fn webhook(&self, kind: &str, body: &[u8]) -> (u16, String) {
-        let sig = hookfan::sign(SECRET, body);
-        post(
-            self.addr,
-            "/webhook",
-            &[
-                ("x-github-event", kind),
-                ("x-hub-signature-256", &sig),
-                ("x-github-delivery", "test-delivery"),
-            ],
-            body.to_vec(),
-        )
-        .await
+        self.webhook_with_id(kind, body, "test-delivery").await
     }
 
     /// Posts a webhook with a given delivery id.
