@@ -154,20 +154,26 @@ fn check_config(path: &std::path::Path, prepared: Result<Prepared, ConfigErrors>
     }
 }
 
-fn init_logging(config: &Config) {
+/// Logs go to stderr through a writer thread: a slow or stuck stderr (a
+/// full pipe) must never stall a shard or a connection. Should it fall
+/// behind by more than its buffer, lines are dropped rather than waited
+/// for. The returned guard flushes what is left when dropped.
+fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).expect("validated");
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 fn serve(p: Prepared) -> ExitCode {
-    init_logging(&p.config);
+    let _log_flush = init_logging(&p.config);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

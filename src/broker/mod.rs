@@ -362,22 +362,22 @@ impl Hub {
         });
         let shards = set.len();
         event.routing().expect(shards as u32);
-        if shards == 0 {
-            crate::event::log_routed(
-                &event,
-                crate::event::Routed {
-                    shards: 0,
-                    matched: 0,
-                    dropped: 0,
-                },
-            );
-        }
         for shard in set.iter() {
             let _ = self.inner.shards[shard]
                 .tx
                 .send(ShardMsg::Event(event.clone()));
         }
         r.taps.retain(|t| t.send(event.clone()).is_ok());
+        drop(r);
+        if shards == 0 {
+            // No shard will report it; logged outside the lock.
+            let nobody = crate::event::Routed {
+                shards: 0,
+                matched: 0,
+                dropped: 0,
+            };
+            crate::event::log_routed(&event, nobody);
+        }
         BroadcastReceipt { seq, shards }
     }
 
