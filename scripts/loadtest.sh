@@ -16,12 +16,15 @@
 #                    with daemon CPU (driver)
 #   intake           signed 31 KB webhooks, no subscribers, 64 keep-alive
 #                    connections for 10 s (driver)
+#   fanout-multi     PROCS driver processes (default 2) of CLIENTS clients
+#                    each, from source addresses 127.0.0.1..; one sends the
+#                    webhooks, the others only count them (driver)
 #   ws-fanout        k6: subscribers + webhooks, counts events and latency
 #   webhook-flood    k6: signed webhooks at a target rate
 #   reconnect-storm  k6: every client drops and reconnects at once
 #
 # Environment: CLIENTS, ORGS, WEBHOOKS, RATE, SHARDS, LOG_LEVEL, VUS,
-# DURATION_S, CONNECTIONS override the scenario's defaults.
+# DURATION_S, CONNECTIONS, PROCS override the scenario's defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -121,6 +124,27 @@ PY
   intake)
     "$DRIVER" intake --addr "$ADDR" --secret-file "$WORK/secret" --daemon-pid "$DAEMON_PID" \
       --connections "${CONNECTIONS:-64}" --duration-s "${DURATION_S:-10}" --json
+    ;;
+  fanout-multi)
+    P=${PROCS:-2}; N=${CLIENTS:-9000}; K=${ORGS:-10}; M=${WEBHOOKS:-200}; R=${RATE:-20}
+    LISTENERS=()
+    for p in $(seq 2 "$P"); do
+      drive fanout --clients "$N" --orgs "$K" --webhooks "$M" --rate "$R" --no-send \
+        --source-ips "127.0.0.$p" --drain-timeout-s $((M / R + 60)) --json > "$WORK/listener-$p.out" 2>&1 &
+      LISTENERS+=("$!")
+    done
+    for p in $(seq 2 "$P"); do
+      for _ in $(seq 1 600); do grep -q '^ready' "$WORK/listener-$p.out" && break; sleep 0.1; done
+    done
+    echo "-- sender (127.0.0.1)"
+    STATUS=0
+    drive fanout --clients "$N" --orgs "$K" --webhooks "$M" --rate "$R" --source-ips 127.0.0.1 --json || STATUS=1
+    for i in "${!LISTENERS[@]}"; do
+      wait "${LISTENERS[$i]}" || STATUS=1
+      echo "-- listener process $((i + 2)) (127.0.0.$((i + 2)))"
+      grep -v '^ready' "$WORK/listener-$((i + 2)).out"
+    done
+    [ "$STATUS" = 0 ] || { echo "a driver process reported failures"; exit 1; }
     ;;
   ws-fanout)
     VUS=${VUS:-200} ORGS=${ORGS:-10} WEBHOOKS=${WEBHOOKS:-100} RATE=${RATE:-20} k6run ws-fanout

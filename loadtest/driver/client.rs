@@ -227,3 +227,19 @@ pub fn delivery_seq(payload: &[u8]) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// Microseconds since the event's `"timestamp"` (the server's accept time),
+/// by the wall clock; for a driver that did not send the webhook itself.
+pub fn age_us(payload: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"timestamp\":\"";
+    let at = payload.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let len = payload[at..].iter().position(|&c| c == b'"')?;
+    let ts = std::str::from_utf8(&payload[at..at + len]).ok()?;
+    let accepted = humantime::parse_rfc3339(ts).ok()?;
+    Some(
+        std::time::SystemTime::now()
+            .duration_since(accepted)
+            .ok()?
+            .as_micros() as u64,
+    )
+}

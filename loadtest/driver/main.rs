@@ -98,6 +98,12 @@ struct FanoutArgs {
     /// Also print the summary as one JSON line.
     #[arg(long)]
     json: bool,
+    /// Send nothing: subscribe, print `ready`, and count the webhooks
+    /// another driver process sends (`ld-0 .. ld-{M-1}`, same --orgs and
+    /// --webhooks), until all arrived or --drain-timeout-s. Latency is then
+    /// measured from each event's `timestamp` (the server's accept time).
+    #[arg(long)]
+    no_send: bool,
 }
 
 #[derive(Args, Clone)]
@@ -162,7 +168,11 @@ struct Run {
     /// Last receive of webhook j, in ns since `start`.
     last_recv: Vec<AtomicU64>,
     received: AtomicU64,
+    /// Earliest receive, in ns since `start`.
+    first_recv: AtomicU64,
     stop: Notify,
+    /// Webhooks come from another process (`--no-send`).
+    listen_only: bool,
 }
 
 async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
@@ -187,7 +197,9 @@ async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
         sent_at: (0..a.webhooks).map(|_| AtomicU64::new(0)).collect(),
         last_recv: (0..a.webhooks).map(|_| AtomicU64::new(0)).collect(),
         received: AtomicU64::new(0),
+        first_recv: AtomicU64::new(u64::MAX),
         stop: Notify::new(),
+        listen_only: a.no_send,
     });
     let gate = Arc::new(Semaphore::new(a.connect_concurrency.max(1)));
     let connect_started = Instant::now();
@@ -246,11 +258,16 @@ async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
         );
     }
 
-    // Send.
+    // Send (or, with --no-send, let another driver send).
     let cpu_before = a.daemon_pid.and_then(report::cpu_seconds);
     let send_started = Instant::now();
-    let payloads = build_payloads(&a, orgs);
-    let webhook_lat = send_webhooks(&a, orgs, &payloads, &run, ceiling.is_some()).await;
+    let webhook_lat = if a.no_send {
+        println!("ready");
+        [0.0; 4]
+    } else {
+        let payloads = build_payloads(&a, orgs);
+        send_webhooks(&a, orgs, &payloads, &run, ceiling.is_some()).await
+    };
     let send_secs = send_started.elapsed().as_secs_f64();
 
     // Clients of org k expect the webhooks j with j % K == k.
@@ -287,7 +304,19 @@ async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
             run.last_recv[j].load(Relaxed).saturating_sub(s)
         })
         .sum();
-    let per_sec = if fan_ns > 0 {
+    let per_sec = if a.no_send {
+        // No send times here: deliveries over first to last receive.
+        let last = (0..a.webhooks)
+            .map(|j| run.last_recv[j].load(Relaxed))
+            .max()
+            .unwrap_or(0);
+        let span = last.saturating_sub(run.first_recv.load(Relaxed));
+        if span > 0 {
+            received as f64 / (span as f64 / 1e9)
+        } else {
+            0.0
+        }
+    } else if fan_ns > 0 {
         received as f64 / (fan_ns as f64 / 1e9)
     } else {
         0.0
@@ -296,29 +325,47 @@ async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
         (Some(b), Some(af)) => Some(af - b),
         _ => None,
     };
-    let mode = if ceiling_mode { "ceiling" } else { "fanout" };
-    println!(
-        "{mode}: {} webhooks in {send_secs:.2} s to {connected} clients over {orgs} orgs",
-        a.webhooks
-    );
+    let mode = match (ceiling_mode, a.no_send) {
+        (true, _) => "ceiling",
+        (false, true) => "fanout-listen",
+        (false, false) => "fanout",
+    };
+    if a.no_send {
+        println!(
+            "{mode}: counted {} webhooks sent by another driver, for {connected} clients over {orgs} orgs",
+            a.webhooks
+        );
+    } else {
+        println!(
+            "{mode}: {} webhooks in {send_secs:.2} s to {connected} clients over {orgs} orgs",
+            a.webhooks
+        );
+    }
     println!(
         "deliveries: expected {expected}, received {received}, missing {missing}, duplicated {duplicated}, unexpected {unexpected}{}",
         if drained { "" } else { " (drain timed out)" }
     );
+    let (rate_basis, latency_basis) = if a.no_send {
+        ("first to last receive", "from each event's timestamp")
+    } else {
+        ("per webhook, send to last receive", "from the POST")
+    };
     println!(
-        "delivery rate {per_sec:.0}/s (per webhook, send to last receive); latency ms p50 {:.3} p90 {:.3} p99 {:.3} max {:.3}",
+        "delivery rate {per_sec:.0}/s ({rate_basis}); latency ({latency_basis}) ms p50 {:.3} p90 {:.3} p99 {:.3} max {:.3}",
         lat[0], lat[1], lat[2], lat[3]
     );
-    println!(
-        "webhook POST latency ms p50 {:.3} p99 {:.3} max {:.3}",
-        webhook_lat[0], webhook_lat[2], webhook_lat[3]
-    );
-    if let Some(c) = cpu {
+    if !a.no_send {
         println!(
-            "daemon CPU {c:.2} s over {:.2} s ({:.0}% of one core)",
-            send_secs,
-            100.0 * c / send_secs.max(1e-9)
+            "webhook POST latency ms p50 {:.3} p99 {:.3} max {:.3}",
+            webhook_lat[0], webhook_lat[2], webhook_lat[3]
         );
+        if let Some(c) = cpu {
+            println!(
+                "daemon CPU {c:.2} s over {:.2} s ({:.0}% of one core)",
+                send_secs,
+                100.0 * c / send_secs.max(1e-9)
+            );
+        }
     }
     if a.json {
         println!(
@@ -369,6 +416,7 @@ async fn read_events(
     tokio::pin!(stop);
     // Registered now, so a stop sent before the first poll is not missed.
     stop.as_mut().enable();
+    let listen_only = run.listen_only;
     let read = reader.run(&mut stream, |f| {
         if let client::Frame::Text(payload) = f
             && let Some(seq) = client::delivery_seq(payload)
@@ -385,8 +433,15 @@ async fn read_events(
             } else {
                 t.seen[w] |= bit;
             }
-            let sent = run.sent_at[j].load(Relaxed);
-            report::record_us(now.saturating_sub(sent) / 1000);
+            if listen_only {
+                if let Some(age) = client::age_us(payload) {
+                    report::record_us(age);
+                }
+            } else {
+                let sent = run.sent_at[j].load(Relaxed);
+                report::record_us(now.saturating_sub(sent) / 1000);
+            }
+            run.first_recv.fetch_min(now, Relaxed);
             run.last_recv[j].fetch_max(now, Relaxed);
             run.received.fetch_add(1, Relaxed);
         }
