@@ -10,7 +10,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -569,11 +568,6 @@ impl Config {
         );
         errs
     }
-
-    /// Handshake timeout as a `Duration`.
-    pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs(self.server.handshake_timeout_s)
-    }
 }
 
 /// Deserializes `table`; on failure, retries key by key so that every bad
@@ -597,6 +591,13 @@ fn deserialize_collecting(table: toml::Table) -> (Config, Vec<ConfigError>) {
             }
             continue;
         };
+        if !is_known_section(&section) {
+            errors.push(ConfigError::new(
+                section,
+                "unknown section (expected server, webhook, broker, auth, limits, tiers or log)",
+            ));
+            continue;
+        }
         let mut good_keys = toml::Table::new();
         for (key, v) in keys {
             let mut inner = toml::Table::new();
@@ -607,19 +608,8 @@ fn deserialize_collecting(table: toml::Table) -> (Config, Vec<ConfigError>) {
                 None => {
                     good_keys.insert(key, v);
                 }
-                Some(msg) if msg.starts_with("unknown field") && !is_known_section(&section) => {
-                    // Reported once for the section below.
-                    let _ = msg;
-                }
                 Some(msg) => errors.push(ConfigError::new(format!("{section}.{key}"), msg)),
             }
-        }
-        if !is_known_section(&section) {
-            errors.push(ConfigError::new(
-                section.clone(),
-                "unknown section (expected server, webhook, broker, auth, limits, tiers or log)",
-            ));
-            continue;
         }
         good.insert(section, toml::Value::Table(good_keys));
     }
