@@ -1,8 +1,9 @@
 //! The `hookfan` binary: flags, config validation, refusing to start
 //! without a secret, and serving on the shipped config.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
 fn hookfan() -> Command {
@@ -147,63 +148,19 @@ fn no_secret_refuses_to_start() {
     );
 }
 
-#[test]
-fn serves_the_shipped_config_and_stops_on_sigterm() {
-    let mut child = hookfan()
-        .args(["--config", &shipped_config(), "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .to_owned();
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
-    assert!(addr.ip().is_loopback() && addr.port() != 0);
+#[tokio::test]
+async fn serves_the_shipped_config_and_stops_on_sigterm() {
+    let mut daemon = common::spawn_daemon_at(std::path::Path::new(&shipped_config()));
+    assert!(daemon.addr.ip().is_loopback() && daemon.addr.port() != 0);
+    let (status, body) = common::request(daemon.addr, "GET", "/", &[], vec![]).await;
+    assert_eq!((status, body.as_str()), (200, "hookfan is running\n"));
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let body = rt.block_on(async {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut s, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let req = hyper::Request::get("/")
-            .header("host", "x")
-            .body(http_body_util::Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let resp = s.send_request(req).await.unwrap();
-        http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap()
-            .to_bytes()
-    });
-    assert_eq!(&body[..], b"hookfan is running\n");
-
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
+    daemon.sigterm();
+    let stderr = daemon.stderr.clone();
+    let (status, _) = tokio::task::spawn_blocking(move || daemon.wait(Duration::from_secs(15)))
+        .await
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
     assert!(status.success(), "{status:?}");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let stderr = stderr.lock().unwrap().clone();
     assert!(stderr.contains("DEVELOPMENT CONFIG"), "{stderr}");
 }

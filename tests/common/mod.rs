@@ -352,7 +352,7 @@ pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,
     pub stderr: Arc<Mutex<String>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub const DAEMON_SECRET: &str = "operations-test-secret-value";
@@ -372,6 +372,14 @@ pub fn spawn_daemon_with(extra: &str, tokens: &str) -> Daemon {
         format!("[auth]\nprovider = \"static\"\ntokens_file = \"tokens.toml\"\n{extra}"),
     )
     .unwrap();
+    let mut daemon = spawn_daemon_at(&config);
+    daemon._dir = Some(dir);
+    daemon
+}
+
+/// The daemon on the config file at `config`, listening on 127.0.0.1:0
+/// (with `GITHUB_WEBHOOK_SECRET` set to [`DAEMON_SECRET`]).
+pub fn spawn_daemon_at(config: &std::path::Path) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookfan"))
         .args([
             "--config",
@@ -412,7 +420,7 @@ pub fn spawn_daemon_with(extra: &str, tokens: &str) -> Daemon {
         child,
         addr,
         stderr,
-        _dir: dir,
+        _dir: None,
     }
 }
 
