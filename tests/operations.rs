@@ -11,33 +11,6 @@ use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::Message;
 
-/// Floods acme with large events until the hub reports `done`.
-async fn flood_until(
-    server: &TestServer,
-    readers: &mut [Ws],
-    done: impl Fn(&hookfan::HubStats) -> bool,
-) -> u64 {
-    let mut sent = 0u64;
-    loop {
-        for _ in 0..4 {
-            server
-                .hub()
-                .broadcast(hub_event("acme", &format!("f{sent:05}-"), 64 * 1024));
-            sent += 1;
-        }
-        for ws in readers.iter_mut() {
-            for _ in 0..4 {
-                next_event(ws).await;
-            }
-        }
-        server.hub().sync().await;
-        if done(&server.hub().stats()) {
-            return sent;
-        }
-        assert!(sent < 20_000, "never happened");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_policy_closes_only_the_slow_client_with_1008() {
     let server =

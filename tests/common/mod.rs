@@ -466,3 +466,32 @@ impl Drop for Daemon {
         let _ = self.child.kill();
     }
 }
+
+/// Floods acme through the hub with large events (64 KiB delivery ids), in
+/// bursts that `readers` read in full, until the hub's stats say `done`;
+/// returns how many were sent.
+pub async fn flood_until(
+    server: &TestServer,
+    readers: &mut [Ws],
+    done: impl Fn(&hookfan::HubStats) -> bool,
+) -> u64 {
+    let mut sent = 0u64;
+    loop {
+        for _ in 0..4 {
+            server
+                .hub()
+                .broadcast(hub_event("acme", &format!("f{sent:05}-"), 64 * 1024));
+            sent += 1;
+        }
+        for ws in readers.iter_mut() {
+            for _ in 0..4 {
+                next_event(ws).await;
+            }
+        }
+        server.hub().sync().await;
+        if done(&server.hub().stats()) {
+            return sent;
+        }
+        assert!(sent < 20_000, "never happened");
+    }
+}
