@@ -12,7 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const SECRET: &[u8] = b"bench-secret";
 
 fn fixture(name: &str) -> Vec<u8> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/webhooks/");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/webhooks/");
     std::fs::read(format!("{dir}{name}")).expect("fixture")
 }
 

@@ -14,7 +14,7 @@
 #                    connection (driver)
 #   sustained-19k    19,000 subscribers over 100 orgs, 100 webhooks/s for 60 s,
 #                    with daemon CPU (driver)
-#   intake           signed 31 KB webhooks, no subscribers, 64 keep-alive
+#   intake           signed 27 KB webhooks, no subscribers, 64 keep-alive
 #                    connections for 10 s (driver)
 #   fanout-multi     PROCS driver processes (default 2) of CLIENTS clients
 #                    each, from source addresses 127.0.0.1..; one sends the
@@ -29,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 SCENARIO=${1:?usage: scripts/loadtest.sh SCENARIO (see the header of this script)}
-FIXTURES="$ROOT/../shared/fixtures/webhooks"
+FIXTURES="$ROOT/tests/fixtures/webhooks"
 
 cargo build --release --quiet --bin hookfan --bin hookfan-load
 HOOKFAN="$ROOT/target/release/hookfan"

@@ -98,10 +98,7 @@ async fn counters_after_a_known_sequence() {
         .replace(&format!("{:040x}", 1), &format!("{:040x}", 99));
     assert_eq!(server.webhook("check_run", miss.as_bytes()).await.0, 200); // cache miss: repo URL
     assert_eq!(
-        server
-            .webhook("issues", &fixture("issues.opened.json"))
-            .await
-            .1,
+        server.webhook("push", &fixture("push.json")).await.1,
         "ignored: event carries no pull request URL\n"
     );
     assert_eq!(server.webhook("not_a_github_event", b"{}").await.0, 200);
@@ -164,7 +161,7 @@ async fn counters_after_a_known_sequence() {
     let expect = [
         ("hookfan_webhooks_total{status=200,type=pull_request}", 3.0),
         ("hookfan_webhooks_total{status=200,type=check_run}", 2.0),
-        ("hookfan_webhooks_total{status=200,type=issues}", 1.0),
+        ("hookfan_webhooks_total{status=200,type=push}", 1.0),
         ("hookfan_webhooks_total{status=200,type=other}", 1.0),
         ("hookfan_webhooks_total{status=401,type=pull_request}", 1.0),
         ("hookfan_webhook_handling_seconds_count{}", 8.0),

@@ -18,12 +18,135 @@ type Expect = Option<(
     &'static [&'static str],
 )>;
 
-/// Every fixture, with the event type header its README gives, and what the
-/// server must extract: (URL, org, private, commit SHA, involved users), or
-/// `None` when the event carries no URL (answered 200, not broadcast).
-/// Values were worked out from the payloads by hand against PROTOCOL.md's
-/// URL table (with an empty commit cache).
+const H1: &str = "0b1e2c6f4d8a3e5b7c9d1f2a4b6c8e0d2f4a6b8c";
+const H2: &str = "5f3c8e1a9b7d2c4e6f8a0b2d4c6e8f0a1b3d5c7e";
+const PR7: &str = "https://github.com/acme/api/pull/7";
+const BOT: &str = "hookfan-ci[bot]";
+
+/// Every fixture of the project (tests/fixtures/webhooks), with its event
+/// type and what the server must extract: (URL, org, private, commit SHA,
+/// involved users), or `None` when the event carries no URL (answered 200,
+/// not broadcast). Worked out by hand from what each payload is made of
+/// (scripts/gen-fixtures.py) against the URL table of docs/protocol.md,
+/// with an empty commit cache.
 const FIXTURES: &[(&str, &str, Expect)] = &[
+    (
+        "check_run.completed.json",
+        "check_run",
+        Some((PR7, "acme", false, Some(H2), &[BOT])),
+    ),
+    // Empty pull_requests and nothing cached: the repository URL.
+    (
+        "check_run.created.no-pull-requests.json",
+        "check_run",
+        Some((
+            "https://github.com/acme/api",
+            "acme",
+            false,
+            Some(H2),
+            &[BOT],
+        )),
+    ),
+    (
+        "check_suite.completed.json",
+        "check_suite",
+        Some((PR7, "acme", false, Some(H2), &[BOT])),
+    ),
+    (
+        "check_suite.requested.no-pull-requests.json",
+        "check_suite",
+        Some((
+            "https://github.com/acme/api",
+            "acme",
+            false,
+            Some(H2),
+            &[BOT],
+        )),
+    ),
+    // A comment on a plain issue carries no PR URL.
+    ("issue_comment.created.json", "issue_comment", None),
+    (
+        "issue_comment.created.on-pull-request.json",
+        "issue_comment",
+        Some((PR7, "acme", false, None, &["alice", "bob"])),
+    ),
+    ("ping.json", "ping", None),
+    (
+        "pull_request.assigned.json",
+        "pull_request",
+        Some((PR7, "acme", false, Some(H2), &["alice", "bob", "carol"])),
+    ),
+    (
+        "pull_request.closed.json",
+        "pull_request",
+        Some((PR7, "acme", false, Some(H2), &["alice", "bob"])),
+    ),
+    (
+        "pull_request.labeled.json",
+        "pull_request",
+        Some((PR7, "acme", false, Some(H2), &["alice", "bob"])),
+    ),
+    (
+        "pull_request.opened.json",
+        "pull_request",
+        Some((PR7, "acme", false, Some(H1), &["alice", "bob"])),
+    ),
+    (
+        "pull_request.opened.private-repo.json",
+        "pull_request",
+        Some((
+            "https://github.com/widgets/secret-sauce/pull/3",
+            "widgets",
+            true,
+            Some("9c8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b"),
+            &["bob", "carol"],
+        )),
+    ),
+    (
+        "pull_request.review_requested.json",
+        "pull_request",
+        Some((PR7, "acme", false, Some(H2), &["alice", "bob", "carol"])),
+    ),
+    (
+        "pull_request.synchronize.json",
+        "pull_request",
+        Some((PR7, "acme", false, Some(H2), &["alice", "bob"])),
+    ),
+    (
+        "pull_request_review.submitted.json",
+        "pull_request_review",
+        Some((PR7, "acme", false, None, &["alice", "bob"])),
+    ),
+    // The comment mentions @carol.
+    (
+        "pull_request_review_comment.created.json",
+        "pull_request_review_comment",
+        Some((PR7, "acme", false, None, &["alice", "bob", "carol"])),
+    ),
+    (
+        "pull_request_review_thread.resolved.json",
+        "pull_request_review_thread",
+        Some((PR7, "acme", false, None, &["alice"])),
+    ),
+    ("push.json", "push", None),
+    // status [ext]: only through the commit cache, empty here.
+    ("status.json", "status", None),
+    (
+        "workflow_run.completed.json",
+        "workflow_run",
+        Some((PR7, "acme", false, Some(H2), &["alice"])),
+    ),
+    (
+        "workflow_run.requested.no-pull-requests.json",
+        "workflow_run",
+        None,
+    ),
+];
+
+/// GitHub's own example payloads (the shared corpus beside the repository,
+/// when `HOOKFAN_SHARED_FIXTURES` points at it): a cross-check of the same
+/// rules on third-party data. Values worked out by hand from the payloads.
+const SHARED_FIXTURES: &[(&str, &str, Expect)] = &[
     (
         "check_run.completed.github-actions.json",
         "check_run",
@@ -406,25 +529,25 @@ const FIXTURES: &[(&str, &str, Expect)] = &[
     ("workflow_run.requested.json", "workflow_run", None),
 ];
 
-#[tokio::test]
-async fn every_fixture_is_extracted_as_protocol_md_says() {
-    let mut on_disk: Vec<String> = std::fs::read_dir(fixtures_dir())
+/// Posts every file of `table` (read from `dir`) to a fresh server and
+/// checks what was extracted and broadcast.
+async fn check_table(dir: &std::path::Path, table: &[(&str, &str, Expect)]) {
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".json"))
         .collect();
     on_disk.sort();
-    let listed: Vec<&str> = FIXTURES.iter().map(|f| f.0).collect();
+    let listed: Vec<&str> = table.iter().map(|f| f.0).collect();
     assert_eq!(on_disk, listed, "the table must cover every fixture file");
 
-    for (file, kind, expect) in FIXTURES {
+    for (file, kind, expect) in table {
         // A fresh server per fixture: the commit cache starts empty.
         let server = TestServer::start("").await;
         let tap = server.hub().tap();
         let delivery = format!("delivery-{file}");
-        let (status, body) = server
-            .webhook_with_id(kind, &fixture(file), &delivery)
-            .await;
+        let body = std::fs::read(dir.join(file)).unwrap();
+        let (status, body) = server.webhook_with_id(kind, &body, &delivery).await;
         assert_eq!(status, 200, "{file}: {body}");
         match expect {
             None => {
@@ -442,12 +565,11 @@ async fn every_fixture_is_extracted_as_protocol_md_says() {
                 assert_eq!(e.org(), Some(*org), "{file}");
                 assert_eq!(e.is_private(), *private, "{file}");
                 assert_eq!(e.commit_sha(), *sha, "{file}");
-                let got: Vec<&str> = e.users().iter().map(|u| &**u).collect();
-                let mut got_sorted = got.clone();
-                got_sorted.sort();
+                let mut got: Vec<&str> = e.users().iter().map(|u| &**u).collect();
+                got.sort();
                 let mut want: Vec<&str> = users.to_vec();
                 want.sort();
-                assert_eq!(got_sorted, want, "{file}");
+                assert_eq!(got, want, "{file}");
                 // The wire JSON carries exactly these fields.
                 let wire: Value = serde_json::from_slice(e.payload()).unwrap();
                 assert_eq!(wire["url"], *url, "{file}");
@@ -464,6 +586,43 @@ async fn every_fixture_is_extracted_as_protocol_md_says() {
 }
 
 #[tokio::test]
+async fn every_fixture_is_extracted_as_the_protocol_says() {
+    check_table(&fixtures_dir(), FIXTURES).await;
+}
+
+#[tokio::test]
+async fn fixtures_are_the_size_of_githubs() {
+    // Realistic payloads: pull request events are 20-40 KB at GitHub.
+    for (file, _, _) in FIXTURES {
+        let len = fixture(file).len();
+        if file.starts_with("pull_request") {
+            assert!((20_000..=40_000).contains(&len), "{file}: {len} bytes");
+        } else {
+            assert!((4_000..=40_000).contains(&len), "{file}: {len} bytes");
+        }
+    }
+}
+
+/// The cross-check on GitHub's own example payloads. It runs when
+/// `HOOKFAN_SHARED_FIXTURES` names their directory (`.ci/run` sets it when
+/// `../shared/fixtures/webhooks` exists), and says so when it does not run.
+#[tokio::test]
+async fn shared_corpus_cross_check() {
+    let Some(dir) = shared_fixtures_dir() else {
+        eprintln!(
+            "shared_corpus_cross_check: not run: HOOKFAN_SHARED_FIXTURES is not set (point it at a directory of GitHub's example payloads, e.g. ../shared/fixtures/webhooks)"
+        );
+        return;
+    };
+    eprintln!(
+        "shared_corpus_cross_check: {} files from {}",
+        SHARED_FIXTURES.len(),
+        dir.display()
+    );
+    check_table(&dir, SHARED_FIXTURES).await;
+}
+
+#[tokio::test]
 async fn pr_keys_come_from_the_url() {
     let server = TestServer::start("").await;
     let tap = server.hub().tap();
@@ -471,23 +630,38 @@ async fn pr_keys_come_from_the_url() {
         (
             "pull_request.opened.json",
             "pull_request",
-            Some("codertocat/hello-world#2"),
+            Some("acme/api#7"),
         ),
         (
-            "pull_request_review.dismissed.json",
-            "pull_request_review",
-            Some("hellomouse/gns#902"),
+            "pull_request.opened.private-repo.json",
+            "pull_request",
+            Some("widgets/secret-sauce#3"),
         ),
         (
             "issue_comment.created.on-pull-request.json",
             "issue_comment",
-            Some("runatlantis/atlantis-tests#1"),
+            Some("acme/api#7"),
         ),
-        ("check_suite.requested.json", "check_suite", None),
+        (
+            "check_suite.completed.json",
+            "check_suite",
+            Some("acme/api#7"),
+        ),
+        (
+            "workflow_run.completed.json",
+            "workflow_run",
+            Some("acme/api#7"),
+        ),
     ] {
         assert_eq!(server.webhook(kind, &fixture(file)).await.0, 200);
         assert_eq!(tap.try_recv().unwrap().pr_key(), key, "{file}");
     }
+    // A check suite the cache cannot place carries the repository URL: no PR key.
+    let fresh = TestServer::start("").await;
+    let tap = fresh.hub().tap();
+    let file = "check_suite.requested.no-pull-requests.json";
+    assert_eq!(fresh.webhook("check_suite", &fixture(file)).await.0, 200);
+    assert_eq!(tap.try_recv().unwrap().pr_key(), None);
 }
 
 /// Sends raw bytes and returns the status line's code and the whole answer.
@@ -689,59 +863,47 @@ async fn other_paths_and_health() {
 async fn commit_cache_links_early_check_events_to_their_pr() {
     let server = TestServer::start("").await;
     let tap = server.hub().tap();
-    let check = fixture("check_run.rerequested.no-pull-requests.json");
-    let check_json: Value = serde_json::from_slice(&check).unwrap();
-    let head = check_json["check_run"]["head_sha"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let check = fixture("check_run.created.no-pull-requests.json");
 
     // Without a cached PR: the repository URL.
     assert_eq!(server.webhook("check_run", &check).await.0, 200);
+    assert_eq!(tap.try_recv().unwrap().url(), "https://github.com/acme/api");
+    // status and workflow_run [ext] without a PR: not broadcast at all.
+    let status = fixture("status.json");
+    let run = fixture("workflow_run.requested.no-pull-requests.json");
     assert_eq!(
-        tap.try_recv().unwrap().url(),
-        "http://github.com/github/hello-world"
+        server.webhook("status", &status).await.1,
+        "ignored: event carries no pull request URL\n"
+    );
+    assert_eq!(
+        server.webhook("workflow_run", &run).await.1,
+        "ignored: event carries no pull request URL\n"
     );
 
     // A pull_request event whose head is that SHA teaches the cache.
-    let mut pr: Value = serde_json::from_slice(&fixture("pull_request.synchronize.json")).unwrap();
-    pr["pull_request"]["head"]["sha"] = json!(head);
-    assert_eq!(
-        server
-            .webhook("pull_request", &serde_json::to_vec(&pr).unwrap())
-            .await
-            .0,
-        200
-    );
-    assert_eq!(tap.try_recv().unwrap().commit_sha(), Some(head.as_str()));
-
-    assert_eq!(server.webhook("check_run", &check).await.0, 200);
-    let e = tap.try_recv().unwrap();
-    assert_eq!(e.url(), "https://github.com/Codertocat/Hello-World/pull/2");
-    assert_eq!(e.commit_sha(), Some(head.as_str()));
+    let sync = fixture("pull_request.synchronize.json");
+    assert_eq!(server.webhook("pull_request", &sync).await.0, 200);
+    assert_eq!(tap.try_recv().unwrap().commit_sha(), Some(H2));
     assert_eq!(server.handle().commit_cache().stats().entries, 1);
 
-    // status [ext]: only through the cache.
-    let mut status: Value = serde_json::from_slice(&fixture("status.json")).unwrap();
-    assert_eq!(
-        server
-            .webhook("status", &serde_json::to_vec(&status).unwrap())
-            .await
-            .1,
-        "ignored: event carries no pull request URL\n"
-    );
-    status["sha"] = json!(head);
-    assert_eq!(
-        server
-            .webhook("status", &serde_json::to_vec(&status).unwrap())
-            .await
-            .1,
-        "OK"
-    );
-    assert_eq!(
-        tap.try_recv().unwrap().url(),
-        "https://github.com/Codertocat/Hello-World/pull/2"
-    );
+    for (kind, body) in [
+        ("check_run", &check),
+        ("status", &status),
+        ("workflow_run", &run),
+    ] {
+        assert_eq!(server.webhook(kind, body).await.1, "OK", "{kind}");
+        let e = tap.try_recv().unwrap();
+        assert_eq!((e.kind(), e.url()), (kind, PR7));
+        assert_eq!(e.commit_sha(), Some(H2), "{kind}");
+    }
+    // The opened event's head (H1) is another commit: a check on it is
+    // not linked to the PR by the synchronize event.
+    let mut other: Value = serde_json::from_slice(&check).unwrap();
+    other["check_run"]["head_sha"] = json!(H1);
+    server
+        .webhook("check_run", &serde_json::to_vec(&other).unwrap())
+        .await;
+    assert_eq!(tap.try_recv().unwrap().url(), "https://github.com/acme/api");
 }
 
 #[tokio::test]

@@ -187,30 +187,31 @@ async fn user_events_only_matches_every_kind_of_involvement() {
 async fn org_star_and_pr_subscriptions_with_fixtures() {
     let server = TestServer::start("").await;
     let addr = server.addr;
-    let mut lower = subscribe(addr, "codertocat", json!({"organization": "codertocat"})).await;
-    let mut exact = subscribe(addr, "octocat", json!({"organization": "Codertocat"})).await;
+    let mut lower = subscribe(addr, "codertocat", json!({"organization": "acme"})).await;
+    let mut exact = subscribe(addr, "octocat", json!({"organization": "ACME"})).await;
+    // hubot: acme and zeta; carol: widgets only.
     let mut star = subscribe(addr, "hubot", json!({"organization": "*"})).await;
-    let mut star_elsewhere = subscribe(addr, "bob", json!({"organization": "*"})).await;
-    let mut pr2 = subscribe(
+    let mut star_elsewhere = subscribe(addr, "carol", json!({"organization": "*"})).await;
+    let mut widgets = subscribe(addr, "carol", json!({"organization": "widgets"})).await;
+    let mut pr7 = subscribe(
         addr,
         "octocat",
-        json!({"pull_requests": ["https://github.com/codertocat/hello-world/pull/2"]}),
+        json!({"pull_requests": ["https://github.com/ACME/API/pull/7"]}),
     )
     .await;
-    let mut pr3 = subscribe(
+    let mut pr8 = subscribe(
         addr,
         "octocat",
-        json!({"pull_requests": ["https://github.com/Codertocat/Hello-World/pull/3"]}),
+        json!({"pull_requests": ["https://github.com/acme/api/pull/8"]}),
     )
     .await;
-    let mut pr2_outsider = subscribe(
+    let mut pr7_outsider = subscribe(
         addr,
         "dave",
-        json!({"pull_requests": ["https://github.com/Codertocat/Hello-World/pull/2"]}),
+        json!({"pull_requests": ["https://github.com/acme/api/pull/7"]}),
     )
     .await;
     let mut nothing = subscribe(addr, "hubot", json!({})).await;
-    let mut acme = subscribe(addr, "alice", json!({"organization": "acme"})).await;
 
     let sends = [
         ("pull_request", "pull_request.opened.json"),
@@ -232,15 +233,16 @@ async fn org_star_and_pr_subscriptions_with_fixtures() {
             server.webhook_with_id(kind, &fixture(file), file).await.0,
             200
         );
-        for ws in [&mut lower, &mut exact, &mut star, &mut pr2] {
+        for ws in [&mut lower, &mut exact, &mut star, &mut pr7] {
             assert_eq!(next_event(ws).await["delivery_id"], file);
         }
     }
-    // A check suite with no PR (repository URL) reaches org subscribers only.
+    // A check suite on a commit the cache does not know (the opened event's
+    // head is another one): the repository URL, for org subscribers only.
     server
         .webhook_with_id(
             "check_suite",
-            &fixture("check_suite.requested.json"),
+            &fixture("check_suite.requested.no-pull-requests.json"),
             "repo-url",
         )
         .await;
@@ -248,10 +250,7 @@ async fn org_star_and_pr_subscriptions_with_fixtures() {
         let e = next_event(ws).await;
         assert_eq!(
             (e["delivery_id"].as_str(), e["url"].as_str()),
-            (
-                Some("repo-url"),
-                Some("https://github.com/Codertocat/Hello-World")
-            )
+            (Some("repo-url"), Some("https://github.com/acme/api"))
         );
     }
 
@@ -261,50 +260,46 @@ async fn org_star_and_pr_subscriptions_with_fixtures() {
     server
         .webhook_with_id("pull_request", &marker("widgets", 1), "m-widgets")
         .await;
-    assert_eq!(
-        next_event(&mut star_elsewhere).await["delivery_id"],
-        "m-widgets"
-    );
+    for ws in [&mut star_elsewhere, &mut widgets] {
+        assert_eq!(next_event(ws).await["delivery_id"], "m-widgets");
+    }
     server
         .webhook_with_id("pull_request", &marker("acme", 1), "m-acme")
         .await;
-    // hubot and bob (both "*") are in acme too.
-    for ws in [&mut acme, &mut star, &mut star_elsewhere] {
+    for ws in [&mut lower, &mut exact, &mut star] {
         assert_eq!(next_event(ws).await["delivery_id"], "m-acme");
     }
     let mut pr_marker: Value =
         serde_json::from_slice(&fixture("pull_request.closed.json")).unwrap();
-    pr_marker["pull_request"]["html_url"] =
-        json!("https://github.com/Codertocat/Hello-World/pull/3");
+    pr_marker["pull_request"]["html_url"] = json!("https://github.com/acme/api/pull/8");
     server
         .webhook_with_id(
             "pull_request",
             &serde_json::to_vec(&pr_marker).unwrap(),
-            "m-pr3",
+            "m-pr8",
         )
         .await;
-    assert_eq!(next_event(&mut pr3).await["delivery_id"], "m-pr3");
-    for ws in [&mut lower, &mut exact, &mut star] {
-        assert_eq!(next_event(ws).await["delivery_id"], "m-pr3");
+    for ws in [&mut pr8, &mut lower, &mut exact, &mut star] {
+        assert_eq!(next_event(ws).await["delivery_id"], "m-pr8");
     }
-    // pr2's next event is a PR 2 event, not the PR 3 marker.
+    // pr7's next event is a PR 7 event, not the PR 8 marker.
     server
         .webhook_with_id(
             "pull_request",
             &fixture("pull_request.closed.json"),
-            "m-pr2",
+            "m-pr7",
         )
         .await;
-    for ws in [&mut pr2, &mut lower, &mut exact, &mut star] {
-        assert_eq!(next_event(ws).await["delivery_id"], "m-pr2");
+    for ws in [&mut pr7, &mut lower, &mut exact, &mut star] {
+        assert_eq!(next_event(ws).await["delivery_id"], "m-pr7");
     }
 
-    // dave subscribed to PR 2 but is not a member of Codertocat, and
-    // `nothing` subscribed to nothing: no event of this test reached them.
-    // Every delivery the hub made is one read above.
+    // dave subscribed to PR 7 but is not a member of acme, and `nothing`
+    // subscribed to nothing: no event of this test reached them. Every
+    // delivery the hub made is one read above.
     server.hub().sync().await;
-    let _ = (&mut pr2_outsider, &mut nothing);
-    let read_above: u64 = 6 * 4 + 3 + 1 + 3 + 4 + 4;
+    let _ = (&mut pr7_outsider, &mut nothing);
+    let read_above: u64 = 6 * 4 + 3 + 2 + 3 + 4 + 4;
     assert_eq!(server.hub().stats().deliveries, read_above);
 }
 
@@ -315,59 +310,59 @@ async fn event_type_filters_and_explicit_only_types() {
     let mut checks = subscribe(
         addr,
         "codertocat",
-        json!({"organization": "Codertocat", "event_types": ["check_run"]}),
+        json!({"organization": "acme", "event_types": ["check_run"]}),
     )
     .await;
-    let mut all = subscribe(addr, "codertocat", json!({"organization": "Codertocat"})).await;
+    let mut all = subscribe(addr, "codertocat", json!({"organization": "acme"})).await;
     let mut ext = subscribe(
         addr,
         "codertocat",
-        json!({"organization": "Codertocat", "event_types": ["status", "workflow_run"]}),
+        json!({"organization": "acme", "event_types": ["status", "workflow_run"]}),
     )
     .await;
 
-    server
-        .webhook_with_id("pull_request", &fixture("pull_request.opened.json"), "pr")
-        .await;
-    server
-        .webhook_with_id("check_run", &fixture("check_run.created.json"), "cr")
-        .await;
-    // status reaches only a client naming it (the commit is cached by "pr").
-    let mut status: Value = serde_json::from_slice(&fixture("status.json")).unwrap();
-    status["sha"] = json!("ec26c3e57ca3a959ca5aad62de7213c562f8c821");
-    server
-        .webhook_with_id("status", &serde_json::to_vec(&status).unwrap(), "st")
-        .await;
-    server
-        .webhook_with_id("check_run", &fixture("check_run.completed.json"), "cr2")
-        .await;
-
+    // "pr" teaches the commit cache its head; the early check run, the
+    // status and the workflow run on that commit are linked to PR 7.
+    let sends = [
+        ("pull_request", "pull_request.synchronize.json", "pr"),
+        ("check_run", "check_run.created.no-pull-requests.json", "cr"),
+        ("status", "status.json", "st"),
+        (
+            "workflow_run",
+            "workflow_run.requested.no-pull-requests.json",
+            "wr",
+        ),
+        ("check_run", "check_run.completed.json", "cr2"),
+    ];
+    for (kind, file, id) in sends {
+        assert_eq!(
+            server.webhook_with_id(kind, &fixture(file), id).await.1,
+            "OK"
+        );
+    }
     assert_eq!(next_event(&mut checks).await["delivery_id"], "cr");
     assert_eq!(next_event(&mut checks).await["delivery_id"], "cr2");
+    // status and workflow_run reach only a client naming them.
     for id in ["pr", "cr", "cr2"] {
         assert_eq!(next_event(&mut all).await["delivery_id"], id);
     }
-    let st = next_event(&mut ext).await;
-    assert_eq!(st["delivery_id"], "st");
-    assert_eq!(st["type"], "status");
-    assert_eq!(st["commit_sha"], "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
-    assert_eq!(
-        st["url"],
-        "https://github.com/Codertocat/Hello-World/pull/2"
-    );
+    for (id, kind) in [("st", "status"), ("wr", "workflow_run")] {
+        let e = next_event(&mut ext).await;
+        assert_eq!(
+            (e["delivery_id"].as_str(), e["type"].as_str()),
+            (Some(id), Some(kind))
+        );
+        assert_eq!(e["commit_sha"], "5f3c8e1a9b7d2c4e6f8a0b2d4c6e8f0a1b3d5c7e");
+        assert_eq!(e["url"], "https://github.com/acme/api/pull/7");
+    }
 }
 
 #[tokio::test]
 async fn server_allowed_events_list() {
     let server = TestServer::start("[webhook]\nallowed_events = [\"pull_request\"]\n").await;
-    let mut ws = subscribe(
-        server.addr,
-        "codertocat",
-        json!({"organization": "Codertocat"}),
-    )
-    .await;
+    let mut ws = subscribe(server.addr, "codertocat", json!({"organization": "acme"})).await;
     let (s, b) = server
-        .webhook("check_run", &fixture("check_run.created.json"))
+        .webhook("check_run", &fixture("check_run.completed.json"))
         .await;
     assert_eq!((s, b.as_str()), (200, "ignored: event type not allowed\n"));
     server

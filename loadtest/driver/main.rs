@@ -73,7 +73,7 @@ struct FanoutArgs {
     /// Webhooks per second.
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
-    /// Webhook payload (a pull_request event; "Codertocat" is replaced by the org).
+    /// Webhook payload (a pull_request event of org `acme`; "acme" is replaced by the org).
     #[arg(long)]
     payload: Option<PathBuf>,
     /// The daemon's pid, for memory and CPU figures.
@@ -118,7 +118,7 @@ struct IntakeArgs {
     /// Seconds to run.
     #[arg(long, default_value_t = 10.0)]
     duration_s: f64,
-    /// Webhook payload (default: a 31 KB pull_request fixture).
+    /// Webhook payload (default: the 27 KB pull_request.labeled.json fixture).
     #[arg(long)]
     payload: Option<PathBuf>,
     #[arg(long)]
@@ -130,7 +130,7 @@ struct IntakeArgs {
 fn default_payload() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/webhooks/pull_request.opened.json"
+        "/tests/fixtures/webhooks/pull_request.opened.json"
     ))
 }
 
@@ -458,7 +458,7 @@ fn build_payloads(a: &FanoutArgs, orgs: usize) -> Vec<Bytes> {
     let path = a.payload.clone().unwrap_or_else(default_payload);
     let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (0..orgs)
-        .map(|k| Bytes::from(raw.replace("Codertocat", &format!("load{k}"))))
+        .map(|k| Bytes::from(raw.replace("acme", &format!("load{k}"))))
         .collect()
 }
 
@@ -611,13 +611,13 @@ async fn intake(a: IntakeArgs) -> bool {
     let path = a.payload.clone().unwrap_or_else(|| {
         PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/webhooks/pull_request.labeled.json"
+            "/tests/fixtures/webhooks/pull_request.labeled.json"
         ))
     });
     // An org nobody subscribes to: intake alone is measured.
     let raw = std::fs::read_to_string(&path)
         .expect("payload")
-        .replace("Codertocat", "intake-nobody");
+        .replace("acme", "intake-nobody");
     let body = Bytes::from(raw);
     let secret = std::fs::read_to_string(&a.secret_file).expect("secret file");
     let sig = hookfan::sign(secret.trim_end_matches(['\n', '\r']).as_bytes(), &body);

@@ -37,9 +37,9 @@ pub const USERS: &[(&str, &[&str], &str)] = &[
     ("bob", &["acme", "widgets"], "pro"),
     ("carol", &["widgets"], "flock"),
     ("dave", &[], "free"),
-    ("codertocat", &["Codertocat"], "pro"),
-    ("octocat", &["Codertocat"], "free"),
-    ("hubot", &["Codertocat", "acme"], "pro"),
+    ("codertocat", &["acme"], "pro"),
+    ("octocat", &["acme"], "free"),
+    ("hubot", &["acme", "zeta"], "pro"),
 ];
 
 /// The app installation token (pinned to acme).
@@ -47,11 +47,24 @@ pub fn app_token() -> String {
     format!("ghs_acmeapp{}", "0".repeat(29))
 }
 
+/// The project's own webhook payloads (scripts/gen-fixtures.py).
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/webhooks"
+        "/tests/fixtures/webhooks"
     ))
+}
+
+/// A directory of GitHub's own example payloads for the cross-check, when
+/// `HOOKFAN_SHARED_FIXTURES` names one.
+pub fn shared_fixtures_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("HOOKFAN_SHARED_FIXTURES")?);
+    assert!(
+        dir.is_dir(),
+        "HOOKFAN_SHARED_FIXTURES={} is not a directory",
+        dir.display()
+    );
+    Some(dir)
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
@@ -493,5 +506,102 @@ pub async fn flood_until(
             return sent;
         }
         assert!(sent < 20_000, "never happened");
+    }
+}
+
+/// A bare WebSocket client that does only what a test tells it: it never
+/// answers pings by itself (unlike tungstenite).
+pub struct RawWs {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    /// Upgrades with `token` and sends `subscription` as a masked text frame.
+    pub async fn subscribe(addr: SocketAddr, token: &str, subscription: &str) -> RawWs {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Authorization: Bearer {token}\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "eof during upgrade");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        assert!(
+            buf.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.drain(..head_end);
+        let mut ws = RawWs { stream, buf };
+        ws.send(0x1, subscription.as_bytes()).await;
+        ws
+    }
+
+    /// Sends one masked frame.
+    pub async fn send(&mut self, opcode: u8, payload: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let mask = [1u8, 2, 3, 4];
+        let mut f = vec![0x80 | opcode];
+        assert!(payload.len() < 126);
+        f.push(0x80 | payload.len() as u8);
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&f).await.unwrap();
+    }
+
+    /// The next frame from the server (opcode, payload); `None` at EOF.
+    pub async fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        loop {
+            if self.buf.len() >= 2 {
+                let (len, at) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    126 | 127 => (usize::MAX, 0),
+                    l => (l as usize, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= at + len {
+                    let opcode = self.buf[0] & 0x0f;
+                    let payload = self.buf[at..at + len].to_vec();
+                    self.buf.drain(..at + len);
+                    return Some((opcode, payload));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(15), self.stream.read(&mut chunk))
+                .await
+                .expect("timed out waiting for a frame")
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next text frame as JSON, skipping control frames.
+    pub async fn next_json(&mut self) -> Value {
+        loop {
+            let (op, p) = self.next_frame().await.expect("connection ended");
+            if op == 0x1 {
+                return serde_json::from_slice(&p).unwrap();
+            }
+        }
     }
 }
