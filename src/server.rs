@@ -30,12 +30,25 @@ use crate::{
     WebhookOptions, WsEndpoint, WsOptions,
 };
 
+/// Where the server is in its life; connections watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Shutting down: `/healthz`, `/`, webhooks and upgrades are answered
+    /// 503 (with `Connection: close`) on old and new connections alike.
+    Draining,
+    /// Drained: idle connections are closed.
+    Stopped,
+}
+
 /// Everything a request handler needs.
 struct App {
     webhook: WebhookEndpoint,
     ws: WsEndpoint,
     metrics: Arc<Metrics>,
-    draining: watch::Receiver<bool>,
+    /// `/metrics` is served here (else on a listener of its own).
+    public_metrics: bool,
+    phase: watch::Receiver<Phase>,
 }
 
 /// A running server.
@@ -43,8 +56,9 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     hub: Hub,
     ws: WsEndpoint,
-    drain: watch::Sender<bool>,
-    accept_task: JoinHandle<()>,
+    phase: watch::Sender<Phase>,
+    accept_tasks: Vec<JoinHandle<()>>,
+    metrics_addr: Option<SocketAddr>,
     shutdown_timeout: Duration,
 }
 
@@ -62,6 +76,14 @@ pub async fn start(
 ) -> io::Result<ServerHandle> {
     let listener = listen(config.server.listen)?;
     let local_addr = listener.local_addr()?;
+    let metrics_listener = match config.server.metrics_listen {
+        Some(addr) => Some(listen(addr)?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let hub = Hub::start(HubConfig {
         shards: config.broker.effective_shards(),
         client_queue: config.broker.client_queue,
@@ -98,21 +120,26 @@ pub async fn start(
         },
         metrics.clone(),
     );
-    let (drain, draining) = watch::channel(false);
+    let (phase, phase_rx) = watch::channel(Phase::Serving);
     let app = Arc::new(App {
         webhook,
         ws: ws.clone(),
-        metrics,
-        draining,
+        metrics: metrics.clone(),
+        public_metrics: metrics_listener.is_none(),
+        phase: phase_rx.clone(),
     });
     let header_timeout = Duration::from_secs(s.header_read_timeout_s);
-    let accept_task = tokio::spawn(accept_loop(listener, app, header_timeout));
+    let mut accept_tasks = vec![tokio::spawn(accept_loop(listener, app, header_timeout))];
+    if let Some(l) = metrics_listener {
+        accept_tasks.push(tokio::spawn(metrics_loop(l, metrics, phase_rx)));
+    }
     Ok(ServerHandle {
         local_addr,
         hub,
         ws,
-        drain,
-        accept_task,
+        phase,
+        accept_tasks,
+        metrics_addr,
         shutdown_timeout: Duration::from_secs(s.shutdown_timeout_s),
     })
 }
@@ -143,18 +170,21 @@ async fn accept_loop(listener: TcpListener, app: Arc<App>, header_timeout: Durat
     }
 }
 
-async fn serve_connection(
+/// Serves one HTTP connection until it ends, or until the server has
+/// stopped (then it is closed once its request in flight is answered).
+/// While draining, connections stay open so that every request, on a
+/// connection old or new, gets its 503 rather than a reset.
+async fn serve_http<S>(
     stream: TcpStream,
-    peer: SocketAddr,
-    app: Arc<App>,
+    service: S,
     header_timeout: Duration,
-) {
+    mut phase: watch::Receiver<Phase>,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>> + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let _ = stream.set_nodelay(true);
-    let mut draining = app.draining.clone();
-    let service = service_fn(move |req| {
-        let app = app.clone();
-        async move { Ok::<_, Infallible>(route(req, peer, &app).await) }
-    });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -163,9 +193,47 @@ async fn serve_connection(
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
-        _ = draining.wait_for(|d| *d) => conn.as_mut().graceful_shutdown(),
+        _ = phase.wait_for(|p| *p == Phase::Stopped) => conn.as_mut().graceful_shutdown(),
     }
     let _ = conn.await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Arc<App>,
+    header_timeout: Duration,
+) {
+    let phase = app.phase.clone();
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(route(req, peer, &app).await) }
+    });
+    serve_http(stream, service, header_timeout, phase).await;
+}
+
+/// The metrics listener (`server.metrics_listen`): `/metrics` and nothing else.
+async fn metrics_loop(listener: TcpListener, metrics: Arc<Metrics>, phase: watch::Receiver<Phase>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let metrics = metrics.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let response = match req.uri().path() {
+                "/metrics" => metrics_response(&req, &metrics),
+                _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
+            };
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(serve_http(
+            stream,
+            service,
+            Duration::from_secs(30),
+            phase.clone(),
+        ));
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -176,31 +244,43 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         .expect("valid response")
 }
 
+fn metrics_response<B>(req: &Request<B>, metrics: &Metrics) -> Response<Full<Bytes>> {
+    match *req.method() {
+        Method::GET | Method::HEAD => Response::builder()
+            .header(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+            .body(Full::new(Bytes::from(metrics.encode())))
+            .expect("valid response"),
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+    }
+}
+
+/// The answer to every request but `/metrics` while draining: 503, and the
+/// connection is closed after it.
+fn draining(body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, body);
+    r.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
 async fn route(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Response<Full<Bytes>> {
-    let draining = *app.draining.borrow();
+    let serving = *app.phase.borrow() == Phase::Serving;
     match req.uri().path() {
+        "/metrics" if app.public_metrics => metrics_response(&req, &app.metrics),
+        "/" | "/healthz" if !serving => draining("draining: shutting down\n"),
         "/" => match *req.method() {
             Method::GET | Method::HEAD => text(StatusCode::OK, "hookfan is running\n"),
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         },
-        "/healthz" if draining => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/metrics" => match *req.method() {
-            Method::GET | Method::HEAD => Response::builder()
-                .header(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )
-                .body(Full::new(Bytes::from(app.metrics.encode())))
-                .expect("valid response"),
-            _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
-        },
-        "/webhook" if draining => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
+        "/webhook" if !serving => draining("shutting down\n"),
         "/webhook" => app.webhook.handle(req).await,
-        "/ws" if draining => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "503 Service Unavailable: shutting down\n",
-        ),
+        "/ws" if !serving => draining("503 Service Unavailable: shutting down\n"),
         "/ws" => app.ws.handle(req, peer),
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
@@ -210,6 +290,11 @@ impl ServerHandle {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address `/metrics` is served on when `server.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The broker.
@@ -233,7 +318,7 @@ impl ServerHandle {
     /// (whichever is first); the listener is closed on return.
     pub async fn shutdown(&self) {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
-        let _ = self.drain.send(true);
+        let _ = self.phase.send(Phase::Draining);
         self.hub.stop();
         let hub = self.hub.clone();
         let drained = tokio::time::timeout_at(deadline, async move {
@@ -248,7 +333,10 @@ impl ServerHandle {
                 "shutdown timeout reached with clients still connected"
             );
         }
-        self.accept_task.abort();
         let _ = tokio::time::timeout_at(deadline, self.hub.stopped()).await;
+        for t in &self.accept_tasks {
+            t.abort();
+        }
+        let _ = self.phase.send(Phase::Stopped);
     }
 }

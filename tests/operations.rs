@@ -211,7 +211,7 @@ async fn a_full_session_in_the_json_log_without_tokens_or_secret() {
     assert_eq!(next_event(&mut ws).await["delivery_id"], "d-routed");
     assert_eq!(
         daemon
-            .webhook("issues", &fixture("issues.opened.json"), "d-ignored")
+            .webhook("push", &fixture("push.json"), "d-ignored")
             .await,
         200
     );
@@ -276,4 +276,117 @@ async fn a_full_session_in_the_json_log_without_tokens_or_secret() {
     for secret in [token("alice"), token("mallory"), DAEMON_SECRET.to_owned()] {
         assert!(!log.contains(&secret), "{secret} leaked into the log");
     }
+}
+
+/// An HTTP/1.1 keep-alive connection for several requests.
+async fn keep_alive(
+    addr: SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn send_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    method: &str,
+    path: &str,
+) -> (u16, Option<String>) {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "x")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let connection = resp
+        .headers()
+        .get("connection")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (resp.status().as_u16(), connection)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_answers_503_on_connections_opened_before_and_after_the_signal() {
+    let server = TestServer::start("[server]\nshutdown_timeout_s = 5\n").await;
+    let addr = server.addr;
+    // Keep-alive connections opened before the shutdown, each used once.
+    let mut old = Vec::new();
+    for _ in 0..3 {
+        let mut c = keep_alive(addr).await;
+        assert_eq!(send_on(&mut c, "GET", "/healthz").await.0, 200);
+        old.push(c);
+    }
+    // A client that never answers the close frame keeps the drain going
+    // for the close grace period.
+    let mut stuck = RawWs::subscribe(addr, &token("alice"), r#"{"organization":"acme"}"#).await;
+    assert_eq!(stuck.next_json().await["type"], "subscription_confirmed");
+    let server = std::sync::Arc::new(server);
+    let stopping = {
+        let server = server.clone();
+        tokio::spawn(async move { server.handle().shutdown().await })
+    };
+    // The close frame reaches the client: the server is draining.
+    loop {
+        let (op, _) = stuck.next_frame().await.expect("close frame");
+        if op == 0x8 {
+            break;
+        }
+    }
+    for ((method, path), conn) in [("GET", "/healthz"), ("GET", "/"), ("POST", "/webhook")]
+        .into_iter()
+        .zip(old.iter_mut())
+    {
+        assert_eq!(
+            send_on(conn, method, path).await,
+            (503, Some("close".to_owned())),
+            "{method} {path} on an old connection"
+        );
+        let mut new = keep_alive(addr).await;
+        assert_eq!(
+            send_on(&mut new, method, path).await,
+            (503, Some("close".to_owned())),
+            "{method} {path} on a new connection"
+        );
+    }
+    let (status, body) = request(addr, "GET", "/ws", &[], Vec::new()).await;
+    assert_eq!(status, 503, "{body}");
+    // Metrics stay readable while draining.
+    assert_eq!(
+        request(addr, "GET", "/metrics", &[], Vec::new()).await.0,
+        200
+    );
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn metrics_on_their_own_listener_and_not_on_the_public_one() {
+    let server = TestServer::start("[server]\nmetrics_listen = \"127.0.0.1:0\"\n").await;
+    let metrics = server.handle().metrics_addr().expect("a metrics listener");
+    assert_ne!(metrics, server.addr);
+    let (status, body) = request(metrics, "GET", "/metrics", &[], Vec::new()).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("hookfan_connected_clients 0"), "{body}");
+    assert_eq!(request(metrics, "GET", "/ws", &[], Vec::new()).await.0, 404);
+    assert_eq!(
+        request(metrics, "POST", "/webhook", &[], Vec::new())
+            .await
+            .0,
+        404
+    );
+    let (status, body) = request(server.addr, "GET", "/metrics", &[], Vec::new()).await;
+    assert_eq!((status, body.as_str()), (404, "404 page not found\n"));
+    // Without the key, /metrics is on the public listener.
+    let plain = TestServer::start("").await;
+    assert!(plain.handle().metrics_addr().is_none());
+    assert_eq!(
+        request(plain.addr, "GET", "/metrics", &[], Vec::new())
+            .await
+            .0,
+        200
+    );
 }
