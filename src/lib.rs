@@ -131,7 +131,7 @@ pub use config::SlowClientPolicy;
 pub use event::{EXPLICIT_ONLY_TYPES, Event, EventParts, KNOWN_EVENT_TYPES};
 pub use limits::ConnCounts;
 pub use metrics::Metrics;
-pub use subscription::{Subscription, SubscriptionError};
+pub use subscription::{ResumeFrom, Subscription, SubscriptionError};
 pub use webhook::{
     CommitCache, CommitCacheStats, ParseError, PrInfo, WebhookEndpoint, WebhookOptions,
     WebhookVerifier, sign,

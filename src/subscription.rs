@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use crate::config::is_event_type;
 use crate::event::parse_pr_url;
@@ -29,7 +30,21 @@ pub struct Subscription {
     /// The authenticated login, filled in by the server (never read from
     /// the client's message).
     pub username: String,
+    /// Where to resume from: replay what was missed since this point.
+    pub resume: Option<ResumeFrom>,
 }
+
+/// `"resume": {"epoch": ..., "after": N}`: the last event a client saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResumeFrom {
+    /// The stream history the client's events came from.
+    pub epoch: String,
+    /// The last sequence number the client received.
+    pub after: u64,
+}
+
+/// Longest epoch accepted in a resume request.
+pub const MAX_EPOCH_LEN: usize = 64;
 
 /// Why a subscription is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +66,16 @@ pub enum SubscriptionError {
     /// `username` is not a GitHub login (1..39 of `[A-Za-z0-9_-]`, or such a
     /// name followed by `[bot]`, or `app[installation]`).
     InvalidUsername(String),
+    /// `resume` is not `{"epoch": 1..64 of [A-Za-z0-9_-], "after": integer >= 0}`.
+    InvalidResume(&'static str),
+    /// `resume.after` is beyond the last event of the stream it names
+    /// (found by the server at registration, not by [`Subscription::validate`]).
+    ResumeAfterFuture {
+        /// What the client asked for.
+        after: u64,
+        /// The stream's last sequence number.
+        last: u64,
+    },
 }
 
 impl fmt::Display for SubscriptionError {
@@ -80,6 +105,14 @@ impl fmt::Display for SubscriptionError {
                 truncate(u, 120)
             ),
             Self::InvalidUsername(u) => write!(f, "invalid username {:?}", truncate(u, 60)),
+            Self::InvalidResume(why) => write!(
+                f,
+                "invalid resume: {why} (expected {{\"epoch\": 1-{MAX_EPOCH_LEN} of A-Z, a-z, 0-9, '-', '_', \"after\": an integer >= 0}})"
+            ),
+            Self::ResumeAfterFuture { after, last } => write!(
+                f,
+                "resume.after {after} is beyond the last event of this stream ({last})"
+            ),
         }
     }
 }
@@ -111,11 +144,150 @@ struct Wire {
     pull_requests: Option<Vec<String>>,
     #[serde(default)]
     user_events_only: Option<bool>,
+    #[serde(default)]
+    resume: Option<Value>,
+    /// Everything else: accepted, ignored, and warned about.
+    #[serde(flatten)]
+    unknown: Map<String, Value>,
+}
+
+/// The fields a subscription may have.
+const FIELDS: [&str; 5] = [
+    "organization",
+    "event_types",
+    "pull_requests",
+    "user_events_only",
+    "resume",
+];
+
+/// Most unknown fields named in warnings; the rest are counted.
+const MAX_NAMED_UNKNOWN: usize = 10;
+
+/// Names clients use by mistake, and the field they meant.
+const ALIASES: &[(&str, &str)] = &[
+    ("org", "organization"),
+    ("orgs", "organization"),
+    ("organisation", "organization"),
+    ("organizations", "organization"),
+    ("owner", "organization"),
+    ("event_type", "event_types"),
+    ("events", "event_types"),
+    ("types", "event_types"),
+    ("eventtypes", "event_types"),
+    ("pull_request", "pull_requests"),
+    ("prs", "pull_requests"),
+    ("pr", "pull_requests"),
+    ("pull_request_urls", "pull_requests"),
+    ("pullrequests", "pull_requests"),
+    ("user_events", "user_events_only"),
+    ("my_events", "user_events_only"),
+    ("usereventsonly", "user_events_only"),
+    ("after", "resume"),
+    ("epoch", "resume"),
+    ("last_seq", "resume"),
+];
+
+/// The field `unknown` most likely stands for.
+fn did_you_mean(unknown: &str) -> Option<&'static str> {
+    let folded = unknown.to_ascii_lowercase().replace('-', "_");
+    let squashed = folded.replace('_', "");
+    if let Some((_, f)) = ALIASES
+        .iter()
+        .find(|(a, _)| *a == folded || a.replace('_', "") == squashed)
+    {
+        return Some(f);
+    }
+    FIELDS
+        .iter()
+        .map(|f| (edit_distance(&folded, f), *f))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, f)| f)
+}
+
+/// Levenshtein distance (short strings only: field names).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Warnings for a subscription's unknown fields, with a suggestion where
+/// one is likely.
+pub(crate) fn unknown_field_warnings(unknown: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = unknown
+        .iter()
+        .take(MAX_NAMED_UNKNOWN)
+        .map(|k| {
+            let name = truncate(k, 40);
+            match did_you_mean(k) {
+                Some(f) => format!("unknown field {name:?} ignored (did you mean {f:?}?)"),
+                None => format!("unknown field {name:?} ignored"),
+            }
+        })
+        .collect();
+    if unknown.len() > MAX_NAMED_UNKNOWN {
+        out.push(format!(
+            "{} more unknown fields ignored",
+            unknown.len() - MAX_NAMED_UNKNOWN
+        ));
+    }
+    out
+}
+
+/// 1..64 of `[A-Za-z0-9_-]`.
+fn valid_epoch(e: &str) -> bool {
+    (1..=MAX_EPOCH_LEN).contains(&e.len())
+        && e.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+fn parse_resume(v: Value) -> Result<Option<ResumeFrom>, SubscriptionError> {
+    let bad = SubscriptionError::InvalidResume;
+    let obj = match v {
+        Value::Null => return Ok(None),
+        Value::Object(o) => o,
+        _ => return Err(bad("not an object")),
+    };
+    let epoch = match obj.get("epoch") {
+        Some(Value::String(e)) => e,
+        Some(_) => return Err(bad("epoch is not a string")),
+        None => return Err(bad("epoch is missing")),
+    };
+    let after = match obj.get("after") {
+        Some(Value::Number(n)) => n.as_u64().ok_or(bad("after is not an integer >= 0"))?,
+        Some(_) => return Err(bad("after is not an integer")),
+        None => return Err(bad("after is missing")),
+    };
+    Ok(Some(ResumeFrom {
+        epoch: epoch.clone(),
+        after,
+    }))
 }
 
 impl Subscription {
-    /// Parses and validates the client's first message.
+    /// Parses and validates the client's first message. Unknown fields are
+    /// ignored (see [`Subscription::parse_with_unknown`]).
     pub fn parse(json: &str) -> Result<Subscription, SubscriptionError> {
+        Self::parse_with_unknown(json).map(|(s, _)| s)
+    }
+
+    /// [`Subscription::parse`], also returning the names of the fields it
+    /// ignored (sorted by name).
+    pub fn parse_with_unknown(
+        json: &str,
+    ) -> Result<(Subscription, Vec<String>), SubscriptionError> {
         // serde would also read a struct from a JSON array; only objects count.
         if !json.trim_start().starts_with('{') {
             return Err(SubscriptionError::Malformed(
@@ -130,9 +302,16 @@ impl Subscription {
             pull_requests: wire.pull_requests.unwrap_or_default(),
             user_events_only: wire.user_events_only.unwrap_or(false),
             username: String::new(),
+            resume: wire.resume.map(parse_resume).transpose()?.flatten(),
         };
         sub.validate()?;
-        Ok(sub)
+        Ok((sub, wire.unknown.into_iter().map(|(k, _)| k).collect()))
+    }
+
+    /// Whether the subscription can match no event at all: no
+    /// organization, no pull requests, and not `user_events_only`.
+    pub fn matches_nothing(&self) -> bool {
+        self.organization.is_empty() && self.pull_requests.is_empty() && !self.user_events_only
     }
 
     /// Checks every field against PROTOCOL.md's rules (and `username`,
@@ -140,6 +319,11 @@ impl Subscription {
     pub fn validate(&self) -> Result<(), SubscriptionError> {
         if !self.username.is_empty() && !valid_username(&self.username) {
             return Err(SubscriptionError::InvalidUsername(self.username.clone()));
+        }
+        if let Some(r) = &self.resume
+            && !valid_epoch(&r.epoch)
+        {
+            return Err(SubscriptionError::InvalidResume("malformed epoch"));
         }
         let org = &self.organization;
         if !org.is_empty() && org != "*" && !crate::config::is_login(org) {
@@ -282,6 +466,98 @@ mod tests {
                 err(&format!(r#"{{"pull_requests":["{bad}"]}}"#)),
                 SubscriptionError::InvalidPullRequestUrl(bad.to_owned())
             );
+        }
+    }
+
+    #[test]
+    fn resume_rules() {
+        let s = Subscription::parse(r#"{"resume":{"epoch":"6f1c9e2a","after":1030}}"#).unwrap();
+        assert_eq!(
+            s.resume,
+            Some(ResumeFrom {
+                epoch: "6f1c9e2a".into(),
+                after: 1030
+            })
+        );
+        assert_eq!(
+            Subscription::parse(r#"{"resume":null}"#).unwrap().resume,
+            None
+        );
+        let long = "e".repeat(65);
+        for (bad, why) in [
+            (r#"{"resume":5}"#.to_owned(), "not an object"),
+            (r#"{"resume":{"after":1}}"#.to_owned(), "epoch is missing"),
+            (
+                r#"{"resume":{"epoch":7,"after":1}}"#.to_owned(),
+                "epoch is not a string",
+            ),
+            (
+                r#"{"resume":{"epoch":"","after":1}}"#.to_owned(),
+                "malformed epoch",
+            ),
+            (
+                r#"{"resume":{"epoch":"a b","after":1}}"#.to_owned(),
+                "malformed epoch",
+            ),
+            (
+                format!(r#"{{"resume":{{"epoch":"{long}","after":1}}}}"#),
+                "malformed epoch",
+            ),
+            (r#"{"resume":{"epoch":"e"}}"#.to_owned(), "after is missing"),
+            (
+                r#"{"resume":{"epoch":"e","after":-1}}"#.to_owned(),
+                "after is not an integer >= 0",
+            ),
+            (
+                r#"{"resume":{"epoch":"e","after":1.5}}"#.to_owned(),
+                "after is not an integer >= 0",
+            ),
+            (
+                r#"{"resume":{"epoch":"e","after":"1"}}"#.to_owned(),
+                "after is not an integer",
+            ),
+        ] {
+            assert_eq!(err(&bad), SubscriptionError::InvalidResume(why), "{bad}");
+        }
+        assert!(
+            err(r#"{"resume":5}"#)
+                .to_string()
+                .starts_with("invalid resume: not an object")
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_listed_with_suggestions() {
+        let (_, unknown) = Subscription::parse_with_unknown(
+            r#"{"org":"acme","event_type":["push"],"pullRequests":[],"user_event_only":true,"colour":"blue"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            unknown_field_warnings(&unknown),
+            [
+                r#"unknown field "colour" ignored"#,
+                r#"unknown field "event_type" ignored (did you mean "event_types"?)"#,
+                r#"unknown field "org" ignored (did you mean "organization"?)"#,
+                r#"unknown field "pullRequests" ignored (did you mean "pull_requests"?)"#,
+                r#"unknown field "user_event_only" ignored (did you mean "user_events_only"?)"#,
+            ]
+        );
+        let many: Vec<String> = (0..12).map(|i| format!("x{i}")).collect();
+        let w = unknown_field_warnings(&many);
+        assert_eq!(w.len(), 11);
+        assert_eq!(w[10], "2 more unknown fields ignored");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn matching_nothing() {
+        assert!(Subscription::default().matches_nothing());
+        for ok in [
+            r#"{"organization":"acme"}"#,
+            r#"{"user_events_only":true}"#,
+            r#"{"pull_requests":["https://github.com/o/r/pull/1"]}"#,
+        ] {
+            assert!(!Subscription::parse(ok).unwrap().matches_nothing(), "{ok}");
         }
     }
 

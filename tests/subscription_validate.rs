@@ -10,6 +10,10 @@ fn valid() -> Subscription {
         pull_requests: vec!["https://github.com/acme/api/pull/7".into()],
         user_events_only: false,
         username: "alice".into(),
+        resume: Some(hookfan::ResumeFrom {
+            epoch: "6f1c9e2a".into(),
+            after: 7,
+        }),
     }
 }
 
@@ -103,4 +107,17 @@ fn malformed_json_is_refused_by_parse() {
         Ok(String::new()),
         "the username is never read from the client"
     );
+}
+
+#[test]
+fn invalid_resume_epoch() {
+    for epoch in ["", "a b", &"e".repeat(65)] {
+        let mut s = valid();
+        s.resume.as_mut().unwrap().epoch = epoch.into();
+        assert_eq!(
+            s.validate(),
+            Err(SubscriptionError::InvalidResume("malformed epoch")),
+            "{epoch:?}"
+        );
+    }
 }

@@ -259,7 +259,8 @@ async fn confirmation_shapes() {
     .await;
     assert_eq!(
         c,
-        json!({"type": "subscription_confirmed", "organization": "ACME", "username": "alice", "event_types": ["pull_request"]})
+        json!({"type": "subscription_confirmed", "organization": "ACME", "username": "alice", "event_types": ["pull_request"],
+               "warnings": ["unknown field \"client\" ignored"]})
     );
     // No event types and no server list: the field is left out.
     let (_b, c) = subscribe_as(addr, &token("bob"), json!({"organization": "*"})).await;
@@ -323,20 +324,123 @@ async fn websocket_ping_frames_get_pong_frames() {
 }
 
 #[tokio::test]
-async fn silence_past_the_read_timeout_closes_the_connection() {
+async fn silence_past_the_read_timeout_closes_with_1001() {
     let server = TestServer::start("[server]\nping_interval_s = 1\nread_timeout_s = 2\n").await;
-    // A raw client that completes the handshake and then never sends again
-    // (tungstenite would answer the server's pings).
-    let mut ws = subscribe(server.addr, "alice", json!({"organization": "acme"})).await;
+    // A bare client that answers nothing, not even WebSocket pings.
+    let mut ws = RawWs::subscribe(server.addr, &token("alice"), r#"{"organization":"acme"}"#).await;
+    assert_eq!(ws.next_json().await["type"], "subscription_confirmed");
     let started = std::time::Instant::now();
-    let (code, reason) = expect_close(&mut ws).await;
-    assert_eq!((code, reason.as_str()), (1000, "read timeout"));
+    let mut seen = Vec::new();
+    let close = loop {
+        let (op, payload) = ws.next_frame().await.expect("close frame before EOF");
+        match op {
+            0x8 => break payload,
+            0x9 => seen.push("ping frame"),
+            0x1 => {
+                let v: Value = serde_json::from_slice(&payload).unwrap();
+                assert_eq!(v["type"], "ping", "{v}");
+                seen.push("json ping");
+            }
+            other => panic!("unexpected opcode {other}"),
+        }
+    };
+    assert_eq!(
+        seen,
+        ["json ping", "ping frame"],
+        "one keepalive of each kind before the timeout"
+    );
+    let code = u16::from_be_bytes([close[0], close[1]]);
+    let reason = std::str::from_utf8(&close[2..]).unwrap();
+    assert_eq!(
+        (code, reason),
+        (1001, "read timeout: no message from the client within 2 s")
+    );
     assert!(started.elapsed() >= Duration::from_millis(1500));
     server
         .wait_stats("closed client gone", |s| {
             s.clients == 0 && s.live_sessions == 0
         })
         .await;
+}
+
+#[tokio::test]
+async fn a_client_that_only_answers_websocket_pings_stays_connected() {
+    let server = TestServer::start("[server]\nping_interval_s = 1\nread_timeout_s = 2\n").await;
+    // Like wscat or a browser: it never sends a JSON message, and only
+    // answers the server's ping frames with pong frames.
+    let mut ws = RawWs::subscribe(server.addr, &token("alice"), r#"{"organization":"acme"}"#).await;
+    assert_eq!(ws.next_json().await["type"], "subscription_confirmed");
+    let until = std::time::Instant::now() + Duration::from_millis(5500);
+    let mut pongs = 0;
+    while std::time::Instant::now() < until {
+        let (op, payload) = ws.next_frame().await.expect("still connected");
+        assert_ne!(op, 0x8, "closed: {:?}", String::from_utf8_lossy(&payload));
+        if op == 0x9 {
+            ws.send(0xA, &payload).await;
+            pongs += 1;
+        }
+    }
+    assert!(pongs >= 4, "{pongs} pongs in 5.5 s");
+    // Still subscribed: an event arrives.
+    server
+        .hub()
+        .broadcast(hub_event("acme", "after-timeout", 0));
+    loop {
+        let v = ws.next_json().await;
+        if v["type"] == "pull_request" {
+            assert_eq!(v["delivery_id"], "after-timeout");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn warnings_for_unknown_fields_and_subscriptions_that_match_nothing() {
+    let server = TestServer::start("").await;
+    let addr = server.addr;
+    // A typo: accepted (sprinkler's clients send extra fields), but named.
+    let (_a, c) = subscribe_as(
+        addr,
+        &token("alice"),
+        json!({"org": "acme", "event_type": ["push"]}),
+    )
+    .await;
+    assert_eq!(c["type"], "subscription_confirmed");
+    assert_eq!(
+        c["warnings"],
+        json!([
+            "unknown field \"event_type\" ignored (did you mean \"event_types\"?)",
+            "unknown field \"org\" ignored (did you mean \"organization\"?)",
+            "this subscription matches no event: it names no organization and no pull_requests, and user_events_only is false"
+        ])
+    );
+    // An unknown field on an otherwise useful subscription.
+    let (_b, c) = subscribe_as(
+        addr,
+        &token("alice"),
+        json!({"organization": "acme", "colour": 1}),
+    )
+    .await;
+    assert_eq!(c["warnings"], json!(["unknown field \"colour\" ignored"]));
+    // Matches nothing, no unknown field.
+    let (_c, c) = subscribe_as(
+        addr,
+        &token("alice"),
+        json!({"event_types": ["pull_request"]}),
+    )
+    .await;
+    assert_eq!(
+        c["warnings"],
+        json!([
+            "this subscription matches no event: it names no organization and no pull_requests, and user_events_only is false"
+        ])
+    );
+    // Nothing to warn about: no field at all (sprinkler's shape).
+    let (_d, c) = subscribe_as(addr, &token("alice"), json!({"user_events_only": true})).await;
+    assert!(c.get("warnings").is_none(), "{c}");
+    // An app installation pinned to its org matches its org's events.
+    let (_e, c) = subscribe_as(addr, &app_token(), json!({})).await;
+    assert!(c.get("warnings").is_none(), "{c}");
 }
 
 #[tokio::test]

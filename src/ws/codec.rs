@@ -314,6 +314,17 @@ pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
     encode(Frame::close(code, &reason.as_bytes()[..end])).0
 }
 
+/// A ping frame; the client's pong echoes `payload`.
+pub(crate) fn ping_frame(payload: &[u8]) -> Bytes {
+    encode(Frame::new(
+        true,
+        OpCode::Ping,
+        None,
+        Payload::Borrowed(payload),
+    ))
+    .0
+}
+
 /// A pong frame echoing a ping's payload.
 pub(crate) fn pong_frame(payload: &[u8]) -> Bytes {
     encode(Frame::pong(Payload::Borrowed(payload))).0

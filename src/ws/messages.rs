@@ -150,20 +150,25 @@ struct Confirmation<'a> {
     username: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     event_types: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
 }
 
 /// The `subscription_confirmed` message as a text frame. `event_types` is
-/// omitted when the client receives every type.
+/// omitted when the client receives every type, `warnings` when there are
+/// none.
 pub(crate) fn confirmation_frame(
     org: &str,
     username: &str,
     event_types: Option<&[String]>,
+    warnings: &[String],
 ) -> Bytes {
     json_frame(&Confirmation {
         kind: "subscription_confirmed",
         organization: org,
         username,
         event_types,
+        warnings,
     })
 }
 
@@ -220,13 +225,18 @@ mod tests {
             text(&confirmation_frame(
                 "acme",
                 "alice",
-                Some(&["pull_request".into()])
+                Some(&["pull_request".into()]),
+                &[]
             )),
             r#"{"type":"subscription_confirmed","organization":"acme","username":"alice","event_types":["pull_request"]}"#
         );
         assert_eq!(
-            text(&confirmation_frame("", "alice", None)),
+            text(&confirmation_frame("", "alice", None, &[])),
             r#"{"type":"subscription_confirmed","organization":"","username":"alice"}"#
+        );
+        assert_eq!(
+            text(&confirmation_frame("", "alice", None, &["w".into()])),
+            r#"{"type":"subscription_confirmed","organization":"","username":"alice","warnings":["w"]}"#
         );
         assert_eq!(text(&ping_frame(3)), r#"{"type":"ping","seq":3}"#);
         let seq = serde_json::json!("abc");

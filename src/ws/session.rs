@@ -369,7 +369,8 @@ async fn handshake(
         Ok(Ok(First::Binary)) => return Err(HandshakeError::Binary),
         Ok(Ok(First::Text(t))) => t,
     };
-    let sub = Subscription::parse(&first).map_err(HandshakeError::Invalid)?;
+    let (sub, unknown) =
+        Subscription::parse_with_unknown(&first).map_err(HandshakeError::Invalid)?;
     if let Some(allowed) = &ctx.settings.allowed_events
         && let Some(t) = sub.event_types.iter().find(|t| !allowed.contains(t))
     {
@@ -413,32 +414,39 @@ async fn handshake(
         org = only.to_owned();
     }
 
-    let listed = if sub.event_types.is_empty() {
-        ctx.settings.allowed_events.as_deref()
-    } else {
-        Some(&sub.event_types[..])
-    };
-    let confirmation = messages::confirmation_frame(&org, &identity.login, listed);
-    let lower = |s: &str| Box::<str>::from(s.to_ascii_lowercase());
-    let filter = Filter {
-        login: lower(&identity.login),
-        orgs: identity.orgs.clone(),
-        organization: lower(&org),
-        event_types: sub
-            .event_types
-            .iter()
-            .map(|t| Box::from(t.as_str()))
-            .collect(),
-        pr_keys: sub.pr_keys().into_boxed_slice(),
-        user_events_only: sub.user_events_only,
-        can_see_private: identity.tier.can_see_private(),
-    }
-    .normalized();
+    let mut warnings = crate::subscription::unknown_field_warnings(&unknown);
     let subscription = Subscription {
         organization: org,
         username: identity.login,
         ..sub
     };
+    let listed = if subscription.event_types.is_empty() {
+        ctx.settings.allowed_events.as_deref()
+    } else {
+        Some(&subscription.event_types[..])
+    };
+    if subscription.matches_nothing() {
+        warnings.push(
+            "this subscription matches no event: it names no organization and no pull_requests, and user_events_only is false".to_owned(),
+        );
+    }
+    let org = &subscription.organization;
+    let confirmation = messages::confirmation_frame(org, &subscription.username, listed, &warnings);
+    let lower = |s: &str| Box::<str>::from(s.to_ascii_lowercase());
+    let filter = Filter {
+        login: lower(&subscription.username),
+        orgs: identity.orgs.clone(),
+        organization: lower(org),
+        event_types: subscription
+            .event_types
+            .iter()
+            .map(|t| Box::from(t.as_str()))
+            .collect(),
+        pr_keys: subscription.pr_keys().into_boxed_slice(),
+        user_events_only: subscription.user_events_only,
+        can_see_private: identity.tier.can_see_private(),
+    }
+    .normalized();
     Ok(Some(Accepted {
         subscription,
         can_see_private: identity.tier.can_see_private(),
@@ -654,12 +662,21 @@ async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End
                     };
                 }
                 if closing.is_none() && now >= last_read + s.read_timeout {
+                    // 1001 ("going away"), not 1000: clients reconnect on it.
                     reason = "read timeout";
-                    conn.queue(codec::close_frame(1000, reason));
+                    let why = format!(
+                        "read timeout: no message from the client within {} s",
+                        s.read_timeout.as_secs()
+                    );
+                    conn.queue(codec::close_frame(1001, &why));
                     closing = Some(now + CLOSE_GRACE);
                 } else if closing.is_none() && now >= next_ping {
+                    // The JSON ping for sprinkler's clients, and a WebSocket
+                    // ping that any client library answers by itself: its
+                    // pong counts as activity, like any message.
                     ping_seq += 1;
                     conn.queue(messages::ping_frame(ping_seq));
+                    conn.queue(codec::ping_frame(&ping_seq.to_be_bytes()));
                     next_ping += s.ping_interval;
                 }
             }
