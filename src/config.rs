@@ -47,8 +47,17 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to listen on; `--listen` overrides it.
+    /// Address to listen on; `--listen` overrides it. A host name
+    /// (`localhost:8080`) is resolved when the config is read.
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
+    /// A separate address for `/metrics` (e.g. `127.0.0.1:9090`); when set,
+    /// the public listener no longer serves `/metrics`.
+    #[serde(
+        deserialize_with = "optional_socket_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub metrics_listen: Option<SocketAddr>,
     /// Seconds a client has to send its subscription after the upgrade.
     pub handshake_timeout_s: u64,
     /// Seconds between the server's `{"type":"ping"}` messages.
@@ -67,6 +76,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            metrics_listen: None,
             handshake_timeout_s: 5,
             ping_interval_s: 54,
             read_timeout_s: 90,
@@ -356,7 +366,7 @@ impl Config {
                 let e: toml::de::Error = e;
                 return (
                     Config::default(),
-                    vec![ConfigError::new("config", syntax_message(&e))],
+                    vec![ConfigError::new("config", syntax_message(text, &e))],
                 );
             }
         };
@@ -435,6 +445,14 @@ impl Config {
             "server.header_read_timeout_s",
             format!("must be 1..=600 seconds, got {}", s.header_read_timeout_s),
         );
+
+        if let Some(m) = s.metrics_listen {
+            check(
+                m != s.listen || m.port() == 0,
+                "server.metrics_listen",
+                format!("must differ from server.listen ({m})"),
+            );
+        }
 
         let w = &self.webhook;
         check(
@@ -630,11 +648,69 @@ fn probe_error(probe: toml::Table) -> Option<String> {
         .map(|e| e.message().trim().to_owned())
 }
 
-fn syntax_message(e: &toml::de::Error) -> String {
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
-        Some(span) => format!("TOML syntax error at byte {}: {}", span.start, e.message()),
-        None => format!("TOML syntax error: {}", e.message()),
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            format!(
+                "TOML syntax error at line {line}, column {column}: {}",
+                e.message().trim()
+            )
+        }
+        None => format!("TOML syntax error: {}", e.message().trim()),
     }
+}
+
+/// 1-based line and column (in characters) of byte offset `at` in `text`.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// `IP:PORT`, or `HOST:PORT` resolved now (the first address it resolves to).
+fn resolve_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!(
+            "{s:?} is not an address: expected IP:PORT or HOST:PORT (e.g. \"127.0.0.1:8080\" or \"localhost:8080\")"
+        ));
+    };
+    if port.parse::<u16>().is_err() || host.is_empty() {
+        return Err(format!(
+            "{s:?} is not an address: expected IP:PORT or HOST:PORT with a port 0..=65535"
+        ));
+    }
+    use std::net::ToSocketAddrs;
+    match s.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("host name {host:?} resolves to no address")),
+        Err(e) => Err(format!(
+            "cannot resolve host name {host:?} ({e}); use an IP address such as \"0.0.0.0:{port}\""
+        )),
+    }
+}
+
+fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    resolve_socket_addr(&s).map_err(serde::de::Error::custom)
+}
+
+fn optional_socket_addr<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    resolve_socket_addr(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// A level, or comma-separated `level` / `target=level` directives. Stricter
@@ -918,10 +994,45 @@ format = "xml"
     }
 
     #[test]
-    fn syntax_errors_are_reported() {
+    fn syntax_errors_name_line_and_column() {
         let e = errors("[server\n");
         assert_eq!(e[0].key, "config");
-        assert!(e[0].message.contains("TOML syntax error"));
+        assert!(
+            e[0].message
+                .starts_with("TOML syntax error at line 1, column 8:"),
+            "{}",
+            e[0].message
+        );
+        let e = errors("[server]\nlisten = \"127.0.0.1:80\"\nping_interval_s = = 5\n");
+        assert!(
+            e[0].message
+                .starts_with("TOML syntax error at line 3, column 19:"),
+            "{}",
+            e[0].message
+        );
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_column("é\nx", 3), (2, 1));
+    }
+
+    #[test]
+    fn listen_takes_an_ip_or_a_host_name() {
+        let c = Config::parse("[server]\nlisten = \"localhost:8081\"\n", Path::new("/x")).unwrap();
+        assert!(c.server.listen.ip().is_loopback(), "{}", c.server.listen);
+        assert_eq!(c.server.listen.port(), 8081);
+        let c = Config::parse("[server]\nlisten = \"[::1]:9\"\n", Path::new("/x")).unwrap();
+        assert_eq!(c.server.listen.to_string(), "[::1]:9");
+        let e = errors("[server]\nlisten = \"localhost\"\n");
+        assert_eq!(e[0].key, "server.listen");
+        assert!(
+            e[0].message.contains("IP:PORT or HOST:PORT"),
+            "{}",
+            e[0].message
+        );
+        let e = errors("[server]\nlisten = \"no-such-host.invalid:80\"\n");
+        assert_eq!(e[0].key, "server.listen");
+        assert!(e[0].message.contains("cannot resolve"), "{}", e[0].message);
+        let e = errors("[server]\nmetrics_listen = \"127.0.0.1:99999\"\n");
+        assert_eq!(e[0].key, "server.metrics_listen");
     }
 
     #[test]

@@ -70,7 +70,7 @@ fn check_config_prints_the_effective_config_with_the_secret_masked() {
         stdout.contains("[broker]") && stdout.contains("client_queue = 256"),
         "{stdout}"
     );
-    assert!(stdout.contains("static, 5 tokens"), "{stdout}");
+    assert!(stdout.contains("static, 4 tokens"), "{stdout}");
     assert!(!stdout.contains("ghp_dev"), "tokens must not be printed");
 }
 
@@ -163,4 +163,120 @@ async fn serves_the_shipped_config_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
     let stderr = stderr.lock().unwrap().clone();
     assert!(stderr.contains("DEVELOPMENT CONFIG"), "{stderr}");
+}
+
+#[test]
+fn check_config_output_is_itself_a_valid_config() {
+    let first = hookfan()
+        .args(["check-config", "--config", &shipped_config()])
+        .output()
+        .unwrap();
+    assert!(first.status.success());
+    let printed = String::from_utf8(first.stdout).unwrap();
+    // Fed back from another directory: paths were printed absolute.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &printed);
+    let second = hookfan()
+        .args(["check-config", "--config", &path])
+        .output()
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let reprinted = String::from_utf8(second.stdout).unwrap();
+    let body = |s: &str| s.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(
+        body(&printed),
+        body(&reprinted),
+        "the round trip changes nothing"
+    );
+}
+
+#[test]
+fn toml_syntax_errors_name_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        "[server]\nlisten = \"127.0.0.1:1\"\nread_timeout_s = 9O\n",
+    );
+    let out = hookfan()
+        .args(["check-config", "--config", &path])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config: TOML syntax error at line 3, column 18:"),
+        "{err}"
+    );
+}
+
+/// Each token of config/dev-tokens.toml, its login and what it may see.
+fn dev_tokens() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/dev-tokens.toml"
+    ))
+    .unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    table["token"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let login = t
+                .get("login")
+                .and_then(|l| l.as_str())
+                .unwrap_or("app[installation]");
+            (t["token"].as_str().unwrap().to_owned(), login.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dev_token_receives_a_shipped_fixture() {
+    let daemon = common::spawn_daemon_at(std::path::Path::new(&shipped_config()));
+    let secret = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/dev-webhook-secret.txt"
+    ))
+    .unwrap();
+    let tokens = dev_tokens();
+    assert!(tokens.len() >= 4);
+    let mut clients = Vec::new();
+    for (tok, login) in &tokens {
+        let (ws, first) =
+            common::subscribe_as(daemon.addr, tok, serde_json::json!({"organization": "*"})).await;
+        assert_eq!(first["type"], "subscription_confirmed", "{login}: {first}");
+        clients.push((login.clone(), ws));
+    }
+    let fixtures = [
+        ("pull_request", "pull_request.opened.json"),
+        ("pull_request", "pull_request.opened.private-repo.json"),
+    ];
+    for (kind, file) in fixtures {
+        let body = common::fixture(file);
+        let sig = hookfan::sign(secret.trim_end().as_bytes(), &body);
+        let (status, text) = common::post(
+            daemon.addr,
+            "/webhook",
+            &[
+                ("x-github-event", kind),
+                ("x-hub-signature-256", &sig),
+                ("x-github-delivery", file),
+            ],
+            body,
+        )
+        .await;
+        assert_eq!((status, text.as_str()), (200, "OK"), "{file}");
+    }
+    for (login, mut ws) in clients {
+        let e = common::next_event(&mut ws).await;
+        assert!(
+            e["url"].as_str().unwrap().contains("/pull/"),
+            "{login}: {e}"
+        );
+    }
 }
