@@ -38,6 +38,8 @@ pub struct Config {
     pub tiers: TiersConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The window of recent events clients resume from.
+    pub replay: ReplayConfig,
     /// Directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -279,6 +281,28 @@ impl Default for LogConfig {
         Self {
             level: "info".to_owned(),
             format: LogFormat::Text,
+        }
+    }
+}
+
+/// `[replay]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// Most events held for resuming clients; 0 turns resume off.
+    pub max_events: usize,
+    /// Most bytes the window holds (frames and event data).
+    pub max_bytes: usize,
+    /// Seconds an event is held at most.
+    pub max_age_s: u64,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 100_000,
+            max_bytes: 64 << 20,
+            max_age_s: 3600,
         }
     }
 }
@@ -576,6 +600,23 @@ impl Config {
             }
         }
 
+        let r = &self.replay;
+        check(
+            r.max_events <= 10_000_000,
+            "replay.max_events",
+            format!("must be 0 (resume off) ..=10000000, got {}", r.max_events),
+        );
+        check(
+            (1 << 20..=16 << 30).contains(&r.max_bytes),
+            "replay.max_bytes",
+            format!("must be 1048576 ..= 17179869184 bytes, got {}", r.max_bytes),
+        );
+        check(
+            (1..=7 * 86_400).contains(&r.max_age_s),
+            "replay.max_age_s",
+            format!("must be 1..=604800 seconds, got {}", r.max_age_s),
+        );
+
         check(
             valid_log_filter(&self.log.level),
             "log.level",
@@ -612,7 +653,7 @@ fn deserialize_collecting(table: toml::Table) -> (Config, Vec<ConfigError>) {
         if !is_known_section(&section) {
             errors.push(ConfigError::new(
                 section,
-                "unknown section (expected server, webhook, broker, auth, limits, tiers or log)",
+                "unknown section (expected server, webhook, broker, auth, limits, tiers, log or replay)",
             ));
             continue;
         }
@@ -638,7 +679,7 @@ fn deserialize_collecting(table: toml::Table) -> (Config, Vec<ConfigError>) {
 fn is_known_section(s: &str) -> bool {
     matches!(
         s,
-        "server" | "webhook" | "broker" | "auth" | "limits" | "tiers" | "log"
+        "server" | "webhook" | "broker" | "auth" | "limits" | "tiers" | "log" | "replay"
     )
 }
 
@@ -881,6 +922,9 @@ mod tests {
         assert!(!c.tiers.enforce);
         assert_eq!(c.log.level, "info");
         assert_eq!(c.log.format, LogFormat::Text);
+        assert_eq!(c.replay.max_events, 100_000);
+        assert_eq!(c.replay.max_bytes, 67_108_864);
+        assert_eq!(c.replay.max_age_s, 3600);
     }
 
     #[test]
@@ -926,6 +970,10 @@ pro = ["bad login!"]
 [log]
 level = "loud"
 format = "xml"
+[replay]
+max_events = -1
+max_bytes = 10
+max_age_s = 0
 "#;
         let mut got = keys(text);
         got.sort();
@@ -949,6 +997,9 @@ format = "xml"
             "tiers.pro",
             "log.level",
             "log.format",
+            "replay.max_events",
+            "replay.max_bytes",
+            "replay.max_age_s",
         ];
         want.sort();
         assert_eq!(got, want);

@@ -4,6 +4,9 @@
 //! JSON again: routing reads its org, PR key and users; delivery writes its
 //! `frame`, the complete WebSocket text frame (header and JSON payload),
 //! serialized here once and shared by reference count with every recipient.
+//! The JSON is built when the event is made; its `"seq"` is appended, and
+//! the frame made, once the event's sequence number is known
+//! ([`Event::set_seq`]).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime};
@@ -156,9 +159,10 @@ pub struct Event {
     /// Lowercased and deduplicated.
     users: SmallVec<[Box<str>; 4]>,
     explicit_only: bool,
-    /// Acceptance order, assigned by the hub.
+    /// Acceptance order, assigned by the hub (0 until then).
     seq: u64,
-    /// The complete WebSocket text frame sent to every recipient.
+    /// Before the seq is known: the JSON without `"seq"`. After: the
+    /// complete WebSocket text frame sent to every recipient.
     frame: Bytes,
     /// Offset of the JSON payload inside `frame`.
     payload_at: u8,
@@ -191,7 +195,6 @@ impl Event {
             commit_sha: commit_sha.as_deref().unwrap_or(""),
         })
         .expect("serializing strings cannot fail");
-        let (frame, payload_at) = codec::text_frame(&json);
 
         let mut users: SmallVec<[Box<str>; 4]> = SmallVec::new();
         for u in parts.users {
@@ -220,8 +223,8 @@ impl Event {
             commit_sha: commit_sha.map(String::into_boxed_str),
             users,
             seq: 0,
-            frame,
-            payload_at,
+            frame: Bytes::from(json),
+            payload_at: 0,
         }
     }
 
@@ -284,16 +287,41 @@ impl Event {
     pub fn seq(&self) -> u64 {
         self.seq
     }
-    /// The JSON object sent to clients.
+    /// The JSON object sent to clients (with its `"seq"` once the hub has
+    /// accepted the event).
     pub fn payload(&self) -> &[u8] {
         &self.frame[self.payload_at as usize..]
     }
-    /// The complete WebSocket frame sent to clients.
+    /// The complete WebSocket frame sent to clients (after [`Event::set_seq`]).
     pub(crate) fn frame(&self) -> &Bytes {
         &self.frame
     }
+    /// Gives the event its sequence number, appends it to the JSON as
+    /// `"seq"` and builds the frame. Once only.
     pub(crate) fn set_seq(&mut self, seq: u64) {
+        debug_assert_eq!(self.seq, 0, "an event is sequenced once");
         self.seq = seq;
+        let json = &self.frame[..];
+        let mut with_seq = Vec::with_capacity(json.len() + 28);
+        with_seq.extend_from_slice(&json[..json.len() - 1]);
+        use std::io::Write as _;
+        write!(with_seq, ",\"seq\":{seq}}}").expect("writing to a Vec cannot fail");
+        let (frame, payload_at) = codec::text_frame(&with_seq);
+        self.frame = frame;
+        self.payload_at = payload_at;
+    }
+    /// Memory the event holds, roughly: what the replay window counts.
+    pub(crate) fn size(&self) -> usize {
+        std::mem::size_of::<Event>()
+            + self.frame.len()
+            + self.kind.len()
+            + self.delivery_id.len()
+            + self.url.len()
+            + self.org.as_deref().map_or(0, str::len)
+            + self.repo.as_deref().map_or(0, str::len)
+            + self.pr_key.as_deref().map_or(0, str::len)
+            + self.commit_sha.as_deref().map_or(0, str::len)
+            + self.users.iter().map(|u| u.len() + 16).sum::<usize>()
     }
 }
 
@@ -458,8 +486,20 @@ mod tests {
     }
 
     #[test]
+    fn seq_is_appended_to_the_json() {
+        let mut e = Event::new(parts());
+        e.set_seq(1042);
+        assert_eq!(
+            std::str::from_utf8(e.payload()).unwrap(),
+            r#"{"url":"https://github.com/Acme/API/pull/7","timestamp":"2026-11-26T15:04:05.123456789Z","type":"pull_request","delivery_id":"d-1","commit_sha":"abc","seq":1042}"#
+        );
+        assert!(e.size() > e.frame().len());
+    }
+
+    #[test]
     fn frame_is_header_then_payload() {
-        let e = Event::new(parts());
+        let mut e = Event::new(parts());
+        e.set_seq(u64::MAX);
         let f = e.frame();
         assert_eq!(f[0], 0x81, "FIN + text opcode");
         assert_eq!(f[1] as usize, 126, "payload length needs the 16-bit form");

@@ -23,10 +23,14 @@
 //!
 //! # Guarantees
 //!
-//! Every accepted event gets the next sequence number; each client receives
-//! the events that match its subscription exactly once, in sequence order,
-//! unless its outbound queue overflows ([`HubConfig::slow_client`]: the
-//! newest event is then dropped and counted, or the client is closed).
+//! Every accepted event gets the next sequence number (its `"seq"` on the
+//! wire); each client receives the events that match its subscription
+//! exactly once, in sequence order, unless its outbound queue overflows
+//! ([`HubConfig::slow_client`]: the newest event is then dropped and
+//! counted, or the client is closed). A client that reconnects with the
+//! last (epoch, seq) it saw is replayed what it missed from a bounded window
+//! of recent events ([`HubConfig::replay`], [`Hub::stream_state`]), then
+//! continues live, with no gap and no duplicate at the boundary.
 //! Broadcasting never waits on clients. All types are `Send + Sync`; the
 //! endpoints must be called from a tokio runtime, on which each connection
 //! runs as tasks, while the hub's shards are OS threads of their own.
@@ -34,7 +38,8 @@
 //! # Example
 //!
 //! A hub, `/ws` mounted in a plain hyper server, a client subscribing, an
-//! event broadcast and received:
+//! event broadcast and received; then the client reconnects and resumes,
+//! and gets the event it missed while away:
 //!
 //! ```
 //! use std::sync::Arc;
@@ -79,24 +84,56 @@
 //! });
 //!
 //! // A client subscribes to acme...
-//! let mut request = format!("ws://{addr}/ws").into_client_request()?;
-//! request
-//!     .headers_mut()
-//!     .insert("authorization", format!("Bearer {}", token.expose()).parse()?);
-//! let (mut client, _) = tokio_tungstenite::connect_async(request).await?;
+//! let connect = || async {
+//!     let mut request = format!("ws://{addr}/ws").into_client_request()?;
+//!     request
+//!         .headers_mut()
+//!         .insert("authorization", format!("Bearer {}", token.expose()).parse()?);
+//!     let (client, _) = tokio_tungstenite::connect_async(request).await?;
+//!     Ok::<_, Box<dyn std::error::Error>>(client)
+//! };
+//! let mut client = connect().await?;
 //! client.send(Message::text(r#"{"organization":"acme"}"#)).await?;
-//! let confirmed = client.next().await.expect("a message")?;
-//! assert!(confirmed.to_text()?.contains("subscription_confirmed"));
+//! let confirmed: serde_json::Value =
+//!     serde_json::from_str(client.next().await.expect("a message")?.to_text()?)?;
+//! assert_eq!(confirmed["type"], "subscription_confirmed");
+//! let epoch = confirmed["stream"]["epoch"].as_str().unwrap().to_owned();
+//! assert_eq!(epoch, hub.epoch());
 //!
-//! // ...and receives what the hub broadcasts for acme.
-//! hub.broadcast(Event::new(EventParts {
-//!     kind: "pull_request".into(),
-//!     url: "https://github.com/acme/api/pull/7".into(),
-//!     org: Some("acme".into()),
-//!     ..EventParts::default()
-//! }));
-//! let event = client.next().await.expect("a message")?;
-//! assert!(event.to_text()?.contains(r#""url":"https://github.com/acme/api/pull/7""#));
+//! // ...and receives what the hub broadcasts for acme, with its seq.
+//! let pr = |n: u32| {
+//!     Event::new(EventParts {
+//!         kind: "pull_request".into(),
+//!         url: format!("https://github.com/acme/api/pull/{n}"),
+//!         org: Some("acme".into()),
+//!         ..EventParts::default()
+//!     })
+//! };
+//! hub.broadcast(pr(7));
+//! let event: serde_json::Value =
+//!     serde_json::from_str(client.next().await.expect("a message")?.to_text()?)?;
+//! assert_eq!(event["url"], "https://github.com/acme/api/pull/7");
+//! let last_seen = event["seq"].as_u64().unwrap();
+//!
+//! // The client goes away; an event arrives meanwhile.
+//! drop(client);
+//! hub.broadcast(pr(8));
+//!
+//! // It comes back with the last (epoch, seq) it saw: the missed event is
+//! // replayed, then it is live again.
+//! let mut client = connect().await?;
+//! let resume = serde_json::json!({
+//!     "organization": "acme",
+//!     "resume": {"epoch": epoch, "after": last_seen},
+//! });
+//! client.send(Message::text(resume.to_string())).await?;
+//! let confirmed: serde_json::Value =
+//!     serde_json::from_str(client.next().await.expect("a message")?.to_text()?)?;
+//! assert_eq!(confirmed["resumed"], true);
+//! let missed: serde_json::Value =
+//!     serde_json::from_str(client.next().await.expect("a message")?.to_text()?)?;
+//! assert_eq!(missed["url"], "https://github.com/acme/api/pull/8");
+//! assert_eq!(missed["seq"], last_seen + 1);
 //!
 //! hub.stop();
 //! hub.stopped().await;
@@ -125,7 +162,8 @@ pub use auth::{
     Token, TokenRejection,
 };
 pub use broker::{
-    BroadcastReceipt, Client, ClientId, Hub, HubConfig, HubStats, MAX_SHARDS, Stopped,
+    BroadcastReceipt, Client, ClientId, Hub, HubConfig, HubStats, MAX_SHARDS, ReplayConfig,
+    ResumeRefusal, StreamState,
 };
 pub use config::SlowClientPolicy;
 pub use event::{EXPLICIT_ONLY_TYPES, Event, EventParts, KNOWN_EVENT_TYPES};

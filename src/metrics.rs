@@ -243,6 +243,45 @@ impl Collector for StateCollector {
             "Private-repository events delivered to clients whose tier may not see them (tiers.enforce = false)",
             s.unentitled_deliveries,
         )?;
+        gauge(
+            &mut e,
+            "replay_window_events",
+            "Events held for resuming clients",
+            s.window_events as i64,
+        )?;
+        gauge(
+            &mut e,
+            "replay_window_bytes",
+            "Bytes held by the replay window",
+            s.window_bytes as i64,
+        )?;
+        gauge(
+            &mut e,
+            "replay_oldest_seq",
+            "Oldest seq held for replay (the last seq + 1 when none is)",
+            s.window_oldest as i64,
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "resumes",
+                "Resume requests by outcome",
+                None,
+                MetricType::Counter,
+            )?;
+            for (outcome, v) in [
+                ("resumed", s.resumes_resumed),
+                ("unknown_epoch", s.resumes_unknown_epoch),
+                ("too_old", s.resumes_too_old),
+            ] {
+                ConstCounter::new(v).encode(m.encode_family(&[("outcome", outcome)])?)?;
+            }
+        }
+        counter(
+            &mut e,
+            "events_replayed",
+            "Events written to resuming clients from the replay window",
+            s.events_replayed,
+        )?;
         let c = self.hub.commit_cache().stats();
         gauge(
             &mut e,

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Config, WebhookSecret};
 use crate::{
-    AuthProvider, CommitCache, ConnCounts, Hub, HubConfig, Metrics, WebhookEndpoint,
+    AuthProvider, CommitCache, ConnCounts, Hub, HubConfig, Metrics, ReplayConfig, WebhookEndpoint,
     WebhookOptions, WsEndpoint, WsOptions,
 };
 
@@ -91,6 +91,12 @@ pub async fn start(
         enforce_tiers: config.tiers.enforce,
         commit_cache_entries: config.webhook.commit_cache_entries,
         commit_cache_ttl: Duration::from_secs(config.webhook.commit_cache_ttl_s),
+        replay: ReplayConfig {
+            max_events: config.replay.max_events,
+            max_bytes: config.replay.max_bytes,
+            max_age: Duration::from_secs(config.replay.max_age_s),
+        },
+        epoch: None,
     })?;
     let metrics = Metrics::new(&hub, auth.clone());
     let allowed = config.webhook.allowed_list();

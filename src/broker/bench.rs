@@ -1,5 +1,6 @@
 //! Hooks for the criterion benchmarks in `benches/`: one shard's delivery
-//! path driven directly, without threads or sockets. Not a stable API.
+//! path, and a resume over the replay window, driven directly, without
+//! threads or sockets. Not a stable API.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::task::{Context, Poll, Waker};
 
 use super::Filter;
 use super::outbox::{Drained, Outbox};
+use super::replay::{Replay, ReplayConfig, ReplayWindow};
 use super::shard::{Shard, ShardCounters, ShardMsg, ShardSettings, Subscriber};
 use crate::config::SlowClientPolicy;
 use crate::event::Event;
@@ -81,5 +83,70 @@ impl ShardBench {
         self.counters
             .deliveries
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A replay window full of events and one client resuming over it.
+pub struct ReplayBench {
+    window: ReplayWindow,
+    last: u64,
+    filter: Filter,
+}
+
+impl ReplayBench {
+    /// A window of `events` events, one in `one_in` of them for the
+    /// client's organization.
+    pub fn new(events: u64, one_in: u64) -> Self {
+        let mut window = ReplayWindow::new(ReplayConfig {
+            max_events: events as usize,
+            max_bytes: usize::MAX,
+            max_age: std::time::Duration::from_secs(3600),
+        });
+        for seq in 1..=events {
+            let org = if seq % one_in == 0 { "mine" } else { "other" };
+            let mut e = Event::new(crate::event::EventParts {
+                kind: "pull_request".into(),
+                delivery_id: "72d3162e-cc78-11e3-81ab-4c9367dc0958".into(),
+                url: format!("https://github.com/{org}/api/pull/{seq}"),
+                org: Some(org.into()),
+                users: vec!["alice".into(), "bob".into()],
+                ..Default::default()
+            });
+            e.set_seq(seq);
+            window.push(&Arc::new(e));
+        }
+        let filter = Filter {
+            login: "bench".into(),
+            orgs: crate::auth::OrgSet::new(["mine"]),
+            organization: "mine".into(),
+            can_see_private: true,
+            ..Filter::default()
+        }
+        .normalized();
+        Self {
+            window,
+            last: events,
+            filter,
+        }
+    }
+
+    /// What the hub does under its lock: the events after seq 0.
+    pub fn snapshot(&self) -> usize {
+        self.window.since(0, self.last).expect("held").len()
+    }
+
+    /// A whole resume from seq 0: the snapshot, then every matching event
+    /// queued for writing (as the connection does, 64 at a time); returns
+    /// how many were replayed.
+    pub fn resume(&self) -> usize {
+        let missed = self.window.since(0, self.last).expect("held");
+        let mut replay = Replay::new(missed, self.filter.clone(), false);
+        let mut out = VecDeque::new();
+        let mut n = 0;
+        while replay.fill(&mut out, 64) {
+            n += out.len();
+            out.clear();
+        }
+        n
     }
 }

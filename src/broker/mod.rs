@@ -7,19 +7,22 @@
 //! sequence number under the same lock that sends it, so every shard sees
 //! events in acceptance order, and a client receives its events in order and
 //! once. The hub also keeps a registry of its clients (what an embedder can
-//! read or disconnect) and the commit cache of the parse-once path.
+//! read or disconnect), the commit cache of the parse-once path, and the
+//! replay window that lets a reconnecting client resume (`replay`).
 
 #[doc(hidden)]
 pub mod bench;
 pub(crate) mod filter;
 mod index;
 pub(crate) mod outbox;
+pub(crate) mod replay;
 mod shard;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use std::time::Instant;
 
 use ahash::AHashMap;
 use crossbeam_channel::Sender;
@@ -27,12 +30,16 @@ use smallvec::SmallVec;
 
 use crate::config::SlowClientPolicy;
 use crate::event::Event;
+use crate::subscription::ResumeFrom;
 use crate::subscription::Subscription;
 use crate::webhook::{CommitCache, ParseError};
 use filter::Family;
 pub(crate) use filter::Filter;
 use index::FamilyMaps;
 pub(crate) use outbox::{CloseReason, Drained, Outbox, Outgoing};
+pub(crate) use replay::Replay;
+use replay::ReplayWindow;
+pub use replay::{ReplayConfig, ResumeRefusal, StreamState};
 pub(crate) use shard::Subscriber;
 use shard::{Shard, ShardCounters, ShardMsg, ShardSettings};
 
@@ -55,6 +62,10 @@ pub struct HubConfig {
     pub commit_cache_entries: usize,
     /// How long a commit cache entry stays valid.
     pub commit_cache_ttl: Duration,
+    /// The window of recent events clients resume from.
+    pub replay: ReplayConfig,
+    /// The stream's epoch; `None`: a random one (a new history per start).
+    pub epoch: Option<String>,
 }
 
 impl Default for HubConfig {
@@ -66,8 +77,15 @@ impl Default for HubConfig {
             enforce_tiers: false,
             commit_cache_entries: 100_000,
             commit_cache_ttl: Duration::from_secs(86_400),
+            replay: ReplayConfig::default(),
+            epoch: None,
         }
     }
+}
+
+/// A fresh epoch: 64 random bits in hex.
+fn random_epoch() -> String {
+    format!("{:016x}", fastrand::u64(..))
 }
 
 /// Most shards a hub can have.
@@ -102,6 +120,11 @@ struct Inner {
     cache: Arc<CommitCache>,
     /// Shard threads still running.
     running: tokio::sync::watch::Sender<usize>,
+    epoch: Arc<str>,
+    /// Resumes by outcome: resumed, unknown_epoch, too_old.
+    resumes: [AtomicU64; 3],
+    /// Events written to clients by replays.
+    replayed: AtomicU64,
 }
 
 struct ShardHandle {
@@ -115,6 +138,7 @@ struct ShardCounts(SmallVec<[(u16, u32); 2]>);
 
 struct Routing {
     seq: u64,
+    window: ReplayWindow,
     routes: FamilyMaps<ShardCounts>,
     taps: Vec<Sender<Arc<Event>>>,
     clients: AHashMap<ClientId, Registered>,
@@ -224,6 +248,40 @@ pub struct HubStats {
     pub unentitled_deliveries: u64,
     /// WebSocket connection tasks alive (upgraded, not yet finished).
     pub live_sessions: usize,
+    /// Events in the replay window.
+    pub window_events: usize,
+    /// Bytes the replay window holds.
+    pub window_bytes: usize,
+    /// The oldest seq in the replay window (`events_accepted + 1` when empty).
+    pub window_oldest: u64,
+    /// Resumes that replayed what the client missed.
+    pub resumes_resumed: u64,
+    /// Resumes refused: the client's epoch is another stream's.
+    pub resumes_unknown_epoch: u64,
+    /// Resumes refused: the window no longer reaches back far enough.
+    pub resumes_too_old: u64,
+    /// Events written to clients by replays.
+    pub events_replayed: u64,
+}
+
+/// What joining the hub gave a client.
+pub(crate) struct Joined {
+    /// Unregisters the client when dropped.
+    pub registration: Registration,
+    /// The stream when the client went live.
+    pub stream: StreamState,
+    /// With a resume request: the events it missed (before any filtering),
+    /// or why they cannot be replayed.
+    pub resume: Option<Result<Vec<Arc<Event>>, ResumeRefusal>>,
+}
+
+/// Why a client could not join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinError {
+    /// The hub is stopping.
+    Stopped,
+    /// `resume.after` is beyond the stream's last seq.
+    ResumeAfterFuture { after: u64, last: u64 },
 }
 
 /// A client's place in the hub; dropping it unregisters the client, so no
@@ -242,10 +300,6 @@ impl Drop for SessionGuard {
         self.0.inner.live_sessions.fetch_sub(1, Relaxed);
     }
 }
-
-/// The hub has been stopped and takes no new clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stopped;
 
 impl Hub {
     /// Starts a hub and its `config.shards` shard threads (OS threads, not
@@ -278,11 +332,13 @@ impl Hub {
             config.commit_cache_entries,
             config.commit_cache_ttl,
         ));
+        let epoch: Arc<str> = config.epoch.clone().unwrap_or_else(random_epoch).into();
         Ok(Hub {
             inner: Arc::new(Inner {
                 shards: shards.into_boxed_slice(),
                 routing: Mutex::new(Routing {
                     seq: 0,
+                    window: ReplayWindow::new(config.replay),
                     routes: FamilyMaps::default(),
                     taps: Vec::new(),
                     clients: AHashMap::new(),
@@ -297,8 +353,33 @@ impl Hub {
                 live_sessions: AtomicUsize::new(0),
                 cache,
                 running,
+                epoch,
+                resumes: Default::default(),
+                replayed: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// The epoch: the name of this hub's event history (see
+    /// [`HubConfig::epoch`]).
+    pub fn epoch(&self) -> &str {
+        &self.inner.epoch
+    }
+
+    /// The stream now: epoch, last seq, and the oldest seq a client can
+    /// still resume from.
+    pub fn stream_state(&self) -> StreamState {
+        let mut r = self.routing();
+        r.window.evict_expired(Instant::now());
+        self.state_of(&r)
+    }
+
+    fn state_of(&self, r: &Routing) -> StreamState {
+        StreamState {
+            epoch: self.inner.epoch.clone(),
+            seq: r.seq,
+            oldest: r.window.oldest(r.seq),
+        }
     }
 
     /// The commit cache: head SHA -> pull request, learned from
@@ -354,6 +435,7 @@ impl Hub {
         let seq = r.seq;
         event.set_seq(seq);
         let event = Arc::new(event);
+        r.window.push(&event);
         let mut set = ShardSet::default();
         r.routes.for_event(&event, |counts| {
             for &(shard, _) in &counts.0 {
@@ -401,11 +483,15 @@ impl Hub {
     }
 
     /// Registers a client: from now on it is offered every accepted event.
+    /// With `resume`, also returns (decided in the same step, so that the
+    /// boundary has no gap and no duplicate) the events after
+    /// `resume.after` that it missed, or why they cannot be replayed.
     pub(crate) fn register(
         &self,
         sub: Subscriber,
         profile: ClientProfile,
-    ) -> Result<Registration, Stopped> {
+        resume: Option<&ResumeFrom>,
+    ) -> Result<Joined, JoinError> {
         let shard = self.shard_of(sub.id);
         let keys = sub
             .filter
@@ -416,8 +502,27 @@ impl Hub {
         // Checked under the routing lock so that a client can never register
         // after `stop` has told the shards to close their clients.
         if self.inner.stopped.load(Relaxed) {
-            return Err(Stopped);
+            return Err(JoinError::Stopped);
         }
+        r.window.evict_expired(Instant::now());
+        let missed = match resume {
+            None => None,
+            Some(from) if *from.epoch != *self.inner.epoch => {
+                Some(Err(ResumeRefusal::UnknownEpoch))
+            }
+            Some(from) if from.after > r.seq => {
+                return Err(JoinError::ResumeAfterFuture {
+                    after: from.after,
+                    last: r.seq,
+                });
+            }
+            Some(from) => Some(
+                r.window
+                    .since(from.after, r.seq)
+                    .ok_or(ResumeRefusal::TooOld),
+            ),
+        };
+        let stream = self.state_of(&r);
         if let Some((family, keys)) = &keys {
             for k in keys.iter() {
                 let counts = &mut r.routes.entry(*family, k).0;
@@ -440,11 +545,28 @@ impl Hub {
             .tx
             .send(ShardMsg::Register(Box::new(sub)));
         drop(r);
-        Ok(Registration {
-            hub: self.clone(),
-            id,
-            shard: shard as u16,
+        if let Some(outcome) = &missed {
+            let i = match outcome {
+                Ok(_) => 0,
+                Err(ResumeRefusal::UnknownEpoch) => 1,
+                Err(ResumeRefusal::TooOld) => 2,
+            };
+            self.inner.resumes[i].fetch_add(1, Relaxed);
+        }
+        Ok(Joined {
+            registration: Registration {
+                hub: self.clone(),
+                id,
+                shard: shard as u16,
+            },
+            stream,
+            resume: missed,
         })
+    }
+
+    /// Counts events written by a client's replay.
+    pub(crate) fn count_replayed(&self, n: u64) {
+        self.inner.replayed.fetch_add(n, Relaxed);
     }
 
     fn unregister(&self, reg: &Registration) {
@@ -526,16 +648,24 @@ impl Hub {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> HubStats {
-        let (seq, routes) = {
-            let r = self.routing();
-            (r.seq, r.routes.len())
+        let mut s = {
+            let mut r = self.routing();
+            r.window.evict_expired(Instant::now());
+            HubStats {
+                events_accepted: r.seq,
+                routes: r.routes.len(),
+                window_events: r.window.len(),
+                window_bytes: r.window.bytes(),
+                window_oldest: r.window.oldest(r.seq),
+                ..HubStats::default()
+            }
         };
-        let mut s = HubStats {
-            events_accepted: seq,
-            routes,
-            live_sessions: self.inner.live_sessions.load(Relaxed),
-            ..HubStats::default()
-        };
+        s.live_sessions = self.inner.live_sessions.load(Relaxed);
+        let [resumed, unknown_epoch, too_old] = &self.inner.resumes;
+        s.resumes_resumed = resumed.load(Relaxed);
+        s.resumes_unknown_epoch = unknown_epoch.load(Relaxed);
+        s.resumes_too_old = too_old.load(Relaxed);
+        s.events_replayed = self.inner.replayed.load(Relaxed);
         for shard in self.inner.shards.iter() {
             let c = &shard.counters;
             let clients = c.clients.load(Relaxed);
@@ -659,8 +789,10 @@ mod tests {
                     outbox: outbox.clone(),
                 },
                 profile(),
+                None,
             )
-            .unwrap();
+            .unwrap()
+            .registration;
         (reg, outbox)
     }
 
@@ -751,8 +883,9 @@ mod tests {
                 outbox,
             },
             profile(),
+            None,
         );
-        assert!(refused.is_err());
+        assert!(matches!(refused, Err(JoinError::Stopped)));
     }
 
     #[test]

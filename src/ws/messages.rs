@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec;
 use crate::auth::AuthError;
+use crate::broker::{ResumeRefusal, StreamState};
 use crate::subscription::SubscriptionError;
 
 /// Error codes of PROTOCOL.md; programs match on these.
@@ -150,25 +151,49 @@ struct Confirmation<'a> {
     username: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     event_types: Option<&'a [String]>,
+    stream: Stream<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resumed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume_error: Option<&'static str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
 }
 
-/// The `subscription_confirmed` message as a text frame. `event_types` is
-/// omitted when the client receives every type, `warnings` when there are
-/// none.
-pub(crate) fn confirmation_frame(
-    org: &str,
-    username: &str,
-    event_types: Option<&[String]>,
-    warnings: &[String],
-) -> Bytes {
+#[derive(Serialize)]
+struct Stream<'a> {
+    epoch: &'a str,
+    seq: u64,
+    oldest: u64,
+}
+
+/// What a `subscription_confirmed` message says.
+pub(crate) struct Confirmed<'a> {
+    pub organization: &'a str,
+    pub username: &'a str,
+    /// Omitted (`None`) when the client receives every type.
+    pub event_types: Option<&'a [String]>,
+    pub stream: &'a StreamState,
+    /// With a resume request: whether it was honoured, or why not.
+    pub resume: Option<Result<(), ResumeRefusal>>,
+    pub warnings: &'a [String],
+}
+
+/// The `subscription_confirmed` message as a text frame.
+pub(crate) fn confirmation_frame(c: &Confirmed<'_>) -> Bytes {
     json_frame(&Confirmation {
         kind: "subscription_confirmed",
-        organization: org,
-        username,
-        event_types,
-        warnings,
+        organization: c.organization,
+        username: c.username,
+        event_types: c.event_types,
+        stream: Stream {
+            epoch: &c.stream.epoch,
+            seq: c.stream.seq,
+            oldest: c.stream.oldest,
+        },
+        resumed: c.resume.map(|r| r.is_ok()),
+        resume_error: c.resume.and_then(|r| r.err()).map(ResumeRefusal::as_str),
+        warnings: c.warnings,
     })
 }
 
@@ -212,7 +237,8 @@ mod tests {
     use super::*;
 
     fn text(frame: &Bytes) -> &str {
-        std::str::from_utf8(&frame[2..]).unwrap()
+        let at = if frame[1] == 126 { 4 } else { 2 };
+        std::str::from_utf8(&frame[at..]).unwrap()
     }
 
     #[test]
@@ -221,22 +247,41 @@ mod tests {
             text(&error_frame(ErrorCode::AccessDenied, "no")),
             r#"{"type":"error","error":"access_denied","message":"no"}"#
         );
+        let stream = StreamState {
+            epoch: "e1".into(),
+            seq: 9,
+            oldest: 3,
+        };
+        let base = Confirmed {
+            organization: "acme",
+            username: "alice",
+            event_types: Some(&["pull_request".into()]),
+            stream: &stream,
+            resume: None,
+            warnings: &[],
+        };
         assert_eq!(
-            text(&confirmation_frame(
-                "acme",
-                "alice",
-                Some(&["pull_request".into()]),
-                &[]
-            )),
-            r#"{"type":"subscription_confirmed","organization":"acme","username":"alice","event_types":["pull_request"]}"#
+            text(&confirmation_frame(&base)),
+            r#"{"type":"subscription_confirmed","organization":"acme","username":"alice","event_types":["pull_request"],"stream":{"epoch":"e1","seq":9,"oldest":3}}"#
         );
+        let resumed = Confirmed {
+            event_types: None,
+            resume: Some(Ok(())),
+            warnings: &["w".into()],
+            ..base
+        };
         assert_eq!(
-            text(&confirmation_frame("", "alice", None, &[])),
-            r#"{"type":"subscription_confirmed","organization":"","username":"alice"}"#
+            text(&confirmation_frame(&resumed)),
+            r#"{"type":"subscription_confirmed","organization":"acme","username":"alice","stream":{"epoch":"e1","seq":9,"oldest":3},"resumed":true,"warnings":["w"]}"#
         );
+        let refused = Confirmed {
+            resume: Some(Err(ResumeRefusal::TooOld)),
+            warnings: &[],
+            ..resumed
+        };
         assert_eq!(
-            text(&confirmation_frame("", "alice", None, &["w".into()])),
-            r#"{"type":"subscription_confirmed","organization":"","username":"alice","warnings":["w"]}"#
+            text(&confirmation_frame(&refused)),
+            r#"{"type":"subscription_confirmed","organization":"acme","username":"alice","stream":{"epoch":"e1","seq":9,"oldest":3},"resumed":false,"resume_error":"too_old"}"#
         );
         assert_eq!(text(&ping_frame(3)), r#"{"type":"ping","seq":3}"#);
         let seq = serde_json::json!("abc");

@@ -21,10 +21,11 @@ use super::codec::{self, Decoder, Message, ProtocolError};
 use super::messages::{self, ClientMessage, HandshakeError};
 use crate::auth::{AuthError, IdentityKind, Token};
 use crate::broker::{
-    ClientId, ClientProfile, Drained, Filter, Outbox, Outgoing, Registration, Subscriber,
+    ClientId, ClientProfile, Drained, Filter, JoinError, Outbox, Outgoing, Registration, Replay,
+    Subscriber,
 };
 use crate::metrics::LatencyHistogram;
-use crate::subscription::Subscription;
+use crate::subscription::{Subscription, SubscriptionError};
 
 /// Largest message a client may send (the subscription included).
 pub(crate) const MAX_MESSAGE: usize = 8192;
@@ -235,47 +236,85 @@ pub(crate) async fn run<H: Send + 'static>(
     let Accepted {
         subscription,
         can_see_private,
-        confirmation,
+        listed,
+        warnings,
         filter,
     } = accepted;
     let login = subscription.username.clone();
     let org = subscription.organization.clone();
-
-    // Queued on the connection itself: it is written before anything is
-    // taken from the outbox, so it precedes every event.
-    conn.queue(confirmation);
+    let resume = subscription.resume.clone();
     let outbox = Arc::new(Outbox::new(ctx.hub.config().client_queue));
     let id = ctx.hub.next_client_id();
+    // The replay judges events with the same filter as the shard.
+    let replay_filter = resume.is_some().then(|| filter.clone());
     let profile = ClientProfile {
         subscription,
         can_see_private,
     };
-    let registration = match ctx.hub.register(
+    let joined = ctx.hub.register(
         Subscriber {
             id,
             filter,
             outbox: outbox.clone(),
         },
         profile,
-    ) {
-        Ok(r) => r,
-        Err(_) => {
-            ctx.metrics
-                .handshake(HandshakeError::ShuttingDown.outcome());
-            let (code, message, close) = HandshakeError::ShuttingDown.answer();
-            conn.pending.clear();
+        resume.as_ref(),
+    );
+    let joined = match joined {
+        Ok(j) => j,
+        Err(e) => {
+            let refusal = match e {
+                JoinError::Stopped => HandshakeError::ShuttingDown,
+                JoinError::ResumeAfterFuture { after, last } => {
+                    HandshakeError::Invalid(SubscriptionError::ResumeAfterFuture { after, last })
+                }
+            };
+            ctx.metrics.handshake(refusal.outcome());
+            let (code, message, close) = refusal.answer();
+            tracing::info!(%peer, %login, error = code.as_str(), detail = %message, "subscription refused");
             conn.queue(messages::error_frame(code, &message));
             conn.close(close, code.as_str()).await;
             return;
         }
     };
+    let (replay, resume_outcome) = match joined.resume {
+        None => (None, None),
+        Some(Ok(missed)) => {
+            let filter = replay_filter.expect("cloned for a resume");
+            let enforce = ctx.hub.config().enforce_tiers;
+            (
+                Some(Box::new(Replay::new(missed, filter, enforce))),
+                Some(Ok(())),
+            )
+        }
+        Some(Err(refusal)) => (None, Some(Err(refusal))),
+    };
+    // Queued on the connection itself: it is written before anything is
+    // taken from the outbox or the replay, so it precedes every event.
+    conn.queue(messages::confirmation_frame(&messages::Confirmed {
+        organization: &org,
+        username: &login,
+        event_types: listed.as_deref(),
+        stream: &joined.stream,
+        resume: resume_outcome,
+        warnings: &warnings,
+    }));
     ctx.metrics.handshake("confirmed");
+    let registration = joined.registration;
     let shard = registration.shard();
-    tracing::info!(client = id, %peer, %login, %org, shard, "client subscribed");
+    tracing::info!(client = id, %peer, %login, %org, shard, seq = joined.stream.seq, "client subscribed");
+    if let (Some(from), Some(Err(refusal))) = (&resume, resume_outcome) {
+        tracing::info!(
+            client = id, %login, outcome = refusal.as_str(), after = from.after,
+            oldest = joined.stream.oldest, seq = joined.stream.seq,
+            "resume refused: the client may have missed events"
+        );
+    }
     tokio::spawn(
         Subscribed {
             conn,
             outbox,
+            replay,
             registration: Some(registration),
             ctx,
             held: Some(held),
@@ -294,6 +333,8 @@ pub(crate) async fn run<H: Send + 'static>(
 struct Subscribed<H> {
     conn: Conn,
     outbox: Arc<Outbox>,
+    /// The events missed before a resume, while they are being written.
+    replay: Option<Box<Replay>>,
     /// Taken at the end: unregisters the client.
     registration: Option<Registration>,
     ctx: Arc<WsContext>,
@@ -317,7 +358,23 @@ impl<H> Subscribed<H> {
     }
 
     async fn stream_inner(&mut self) {
-        let end = stream_events(&mut self.conn, &self.outbox, &self.ctx).await;
+        let end = stream_events(
+            &mut self.conn,
+            &self.outbox,
+            &mut self.replay,
+            &self.ctx,
+            self.id,
+        )
+        .await;
+        if let Some(r) = self.replay.take() {
+            // Gone before its replay ended.
+            self.ctx.hub.count_replayed(r.replayed);
+            tracing::info!(
+                client = self.id, login = %self.login, outcome = "resumed",
+                replayed = r.replayed, candidates = r.candidates(), complete = false,
+                "resume ended with the connection"
+            );
+        }
         self.registration.take();
         tracing::info!(
             client = self.id,
@@ -340,7 +397,9 @@ struct Accepted {
     /// As accepted: username and pinned org filled in.
     subscription: Subscription,
     can_see_private: bool,
-    confirmation: Bytes,
+    /// The event types the confirmation lists.
+    listed: Option<Vec<String>>,
+    warnings: Vec<String>,
     filter: Filter,
 }
 
@@ -430,8 +489,8 @@ async fn handshake(
             "this subscription matches no event: it names no organization and no pull_requests, and user_events_only is false".to_owned(),
         );
     }
+    let listed = listed.map(<[String]>::to_vec);
     let org = &subscription.organization;
-    let confirmation = messages::confirmation_frame(org, &subscription.username, listed, &warnings);
     let lower = |s: &str| Box::<str>::from(s.to_ascii_lowercase());
     let filter = Filter {
         login: lower(&subscription.username),
@@ -450,7 +509,8 @@ async fn handshake(
     Ok(Some(Accepted {
         subscription,
         can_see_private: identity.tier.can_see_private(),
-        confirmation,
+        listed,
+        warnings,
         filter,
     }))
 }
@@ -518,7 +578,13 @@ enum Wake {
 /// own waker slots, the outbox, one timer) rather than `select!` over
 /// readiness futures: an idle connection's task is several hundred bytes
 /// smaller for it.
-async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End {
+async fn stream_events(
+    conn: &mut Conn,
+    outbox: &Outbox,
+    replay: &mut Option<Box<Replay>>,
+    ctx: &WsContext,
+    id: ClientId,
+) -> End {
     let s = &ctx.settings;
     let mut frames = 0u64;
     let mut last_read = Instant::now();
@@ -535,6 +601,7 @@ async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End
     // Alternates which of reading and writing is looked at first, so that
     // a client flooding us cannot starve its own writes (nor the reverse).
     let mut read_first = true;
+    let mut replay_batches = 0u32;
 
     loop {
         if input_ready {
@@ -577,6 +644,42 @@ async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End
                 }
             }
         }
+        // A replay goes first: live events wait in the outbox (under its
+        // bound and the slow-client policy) until it is written, at the
+        // pace the socket takes it.
+        if conn.pending.is_empty()
+            && closing.is_none()
+            && let Some(r) = replay
+        {
+            if outbox.is_closing() || !r.fill(&mut conn.pending, MAX_IOVECS) {
+                ctx.hub.count_replayed(r.replayed);
+                tracing::info!(
+                    client = id,
+                    outcome = "resumed",
+                    replayed = r.replayed,
+                    candidates = r.candidates(),
+                    complete = !outbox.is_closing(),
+                    "resume replayed"
+                );
+                *replay = None;
+            } else {
+                frames += conn.pending.len() as u64;
+                conn.write_progress = Instant::now();
+                if conn.write_now().is_err() {
+                    return End {
+                        reason: "write error",
+                        frames,
+                    };
+                }
+                // A long replay to a fast reader never waits on the
+                // socket: give the runtime thread back now and then.
+                replay_batches += 1;
+                if replay_batches.is_multiple_of(16) {
+                    Box::pin(tokio::task::yield_now()).await;
+                }
+                continue;
+            }
+        }
         let mut deadline = match closing {
             Some(d) => d,
             None => (last_read + s.read_timeout).min(next_ping),
@@ -610,6 +713,7 @@ async fn stream_events(conn: &mut Conn, outbox: &Outbox, ctx: &WsContext) -> End
             }
             if !writing
                 && closing.is_none()
+                && replay.is_none()
                 && let Poll::Ready(d) = outbox.poll_drain(cx, &mut conn.pending)
             {
                 return Poll::Ready(Wake::Drained(d));

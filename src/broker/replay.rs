@@ -1,0 +1,308 @@
+//! Resume: the window of recent events a reconnecting client is replayed
+//! from, and one client's replay in progress.
+//!
+//! The window holds the events' `Arc`s (the frames already built, no copy),
+//! in sequence order, bounded by count, bytes and age. It lives under the
+//! hub's routing lock, so that "the events up to seq S" and "live from
+//! S + 1" are decided in the same step: a resuming client takes a snapshot
+//! of the events it missed there and is registered for the live ones at
+//! once, so the boundary has neither gap nor duplicate. The snapshot is
+//! filtered (by the same [`Filter::judge`] as live delivery) and written by
+//! the client's own connection task, at the pace its socket takes it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::filter::{Filter, Verdict};
+use super::outbox::Outgoing;
+use crate::event::Event;
+
+/// Bounds of the replay window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayConfig {
+    /// Most events held; 0 turns resume off (every resume is `too_old`).
+    pub max_events: usize,
+    /// Most bytes held (frames and event data).
+    pub max_bytes: usize,
+    /// Oldest event held.
+    pub max_age: Duration,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 100_000,
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The stream's state when a client goes live, as its confirmation says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamState {
+    /// Names the stream's history; changes when that history is lost.
+    pub epoch: Arc<str>,
+    /// The last event accepted.
+    pub seq: u64,
+    /// The oldest seq still held for replay (`seq + 1` when none is).
+    pub oldest: u64,
+}
+
+/// Why a resume was refused (the client then goes live from now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeRefusal {
+    /// The client's epoch is not this stream's.
+    UnknownEpoch,
+    /// Events after the client's seq are no longer held (or resume is off).
+    TooOld,
+}
+
+impl ResumeRefusal {
+    /// The `resume_error` of the confirmation, and the metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResumeRefusal::UnknownEpoch => "unknown_epoch",
+            ResumeRefusal::TooOld => "too_old",
+        }
+    }
+}
+
+/// The recent events, oldest first, with consecutive or increasing seqs.
+#[derive(Debug)]
+pub(crate) struct ReplayWindow {
+    events: VecDeque<Arc<Event>>,
+    bytes: usize,
+    config: ReplayConfig,
+}
+
+impl ReplayWindow {
+    pub fn new(config: ReplayConfig) -> Self {
+        Self {
+            events: VecDeque::new(),
+            bytes: 0,
+            config,
+        }
+    }
+
+    /// Adds the newest event and evicts what falls out of the bounds.
+    pub fn push(&mut self, event: &Arc<Event>) {
+        if self.config.max_events == 0 {
+            return;
+        }
+        self.bytes += event.size();
+        self.events.push_back(event.clone());
+        while self.events.len() > self.config.max_events || self.bytes > self.config.max_bytes {
+            self.evict_one();
+        }
+        self.evict_expired(event.accepted_instant());
+    }
+
+    fn evict_one(&mut self) {
+        if let Some(e) = self.events.pop_front() {
+            self.bytes -= e.size();
+        }
+    }
+
+    /// Evicts the events older than `max_age` at `now`.
+    pub fn evict_expired(&mut self, now: Instant) {
+        while self.events.front().is_some_and(|e| {
+            now.saturating_duration_since(e.accepted_instant()) > self.config.max_age
+        }) {
+            self.evict_one();
+        }
+    }
+
+    /// The oldest seq held, or `last + 1` when none is.
+    pub fn oldest(&self, last: u64) -> u64 {
+        self.events.front().map_or(last + 1, |e| e.seq())
+    }
+
+    /// Events held.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The events with seq in `after + 1 ..= last`, when the window holds
+    /// all of them (`last` is the stream's last seq); `None` when it does
+    /// not reach back that far.
+    pub fn since(&self, after: u64, last: u64) -> Option<Vec<Arc<Event>>> {
+        if self.config.max_events == 0 {
+            return None;
+        }
+        if after >= last {
+            return Some(Vec::new());
+        }
+        if self.oldest(last) > after + 1 {
+            return None;
+        }
+        let start = self.events.partition_point(|e| e.seq() <= after);
+        Some(self.events.range(start..).cloned().collect())
+    }
+}
+
+/// One client's replay in progress: the events it missed, matched against
+/// its subscription as they are written.
+pub(crate) struct Replay {
+    events: Vec<Arc<Event>>,
+    next: usize,
+    filter: Filter,
+    enforce_tiers: bool,
+    /// Events written so far.
+    pub replayed: u64,
+}
+
+impl Replay {
+    pub fn new(events: Vec<Arc<Event>>, filter: Filter, enforce_tiers: bool) -> Self {
+        Self {
+            events,
+            next: 0,
+            filter,
+            enforce_tiers,
+            replayed: 0,
+        }
+    }
+
+    /// Events it was given to look at.
+    pub fn candidates(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Moves up to `max` matching events to `out`; returns `false` once
+    /// nothing is left.
+    pub fn fill(&mut self, out: &mut VecDeque<Outgoing>, max: usize) -> bool {
+        let mut n = 0;
+        while n < max && self.next < self.events.len() {
+            let e = &self.events[self.next];
+            self.next += 1;
+            if self.filter.judge(e, self.enforce_tiers) != Verdict::Skip {
+                out.push_back(Outgoing::Event(e.clone()));
+                n += 1;
+            }
+        }
+        self.replayed += n as u64;
+        if self.next == self.events.len() {
+            // Let go of the events as soon as they are written.
+            self.events = Vec::new();
+            self.next = 0;
+        }
+        n > 0 || !self.events.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventParts;
+
+    fn event(seq: u64, org: &str) -> Arc<Event> {
+        let mut e = Event::new(EventParts {
+            kind: "pull_request".into(),
+            url: "https://github.com/o/r/pull/1".into(),
+            org: Some(org.into()),
+            ..EventParts::default()
+        });
+        e.set_seq(seq);
+        Arc::new(e)
+    }
+
+    fn window(max_events: usize, max_bytes: usize) -> ReplayWindow {
+        ReplayWindow::new(ReplayConfig {
+            max_events,
+            max_bytes,
+            max_age: Duration::from_secs(3600),
+        })
+    }
+
+    fn seqs(v: &[Arc<Event>]) -> Vec<u64> {
+        v.iter().map(|e| e.seq()).collect()
+    }
+
+    #[test]
+    fn bounded_by_count_and_answers_what_it_still_holds() {
+        let mut w = window(3, usize::MAX);
+        assert_eq!(w.oldest(0), 1);
+        assert_eq!(w.since(0, 0).map(|v| seqs(&v)), Some(vec![]));
+        for s in 1..=5 {
+            w.push(&event(s, "a"));
+        }
+        assert_eq!((w.len(), w.oldest(5)), (3, 3));
+        assert_eq!(seqs(&w.since(2, 5).unwrap()), [3, 4, 5]);
+        assert_eq!(seqs(&w.since(4, 5).unwrap()), [5]);
+        assert_eq!(w.since(5, 5).map(|v| seqs(&v)), Some(vec![]));
+        assert!(w.since(1, 5).is_none(), "seq 2 is gone");
+    }
+
+    #[test]
+    fn bounded_by_bytes() {
+        let one = event(1, "a").size();
+        let mut w = window(100, one * 2 + one / 2);
+        for s in 1..=4 {
+            w.push(&event(s, "a"));
+        }
+        assert_eq!(w.len(), 2);
+        assert!(w.bytes() <= one * 2 + one / 2);
+        assert_eq!(w.oldest(4), 3);
+    }
+
+    #[test]
+    fn bounded_by_age() {
+        let mut w = ReplayWindow::new(ReplayConfig {
+            max_events: 100,
+            max_bytes: usize::MAX,
+            max_age: Duration::from_secs(60),
+        });
+        let e = event(1, "a");
+        w.push(&e);
+        w.evict_expired(e.accepted_instant() + Duration::from_secs(59));
+        assert_eq!(w.len(), 1);
+        w.evict_expired(e.accepted_instant() + Duration::from_secs(61));
+        assert_eq!((w.len(), w.bytes(), w.oldest(1)), (0, 0, 2));
+        assert!(w.since(0, 1).is_none());
+    }
+
+    #[test]
+    fn zero_events_turns_resume_off() {
+        let mut w = window(0, usize::MAX);
+        w.push(&event(1, "a"));
+        assert_eq!(w.len(), 0);
+        assert!(w.since(0, 1).is_none());
+    }
+
+    #[test]
+    fn replay_writes_only_matching_events_in_batches() {
+        let filter = Filter {
+            login: "u".into(),
+            orgs: crate::auth::OrgSet::new(["a"]),
+            organization: "a".into(),
+            can_see_private: true,
+            ..Filter::default()
+        }
+        .normalized();
+        let events: Vec<_> = (1..=10)
+            .map(|s| event(s, if s % 2 == 0 { "a" } else { "b" }))
+            .collect();
+        let mut r = Replay::new(events, filter, true);
+        assert_eq!(r.candidates(), 10);
+        let mut out = VecDeque::new();
+        assert!(r.fill(&mut out, 2));
+        assert_eq!(out.len(), 2);
+        assert!(r.fill(&mut out, 10));
+        assert!(!r.fill(&mut out, 10));
+        let got: Vec<u64> = out
+            .iter()
+            .map(|o| match o {
+                Outgoing::Event(e) => e.seq(),
+                Outgoing::Control(_) => 0,
+            })
+            .collect();
+        assert_eq!(got, [2, 4, 6, 8, 10]);
+        assert_eq!(r.replayed, 5);
+    }
+}
