@@ -40,6 +40,7 @@ pub const USERS: &[(&str, &[&str], &str)] = &[
     ("codertocat", &["acme"], "pro"),
     ("octocat", &["acme"], "free"),
     ("hubot", &["acme", "zeta"], "pro"),
+    ("racer", &["org0", "org1", "org2", "org3"], "pro"),
 ];
 
 /// The app installation token (pinned to acme).
