@@ -1,11 +1,12 @@
 //! The broker's hot path inside one shard: index lookup, per-client filter,
-//! and pushing the shared frame into client queues.
+//! and pushing the shared frame into client queues; and a resume over the
+//! replay window.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hookfan::bench::ShardBench;
+use hookfan::bench::{ReplayBench, ShardBench};
 use hookfan::{Event, EventParts};
 
 #[global_allocator]
@@ -61,5 +62,21 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fanout);
+fn resume(c: &mut Criterion) {
+    let mut group = c.benchmark_group("resume");
+    // One client resuming over a full window of 100,000 events, 1 % of
+    // which match its subscription.
+    let window = ReplayBench::new(100_000, 100);
+    assert_eq!(window.resume(), 1_000);
+    group.sample_size(30);
+    group.bench_function("snapshot_under_hub_lock/100k_window", |b| {
+        b.iter(|| std::hint::black_box(window.snapshot()))
+    });
+    group.bench_function("resume_one_client/100k_window_1pct_match", |b| {
+        b.iter(|| std::hint::black_box(window.resume()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, fanout, resume);
 criterion_main!(benches);

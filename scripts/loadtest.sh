@@ -19,12 +19,19 @@
 #   fanout-multi     PROCS driver processes (default 2) of CLIENTS clients
 #                    each, from source addresses 127.0.0.1..; one sends the
 #                    webhooks, the others only count them (driver)
+#   resume           10,000 clients over 10 orgs, webhooks 20/s for 60 s into
+#                    a replay window of 10,000 events; 20 s in, every client
+#                    drops at once, stays away AWAY_S (5) and all resume at
+#                    once: time until all are live again, daemon CPU, exact
+#                    accounting over both connections (driver)
 #   ws-fanout        k6: subscribers + webhooks, counts events and latency
 #   webhook-flood    k6: signed webhooks at a target rate
 #   reconnect-storm  k6: every client drops and reconnects at once
 #
 # Environment: CLIENTS, ORGS, WEBHOOKS, RATE, SHARDS, LOG_LEVEL, VUS,
-# DURATION_S, CONNECTIONS, PROCS override the scenario's defaults.
+# DURATION_S, CONNECTIONS, PROCS, AWAY_S, REPLAY_EVENTS override the
+# scenario's defaults; HOOKFAN_BIN runs another hookfan binary (e.g. an
+# older build, for a before/after comparison in the same sitting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -32,7 +39,7 @@ SCENARIO=${1:?usage: scripts/loadtest.sh SCENARIO (see the header of this script
 FIXTURES="$ROOT/tests/fixtures/webhooks"
 
 cargo build --release --quiet --bin hookfan --bin hookfan-load
-HOOKFAN="$ROOT/target/release/hookfan"
+HOOKFAN="${HOOKFAN_BIN:-$ROOT/target/release/hookfan}"
 DRIVER="$ROOT/target/release/hookfan-load"
 
 # Both the daemon and the driver hold one socket per connection.
@@ -76,6 +83,9 @@ max_conns_total = 100000
 [log]
 level = "${LOG_LEVEL:-warn}"
 EOF
+if [ "$SCENARIO" = resume ]; then
+  printf '[replay]\nmax_events = %s\n' "${REPLAY_EVENTS:-10000}" >> "$WORK/hookfan.toml"
+fi
 
 "$HOOKFAN" check-config --config "$WORK/hookfan.toml" > /dev/null
 "$HOOKFAN" --config "$WORK/hookfan.toml" > "$WORK/stdout" 2> "$WORK/daemon.log" &
@@ -120,6 +130,14 @@ PY
     ;;
   sustained-19k)
     drive fanout --clients "${CLIENTS:-19000}" --orgs "${ORGS:-100}" --webhooks "${WEBHOOKS:-6000}" --rate "${RATE:-100}" --json
+    ;;
+  resume)
+    # The window is filled first (REPLAY_EVENTS webhooks to an org nobody
+    # subscribes to), so the clients resume over a full window.
+    "$DRIVER" intake --addr "$ADDR" --secret-file "$WORK/secret" --connections 8 \
+      --count "${REPLAY_EVENTS:-10000}" > /dev/null
+    drive resume --clients "${CLIENTS:-10000}" --orgs "${ORGS:-10}" --webhooks "${WEBHOOKS:-1200}" \
+      --rate "${RATE:-20}" --away-s "${AWAY_S:-5}" --json
     ;;
   intake)
     "$DRIVER" intake --addr "$ADDR" --secret-file "$WORK/secret" --daemon-pid "$DAEMON_PID" \

@@ -29,6 +29,8 @@ pub struct Target {
 pub struct Connected {
     pub stream: TcpStream,
     pub reader: FrameReader,
+    /// The `subscription_confirmed` message.
+    pub confirmation: Vec<u8>,
 }
 
 /// Connects, upgrades and subscribes; returns once the subscription is
@@ -92,7 +94,11 @@ async fn connect_inner(t: &Target, subscription: &str) -> Result<Connected, Fail
         Ok(Some(first)) => {
             let text = String::from_utf8_lossy(&first);
             if text.contains("\"subscription_confirmed\"") {
-                Ok(Connected { stream: s, reader })
+                Ok(Connected {
+                    stream: s,
+                    reader,
+                    confirmation: first,
+                })
             } else if let Some(code) = error_code(&text) {
                 Err(fail(format!("refused: {code}")))
             } else {
@@ -218,6 +224,20 @@ impl FrameReader {
 pub fn delivery_seq(payload: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\"delivery_id\":\"ld-";
     let at = payload.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits = payload[at..]
+        .iter()
+        .take_while(|c| c.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&payload[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The number in `"seq":<n>` (the server's sequence number), if any.
+pub fn event_seq(payload: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"seq\":";
+    let at = payload.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
     let digits = payload[at..]
         .iter()
         .take_while(|c| c.is_ascii_digit())

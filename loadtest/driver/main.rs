@@ -8,11 +8,13 @@
 //!   fanout   N clients over K orgs, M signed webhooks at R/s into hookfan
 //!   ceiling  the same clients and events against the minimal writer
 //!   intake   signed webhooks as fast as C keep-alive connections allow
+//!   resume   fanout, with every client dropping at once and resuming
 //! `--webhooks 0` with `--hold-s` measures idle connections' memory.
 
 mod ceiling;
 mod client;
 mod report;
+mod resume;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -45,6 +47,8 @@ enum Mode {
     Ceiling(FanoutArgs),
     /// Signed webhooks as fast as the connections allow; no subscribers.
     Intake(IntakeArgs),
+    /// Fan-out during which every client drops at once and resumes.
+    Resume(ResumeArgs),
     /// The ceiling's server process (started by `ceiling`).
     #[command(hide = true)]
     CeilingServe,
@@ -107,6 +111,15 @@ struct FanoutArgs {
 }
 
 #[derive(Args, Clone)]
+struct ResumeArgs {
+    #[command(flatten)]
+    fanout: FanoutArgs,
+    /// Seconds every client stays away before all resume at once.
+    #[arg(long, default_value_t = 5.0)]
+    away_s: f64,
+}
+
+#[derive(Args, Clone)]
 struct IntakeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -118,6 +131,9 @@ struct IntakeArgs {
     /// Seconds to run.
     #[arg(long, default_value_t = 10.0)]
     duration_s: f64,
+    /// Stop after this many webhooks in all (default: run for --duration-s).
+    #[arg(long)]
+    count: Option<u64>,
     /// Webhook payload (default: the 27 KB pull_request.labeled.json fixture).
     #[arg(long)]
     payload: Option<PathBuf>,
@@ -145,6 +161,7 @@ fn main() {
             Mode::Fanout(a) => fanout(a, false).await,
             Mode::Ceiling(a) => fanout(a, true).await,
             Mode::Intake(a) => intake(a).await,
+            Mode::Resume(a) => resume::run(a.fanout, a.away_s).await,
             Mode::CeilingServe => ceiling::serve().await.is_ok(),
         }
     });
@@ -158,6 +175,47 @@ struct Tally {
     seen: Vec<u64>,
     duplicated: u64,
     unexpected: u64,
+}
+
+impl Tally {
+    fn new(org: usize, webhooks: usize) -> Self {
+        Self {
+            org,
+            seen: vec![0; webhooks.div_ceil(64)],
+            duplicated: 0,
+            unexpected: 0,
+        }
+    }
+
+    /// Counts one text frame if it is one of the run's events (`ld-<j>`).
+    fn count(&mut self, payload: &[u8], run: &Run, orgs: usize) {
+        let Some(seq) = client::delivery_seq(payload) else {
+            return;
+        };
+        let now = run.start.elapsed().as_nanos() as u64;
+        let j = seq as usize;
+        if j >= run.sent_at.len() || j % orgs != self.org {
+            self.unexpected += 1;
+            return;
+        }
+        let (w, bit) = (j / 64, 1u64 << (j % 64));
+        if self.seen[w] & bit != 0 {
+            self.duplicated += 1;
+        } else {
+            self.seen[w] |= bit;
+        }
+        if run.listen_only {
+            if let Some(age) = client::age_us(payload) {
+                report::record_us(age);
+            }
+        } else {
+            let sent = run.sent_at[j].load(Relaxed);
+            report::record_us(now.saturating_sub(sent) / 1000);
+        }
+        run.first_recv.fetch_min(now, Relaxed);
+        run.last_recv[j].fetch_max(now, Relaxed);
+        run.received.fetch_add(1, Relaxed);
+    }
 }
 
 /// Shared state of a fan-out run.
@@ -405,45 +463,16 @@ async fn read_events(
     let client::Connected {
         mut stream,
         mut reader,
+        ..
     } = c;
-    let mut t = Tally {
-        org,
-        seen: vec![0; webhooks.div_ceil(64)],
-        duplicated: 0,
-        unexpected: 0,
-    };
+    let mut t = Tally::new(org, webhooks);
     let stop = run.stop.notified();
     tokio::pin!(stop);
     // Registered now, so a stop sent before the first poll is not missed.
     stop.as_mut().enable();
-    let listen_only = run.listen_only;
     let read = reader.run(&mut stream, |f| {
-        if let client::Frame::Text(payload) = f
-            && let Some(seq) = client::delivery_seq(payload)
-        {
-            let now = run.start.elapsed().as_nanos() as u64;
-            let j = seq as usize;
-            if j >= webhooks || j % orgs != t.org {
-                t.unexpected += 1;
-                return true;
-            }
-            let (w, bit) = (j / 64, 1u64 << (j % 64));
-            if t.seen[w] & bit != 0 {
-                t.duplicated += 1;
-            } else {
-                t.seen[w] |= bit;
-            }
-            if listen_only {
-                if let Some(age) = client::age_us(payload) {
-                    report::record_us(age);
-                }
-            } else {
-                let sent = run.sent_at[j].load(Relaxed);
-                report::record_us(now.saturating_sub(sent) / 1000);
-            }
-            run.first_recv.fetch_min(now, Relaxed);
-            run.last_recv[j].fetch_max(now, Relaxed);
-            run.received.fetch_add(1, Relaxed);
+        if let client::Frame::Text(payload) = f {
+            t.count(payload, &run, orgs);
         }
         true
     });
@@ -621,7 +650,11 @@ async fn intake(a: IntakeArgs) -> bool {
     let body = Bytes::from(raw);
     let secret = std::fs::read_to_string(&a.secret_file).expect("secret file");
     let sig = hookfan::sign(secret.trim_end_matches(['\n', '\r']).as_bytes(), &body);
-    let deadline = Instant::now() + Duration::from_secs_f64(a.duration_s);
+    let deadline = match a.count {
+        Some(_) => Instant::now() + Duration::from_secs(3600),
+        None => Instant::now() + Duration::from_secs_f64(a.duration_s),
+    };
+    let budget = Arc::new(AtomicU64::new(a.count.unwrap_or(u64::MAX)));
     let ok = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
     let cpu_before = a.daemon_pid.and_then(report::cpu_seconds);
@@ -629,11 +662,16 @@ async fn intake(a: IntakeArgs) -> bool {
     let mut tasks = Vec::new();
     for c in 0..a.connections {
         let (body, sig, ok, bad) = (body.clone(), sig.clone(), ok.clone(), bad.clone());
+        let budget = budget.clone();
         let addr = a.addr;
         tasks.push(tokio::spawn(async move {
             let mut conn = HttpConn::connect(addr).await;
             let mut n = 0u64;
-            while Instant::now() < deadline {
+            while Instant::now() < deadline
+                && budget
+                    .fetch_update(Relaxed, Relaxed, |b| b.checked_sub(1))
+                    .is_ok()
+            {
                 let t0 = Instant::now();
                 let status = conn
                     .post(&body, &sig, &format!("in-{c}-{n}"), "pull_request", 0)
