@@ -272,7 +272,7 @@ pub(crate) struct Joined {
     pub stream: StreamState,
     /// With a resume request: the events it missed (before any filtering),
     /// or why they cannot be replayed.
-    pub resume: Option<Result<Vec<Arc<Event>>, ResumeRefusal>>,
+    pub resume: Option<Result<replay::Snapshot, ResumeRefusal>>,
 }
 
 /// Why a client could not join.

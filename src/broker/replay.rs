@@ -69,10 +69,25 @@ impl ResumeRefusal {
     }
 }
 
-/// The recent events, oldest first, with consecutive or increasing seqs.
+/// Events per chunk of the window.
+const CHUNK: usize = 1024;
+
+/// A run of consecutive events of the window. Shared: a snapshot holds the
+/// chunks, not the events one by one.
+type Chunk = Arc<Vec<Arc<Event>>>;
+
+/// The recent events, oldest first, with increasing seqs, in chunks of
+/// [`CHUNK`]: a snapshot clones one `Arc` per chunk (about 100 for a full
+/// default window), so the hub's lock is held for microseconds however far
+/// back a client resumes. Only the newest chunk grows; it is copied if a
+/// snapshot still shares it (at most `CHUNK` reference counts).
 #[derive(Debug)]
 pub(crate) struct ReplayWindow {
-    events: VecDeque<Arc<Event>>,
+    chunks: VecDeque<Chunk>,
+    /// Events of the front chunk already evicted (kept until the whole
+    /// chunk goes: at most `CHUNK - 1` events beyond the bounds).
+    skip: usize,
+    len: usize,
     bytes: usize,
     config: ReplayConfig,
 }
@@ -80,7 +95,9 @@ pub(crate) struct ReplayWindow {
 impl ReplayWindow {
     pub fn new(config: ReplayConfig) -> Self {
         Self {
-            events: VecDeque::new(),
+            chunks: VecDeque::new(),
+            skip: 0,
+            len: 0,
             bytes: 0,
             config,
         }
@@ -91,23 +108,42 @@ impl ReplayWindow {
         if self.config.max_events == 0 {
             return;
         }
+        match self.chunks.back_mut() {
+            Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(event.clone()),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(event.clone());
+                self.chunks.push_back(Arc::new(chunk));
+            }
+        }
+        self.len += 1;
         self.bytes += event.size();
-        self.events.push_back(event.clone());
-        while self.events.len() > self.config.max_events || self.bytes > self.config.max_bytes {
+        while self.len > self.config.max_events || self.bytes > self.config.max_bytes {
             self.evict_one();
         }
         self.evict_expired(event.accepted_instant());
     }
 
+    fn front(&self) -> Option<&Arc<Event>> {
+        self.chunks.front().map(|c| &c[self.skip])
+    }
+
     fn evict_one(&mut self) {
-        if let Some(e) = self.events.pop_front() {
-            self.bytes -= e.size();
+        let Some(e) = self.front() else {
+            return;
+        };
+        self.bytes -= e.size();
+        self.len -= 1;
+        self.skip += 1;
+        if self.skip == self.chunks[0].len() {
+            self.chunks.pop_front();
+            self.skip = 0;
         }
     }
 
     /// Evicts the events older than `max_age` at `now`.
     pub fn evict_expired(&mut self, now: Instant) {
-        while self.events.front().is_some_and(|e| {
+        while self.front().is_some_and(|e| {
             now.saturating_duration_since(e.accepted_instant()) > self.config.max_age
         }) {
             self.evict_one();
@@ -116,12 +152,12 @@ impl ReplayWindow {
 
     /// The oldest seq held, or `last + 1` when none is.
     pub fn oldest(&self, last: u64) -> u64 {
-        self.events.front().map_or(last + 1, |e| e.seq())
+        self.front().map_or(last + 1, |e| e.seq())
     }
 
     /// Events held.
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.len
     }
 
     /// Bytes held.
@@ -131,27 +167,64 @@ impl ReplayWindow {
 
     /// The events with seq in `after + 1 ..= last`, when the window holds
     /// all of them (`last` is the stream's last seq); `None` when it does
-    /// not reach back that far.
-    pub fn since(&self, after: u64, last: u64) -> Option<Vec<Arc<Event>>> {
+    /// not reach back that far, or resume is off.
+    pub fn since(&self, after: u64, last: u64) -> Option<Snapshot> {
         if self.config.max_events == 0 {
             return None;
         }
         if after >= last {
-            return Some(Vec::new());
+            return Some(Snapshot::default());
         }
         if self.oldest(last) > after + 1 {
             return None;
         }
-        let start = self.events.partition_point(|e| e.seq() <= after);
-        Some(self.events.range(start..).cloned().collect())
+        // The first chunk holding a seq past `after`, and the place in it.
+        let first = self
+            .chunks
+            .partition_point(|c| c.last().is_some_and(|e| e.seq() <= after));
+        let chunks: Vec<Chunk> = self.chunks.range(first..).cloned().collect();
+        let skip = chunks
+            .first()
+            .map_or(0, |c| c.partition_point(|e| e.seq() <= after));
+        Some(Snapshot { chunks, skip })
+    }
+}
+
+/// Events of the window from some seq on, sharing its chunks.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    chunks: Vec<Chunk>,
+    /// Events of the first chunk before the snapshot's start.
+    skip: usize,
+}
+
+impl Snapshot {
+    /// Events in the snapshot.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(|c| c.len()).sum::<usize>() - self.skip
+    }
+
+    /// The `i`-th event.
+    #[cfg(test)]
+    fn get(&self, i: usize) -> Option<&Arc<Event>> {
+        let mut i = i + self.skip;
+        for c in &self.chunks {
+            if i < c.len() {
+                return Some(&c[i]);
+            }
+            i -= c.len();
+        }
+        None
     }
 }
 
 /// One client's replay in progress: the events it missed, matched against
 /// its subscription as they are written.
 pub(crate) struct Replay {
-    events: Vec<Arc<Event>>,
-    next: usize,
+    missed: Snapshot,
+    /// Where the next event is: chunk, and index in it.
+    at: (usize, usize),
+    candidates: usize,
     filter: Filter,
     enforce_tiers: bool,
     /// Events written so far.
@@ -159,10 +232,11 @@ pub(crate) struct Replay {
 }
 
 impl Replay {
-    pub fn new(events: Vec<Arc<Event>>, filter: Filter, enforce_tiers: bool) -> Self {
+    pub fn new(missed: Snapshot, filter: Filter, enforce_tiers: bool) -> Self {
         Self {
-            events,
-            next: 0,
+            at: (0, missed.skip),
+            candidates: missed.len(),
+            missed,
             filter,
             enforce_tiers,
             replayed: 0,
@@ -171,28 +245,33 @@ impl Replay {
 
     /// Events it was given to look at.
     pub fn candidates(&self) -> usize {
-        self.events.len()
+        self.candidates
     }
 
     /// Moves up to `max` matching events to `out`; returns `false` once
     /// nothing is left.
     pub fn fill(&mut self, out: &mut VecDeque<Outgoing>, max: usize) -> bool {
         let mut n = 0;
-        while n < max && self.next < self.events.len() {
-            let e = &self.events[self.next];
-            self.next += 1;
+        while n < max && self.at.0 < self.missed.chunks.len() {
+            let chunk = &self.missed.chunks[self.at.0];
+            let e = &chunk[self.at.1];
             if self.filter.judge(e, self.enforce_tiers) != Verdict::Skip {
                 out.push_back(Outgoing::Event(e.clone()));
                 n += 1;
             }
+            self.at.1 += 1;
+            if self.at.1 == chunk.len() {
+                // Let go of each chunk once it is written.
+                self.at = (self.at.0 + 1, 0);
+            }
         }
         self.replayed += n as u64;
-        if self.next == self.events.len() {
-            // Let go of the events as soon as they are written.
-            self.events = Vec::new();
-            self.next = 0;
+        let more = self.at.0 < self.missed.chunks.len();
+        if !more {
+            self.missed = Snapshot::default();
+            self.at = (0, 0);
         }
-        n > 0 || !self.events.is_empty()
+        n > 0 || more
     }
 }
 
@@ -220,8 +299,8 @@ mod tests {
         })
     }
 
-    fn seqs(v: &[Arc<Event>]) -> Vec<u64> {
-        v.iter().map(|e| e.seq()).collect()
+    fn seqs(v: &Snapshot) -> Vec<u64> {
+        (0..v.len()).map(|i| v.get(i).unwrap().seq()).collect()
     }
 
     #[test]
@@ -237,6 +316,32 @@ mod tests {
         assert_eq!(seqs(&w.since(4, 5).unwrap()), [5]);
         assert_eq!(w.since(5, 5).map(|v| seqs(&v)), Some(vec![]));
         assert!(w.since(1, 5).is_none(), "seq 2 is gone");
+    }
+
+    #[test]
+    fn snapshots_share_chunks_and_cross_their_boundaries() {
+        let n = CHUNK as u64 * 3 + 10;
+        let mut w = window(CHUNK * 2 + 5, usize::MAX);
+        for s in 1..=n {
+            w.push(&event(s, "a"));
+        }
+        assert_eq!(w.len(), CHUNK * 2 + 5);
+        let oldest = w.oldest(n);
+        assert_eq!(oldest, n - (CHUNK as u64 * 2 + 5) + 1);
+        assert!(w.since(oldest - 2, n).is_none());
+        for after in [oldest - 1, oldest + 3, n - CHUNK as u64 - 1, n - 1] {
+            let snap = w.since(after, n).unwrap();
+            assert_eq!(
+                seqs(&snap),
+                (after + 1..=n).collect::<Vec<_>>(),
+                "after {after}"
+            );
+        }
+        // A snapshot taken, then more pushed: the snapshot does not change.
+        let snap = w.since(n - 3, n).unwrap();
+        w.push(&event(n + 1, "a"));
+        assert_eq!(seqs(&snap), [n - 2, n - 1, n]);
+        assert_eq!(seqs(&w.since(n - 1, n + 1).unwrap()), [n, n + 1]);
     }
 
     #[test]
@@ -285,10 +390,11 @@ mod tests {
             ..Filter::default()
         }
         .normalized();
-        let events: Vec<_> = (1..=10)
-            .map(|s| event(s, if s % 2 == 0 { "a" } else { "b" }))
-            .collect();
-        let mut r = Replay::new(events, filter, true);
+        let mut w = window(100, usize::MAX);
+        for s in 1..=10 {
+            w.push(&event(s, if s % 2 == 0 { "a" } else { "b" }));
+        }
+        let mut r = Replay::new(w.since(0, 10).unwrap(), filter, true);
         assert_eq!(r.candidates(), 10);
         let mut out = VecDeque::new();
         assert!(r.fill(&mut out, 2));
