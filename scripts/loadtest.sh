@@ -27,11 +27,14 @@
 #   ws-fanout        k6: subscribers + webhooks, counts events and latency
 #   webhook-flood    k6: signed webhooks at a target rate
 #   reconnect-storm  k6: every client drops and reconnects at once
+# The k6 scenarios run .tools/bin/k6, installed (once) by
+# scripts/install-k6.sh.
 #
 # Environment: CLIENTS, ORGS, WEBHOOKS, RATE, SHARDS, LOG_LEVEL, VUS,
-# DURATION_S, CONNECTIONS, PROCS, AWAY_S, REPLAY_EVENTS override the
-# scenario's defaults; HOOKFAN_BIN runs another hookfan binary (e.g. an
-# older build, for a before/after comparison in the same sitting).
+# DURATION_S, CONNECTIONS, PROCS, AWAY_S, REPLAY_EVENTS, CONNECT_S, DRAIN_S,
+# HOLD_S override the scenario's defaults; HOOKFAN_BIN runs another hookfan
+# binary (e.g. an older build, for a before/after comparison in the same
+# sitting). All are listed in loadtest/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -100,11 +103,13 @@ echo "== hookfan pid $DAEMON_PID on $ADDR, scenario $SCENARIO, $(nproc) CPUs, $(
 
 drive() { "$DRIVER" "$@" --addr "$ADDR" --token "$TOKEN" --secret-file "$WORK/secret" --daemon-pid "$DAEMON_PID"; }
 
+# The k6 scripts default to the dev config; every setting is passed here.
+# ORGS=N means orgs load0..load<N-1>, which the generated token belongs to.
 k6run() {
-  # shellcheck disable=SC1091
-  source "$ROOT/scripts/install-k6.sh" > /dev/null
+  "$ROOT/scripts/install-k6.sh" > /dev/null
   HOOKFAN_ADDR="$ADDR" HOOKFAN_TOKEN="$TOKEN" HOOKFAN_SECRET="$(cat "$WORK/secret")" \
-    PAYLOAD="$FIXTURES/pull_request.opened.json" k6 run --quiet "$ROOT/loadtest/k6/$1.js"
+    ORGS="${ORGS:-10}" PAYLOAD="$FIXTURES/pull_request.opened.json" \
+    "$ROOT/.tools/bin/k6" run --quiet "$ROOT/loadtest/k6/$1.js"
 }
 
 case "$SCENARIO" in
@@ -165,7 +170,8 @@ PY
     [ "$STATUS" = 0 ] || { echo "a driver process reported failures"; exit 1; }
     ;;
   ws-fanout)
-    VUS=${VUS:-200} ORGS=${ORGS:-10} WEBHOOKS=${WEBHOOKS:-100} RATE=${RATE:-20} k6run ws-fanout
+    VUS=${VUS:-200} ORGS=${ORGS:-10} WEBHOOKS=${WEBHOOKS:-100} RATE=${RATE:-20} \
+      CONNECT_S=${CONNECT_S:-10} DRAIN_S=${DRAIN_S:-10} k6run ws-fanout
     ;;
   webhook-flood)
     RATE=${RATE:-500} DURATION_S=${DURATION_S:-20} k6run webhook-flood
