@@ -222,22 +222,23 @@ impl FrameReader {
 
 /// The number in `"delivery_id":"ld-<n>"`, if the payload has one.
 pub fn delivery_seq(payload: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"delivery_id\":\"ld-";
-    let at = payload.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let digits = payload[at..]
-        .iter()
-        .take_while(|c| c.is_ascii_digit())
-        .count();
-    std::str::from_utf8(&payload[at..at + digits])
-        .ok()?
-        .parse()
-        .ok()
+    number_after(payload, b"\"delivery_id\":\"ld-", false)
 }
 
-/// The number in `"seq":<n>` (the server's sequence number), if any.
+/// The number in `"seq":<n>` (the server's sequence number, the event's
+/// last field), if any.
 pub fn event_seq(payload: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"seq\":";
-    let at = payload.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    number_after(payload, b"\"seq\":", true)
+}
+
+/// The digits right after the first (or last) occurrence of `key`.
+fn number_after(payload: &[u8], key: &[u8], last: bool) -> Option<u64> {
+    let mut hits = payload.windows(key.len());
+    let at = if last {
+        hits.rposition(|w| w == key)?
+    } else {
+        hits.position(|w| w == key)?
+    } + key.len();
     let digits = payload[at..]
         .iter()
         .take_while(|c| c.is_ascii_digit())

@@ -233,6 +233,20 @@ struct Run {
     listen_only: bool,
 }
 
+impl Run {
+    fn new(webhooks: usize, listen_only: bool) -> Arc<Run> {
+        Arc::new(Run {
+            start: Instant::now(),
+            sent_at: (0..webhooks).map(|_| AtomicU64::new(0)).collect(),
+            last_recv: (0..webhooks).map(|_| AtomicU64::new(0)).collect(),
+            received: AtomicU64::new(0),
+            first_recv: AtomicU64::new(u64::MAX),
+            stop: Notify::new(),
+            listen_only,
+        })
+    }
+}
+
 async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
     let orgs = a.orgs.max(1);
     // The ceiling server runs as a process of its own, as hookfan does (with
@@ -250,15 +264,7 @@ async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
     let rss_before = a.daemon_pid.and_then(report::rss_bytes);
 
     // Connect.
-    let run = Arc::new(Run {
-        start: Instant::now(),
-        sent_at: (0..a.webhooks).map(|_| AtomicU64::new(0)).collect(),
-        last_recv: (0..a.webhooks).map(|_| AtomicU64::new(0)).collect(),
-        received: AtomicU64::new(0),
-        first_recv: AtomicU64::new(u64::MAX),
-        stop: Notify::new(),
-        listen_only: a.no_send,
-    });
+    let run = Run::new(a.webhooks, a.no_send);
     let gate = Arc::new(Semaphore::new(a.connect_concurrency.max(1)));
     let connect_started = Instant::now();
     let mut handles = Vec::with_capacity(a.clients);

@@ -7,11 +7,11 @@
 //! again), and the daemon's CPU over that storm.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
 use crate::{FanoutArgs, Run, Tally, build_payloads, client, report, send_webhooks};
 
@@ -73,15 +73,7 @@ fn parse(confirmation: &[u8]) -> Value {
 
 pub async fn run(a: FanoutArgs, away_s: f64) -> bool {
     let orgs = a.orgs.max(1);
-    let run = Arc::new(Run {
-        start: Instant::now(),
-        sent_at: (0..a.webhooks).map(|_| AtomicU64::new(0)).collect(),
-        last_recv: (0..a.webhooks).map(|_| AtomicU64::new(0)).collect(),
-        received: AtomicU64::new(0),
-        first_recv: AtomicU64::new(u64::MAX),
-        stop: Notify::new(),
-        listen_only: false,
-    });
+    let run = Run::new(a.webhooks, false);
     let (phase_tx, phase_rx) = watch::channel(Phase::Live);
     let gate = Arc::new(Semaphore::new(a.connect_concurrency.max(1)));
     let connected = Arc::new(AtomicUsize::new(0));

@@ -146,6 +146,12 @@ impl Conn {
         Ok(true)
     }
 
+    /// Starts writing a batch of frames just moved to `pending`.
+    fn write_batch(&mut self) -> io::Result<bool> {
+        self.write_progress = Instant::now();
+        self.write_now()
+    }
+
     /// Writes everything pending, waiting for the socket as needed.
     async fn flush(&mut self) -> io::Result<()> {
         while !self.write_now()? {
@@ -664,8 +670,7 @@ async fn stream_events(
                 *replay = None;
             } else {
                 frames += conn.pending.len() as u64;
-                conn.write_progress = Instant::now();
-                if conn.write_now().is_err() {
+                if conn.write_batch().is_err() {
                     return End {
                         reason: "write error",
                         frames,
@@ -741,8 +746,7 @@ async fn stream_events(
             }
             Wake::Drained(Drained::Frames) => {
                 frames += conn.pending.len() as u64;
-                conn.write_progress = Instant::now();
-                if conn.write_now().is_err() {
+                if conn.write_batch().is_err() {
                     return End {
                         reason: "write error",
                         frames,
