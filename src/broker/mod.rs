@@ -14,6 +14,8 @@
 pub mod bench;
 pub(crate) mod filter;
 mod index;
+#[cfg(test)]
+mod model_tests;
 pub(crate) mod outbox;
 pub(crate) mod replay;
 mod shard;
