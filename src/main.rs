@@ -187,6 +187,9 @@ fn serve(p: Prepared) -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
+        // Before the listener exists: a SIGTERM that comes right after
+        // "listening on" must drain, not kill the process.
+        let signals = Signals::install();
         if p.config.development {
             tracing::warn!("!!! DEVELOPMENT CONFIG: committed dev secret and static dev tokens; never expose this instance !!!");
         }
@@ -200,7 +203,7 @@ fn serve(p: Prepared) -> ExitCode {
         println!("listening on {}", server.local_addr());
         let _ = std::io::stdout().flush();
         tracing::info!(addr = %server.local_addr(), shards = server.hub().config().shards, auth = %p.auth_summary, "hookfan serving");
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down");
         server.shutdown().await;
         tracing::info!("stopped");
@@ -212,12 +215,25 @@ fn serve(p: Prepared) -> ExitCode {
     code
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, handled (not fatal) from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+        }
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
