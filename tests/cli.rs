@@ -16,6 +16,14 @@ fn shipped_config() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/config/hookfan.toml").to_owned()
 }
 
+/// `hookfan check-config --config PATH`.
+fn check_config(path: &str) -> std::process::Output {
+    hookfan()
+        .args(["check-config", "--config", path])
+        .output()
+        .unwrap()
+}
+
 fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
     let p = dir.path().join("hookfan.toml");
     std::fs::write(&p, text).unwrap();
@@ -46,10 +54,7 @@ fn config_is_required() {
 
 #[test]
 fn check_config_prints_the_effective_config_with_the_secret_masked() {
-    let out = hookfan()
-        .args(["check-config", "--config", &shipped_config()])
-        .output()
-        .unwrap();
+    let out = check_config(&shipped_config());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -81,10 +86,7 @@ fn check_config_reports_every_problem_with_its_key() {
         &dir,
         "[server]\nlisten = \"nowhere\"\nping_interval_s = 0\n[broker]\nslow_client = \"maybe\"\nshards = 999\n[typo]\nx = 1\n[auth]\nprovider = \"static\"\ntokens_file = \"missing.toml\"\n",
     );
-    let out = hookfan()
-        .args(["check-config", "--config", &path])
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for key in [
@@ -167,19 +169,13 @@ async fn serves_the_shipped_config_and_stops_on_sigterm() {
 
 #[test]
 fn check_config_output_is_itself_a_valid_config() {
-    let first = hookfan()
-        .args(["check-config", "--config", &shipped_config()])
-        .output()
-        .unwrap();
+    let first = check_config(&shipped_config());
     assert!(first.status.success());
     let printed = String::from_utf8(first.stdout).unwrap();
     // Fed back from another directory: paths were printed absolute.
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(&dir, &printed);
-    let second = hookfan()
-        .args(["check-config", "--config", &path])
-        .output()
-        .unwrap();
+    let second = check_config(&path);
     assert!(
         second.status.success(),
         "{}",
@@ -201,10 +197,7 @@ fn toml_syntax_errors_name_line_and_column() {
         &dir,
         "[server]\nlisten = \"127.0.0.1:1\"\nread_timeout_s = 9O\n",
     );
-    let out = hookfan()
-        .args(["check-config", "--config", &path])
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -218,6 +218,27 @@ impl Tally {
     }
 }
 
+/// Delivery accounting summed over clients.
+#[derive(Default)]
+struct Totals {
+    received: u64,
+    missing: u64,
+    duplicated: u64,
+    unexpected: u64,
+}
+
+impl Totals {
+    /// Adds one client's tally; its org expects webhooks j with j % orgs == org.
+    fn add(&mut self, t: &Tally, webhooks: usize, orgs: usize) {
+        let got: u64 = t.seen.iter().map(|w| w.count_ones() as u64).sum();
+        let want = (0..webhooks).filter(|j| j % orgs == t.org).count() as u64;
+        self.received += got;
+        self.missing += want.saturating_sub(got);
+        self.duplicated += t.duplicated;
+        self.unexpected += t.unexpected;
+    }
+}
+
 /// Shared state of a fan-out run.
 struct Run {
     start: Instant,
@@ -346,19 +367,16 @@ async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
     let cpu_after = a.daemon_pid.and_then(report::cpu_seconds);
     run.stop.notify_waiters();
 
-    let mut received = 0u64;
-    let mut missing = 0u64;
-    let mut duplicated = 0u64;
-    let mut unexpected = 0u64;
+    let mut totals = Totals::default();
     for r in readers {
-        let t = r.await.expect("reader");
-        let got: u64 = t.seen.iter().map(|w| w.count_ones() as u64).sum();
-        let want = (0..a.webhooks).filter(|j| j % orgs == t.org).count() as u64;
-        received += got;
-        missing += want.saturating_sub(got);
-        duplicated += t.duplicated;
-        unexpected += t.unexpected;
+        totals.add(&r.await.expect("reader"), a.webhooks, orgs);
     }
+    let Totals {
+        received,
+        missing,
+        duplicated,
+        unexpected,
+    } = totals;
     let lat = report::summary_ms(&report::take_merged());
     // Fan-out time per webhook: send to last receive; webhooks spaced
     // further apart than that do not overlap.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
-use crate::{FanoutArgs, Run, Tally, build_payloads, client, report, send_webhooks};
+use crate::{FanoutArgs, Run, Tally, Totals, build_payloads, client, report, send_webhooks};
 
 /// What the run is doing; clients watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,18 +176,13 @@ pub async fn run(a: FanoutArgs, away_s: f64) -> bool {
     .is_ok();
     run.stop.notify_waiters();
 
-    let (mut received, mut missing, mut duplicated, mut unexpected) = (0u64, 0u64, 0u64, 0u64);
+    let mut totals = Totals::default();
     let (mut resumed, mut replayed, mut confirmed_max, mut replayed_max) = (0usize, 0u64, 0, 0);
     let mut failures = 0usize;
     for h in handles {
         match h.await.expect("client task") {
             Ok((t, r)) => {
-                let got: u64 = t.seen.iter().map(|w| w.count_ones() as u64).sum();
-                let want = (0..a.webhooks).filter(|j| j % orgs == t.org).count() as u64;
-                received += got;
-                missing += want.saturating_sub(got);
-                duplicated += t.duplicated;
-                unexpected += t.unexpected;
+                totals.add(&t, a.webhooks, orgs);
                 resumed += r.resumed as usize;
                 replayed += r.replayed;
                 confirmed_max = confirmed_max.max(r.confirmed_ns);
@@ -199,6 +194,12 @@ pub async fn run(a: FanoutArgs, away_s: f64) -> bool {
             }
         }
     }
+    let Totals {
+        received,
+        missing,
+        duplicated,
+        unexpected,
+    } = totals;
     let ms = |ns: u64| ns.saturating_sub(storm_ns) as f64 / 1e6;
     let cpu = match (cpu_before, cpu_storm) {
         (Some(b), Some(af)) => Some(af - b),
