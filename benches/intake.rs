@@ -4,7 +4,12 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use hookfan::{Hub, HubConfig, WebhookVerifier, sign};
+use std::sync::Arc;
+
+use hookfan::{
+    Event, Hub, HubConfig, Metrics, StaticTokens, WebhookEndpoint, WebhookOptions, WebhookVerifier,
+    sign,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,9 +34,15 @@ fn intake(c: &mut Criterion) {
         let body = fixture(file);
         let sig = sign(SECRET, &body);
         let verifier = WebhookVerifier::new(SECRET);
-        // The parse-once path of a hub (with its commit cache); nothing is
-        // broadcast.
+        // The parse-once path of the webhook endpoint (with its commit
+        // cache), then the event built; nothing is broadcast.
         let hub = Hub::start(HubConfig::default()).unwrap();
+        let endpoint = WebhookEndpoint::new(
+            Arc::new(hub.clone()),
+            SECRET,
+            WebhookOptions::default(),
+            Metrics::new(&hub, Arc::new(StaticTokens::default())),
+        );
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(
             format!("verify_parse_extract_serialize/{file} ({} B)", body.len()),
@@ -40,11 +51,11 @@ fn intake(c: &mut Criterion) {
                     || body.clone(),
                     |buf| {
                         assert!(verifier.verify(Some(sig.as_bytes()), buf));
-                        let e = hub
-                            .parse_webhook(kind, "bench-delivery", buf)
+                        let parts = endpoint
+                            .parse(kind, "bench-delivery", buf)
                             .unwrap()
                             .unwrap();
-                        black_box(e);
+                        black_box(Event::new(parts));
                     },
                     BatchSize::SmallInput,
                 )

@@ -8,13 +8,14 @@
 //! service embeds the way Go services embed sprinkler's `srv` package:
 //!
 //! - [`Hub`]: the sharded broker. Start it, [`broadcast`](Hub::broadcast)
-//!   events (or [`broadcast_webhook`](Hub::broadcast_webhook) a verified
-//!   webhook body, parsed once), read its [`clients`](Hub::clients),
+//!   events, read its [`clients`](Hub::clients),
 //!   [`disconnect`](Hub::disconnect) one, [`stop`](Hub::stop) it.
 //! - [`WsEndpoint`]: what to route `GET /ws` to, with the checks made
 //!   before the upgrade usable on their own ([`WsEndpoint::check`]).
-//! - [`WebhookEndpoint`]: what to route `POST /webhook` to
-//!   ([`WebhookVerifier`] alone checks signatures).
+//! - [`WebhookEndpoint`]: what to route `POST /webhook` to; it verifies,
+//!   [`parse`](WebhookEndpoint::parse)s once and hands the event to an
+//!   [`EventSink`], normally the hub ([`WebhookVerifier`] alone checks
+//!   signatures).
 //! - [`AuthProvider`]: who a token belongs to; [`GithubProvider`] asks the
 //!   GitHub API, [`StaticTokens`] reads a table, and an embedder can bring
 //!   its own.
@@ -171,11 +172,20 @@ pub use limits::ConnCounts;
 pub use metrics::Metrics;
 pub use subscription::{ResumeFrom, Subscription, SubscriptionError};
 pub use webhook::{
-    CommitCache, CommitCacheStats, ParseError, PrInfo, WebhookEndpoint, WebhookOptions,
-    WebhookVerifier, sign,
+    CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, SinkError, SinkFuture,
+    WebhookEndpoint, WebhookOptions, WebhookVerifier, sign,
 };
 pub use ws::{Admission, Refusal, WsEndpoint, WsOptions};
 
 /// Hooks for the criterion benchmarks; not a stable API.
 #[doc(hidden)]
 pub use broker::bench;
+
+/// A single node: intake broadcasts straight on the hub, and an event is
+/// ordered (and answered 200) as soon as the hub has it.
+impl EventSink for Hub {
+    fn submit(&self, event: EventParts) -> SinkFuture<'_, u64> {
+        let seq = self.broadcast(Event::new(event)).seq;
+        Box::pin(std::future::ready(Ok(seq)))
+    }
+}

@@ -24,6 +24,7 @@ use prometheus_client::registry::Registry;
 use crate::auth::AuthProvider;
 use crate::broker::Hub;
 use crate::limits::ConnLimiter;
+use crate::webhook::CommitCache;
 
 /// Latency bucket bounds, in seconds.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -61,6 +62,7 @@ pub struct Metrics {
     /// Written by every session; read at scrape time.
     pub(crate) delivery_latency: Arc<LatencyHistogram>,
     limiter: Arc<OnceLock<Arc<ConnLimiter>>>,
+    commit_cache: Arc<OnceLock<Arc<CommitCache>>>,
 }
 
 impl Metrics {
@@ -93,11 +95,13 @@ impl Metrics {
         );
         let delivery_latency = Arc::new(LatencyHistogram::default());
         let limiter = Arc::new(OnceLock::new());
+        let commit_cache = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(StateCollector {
             hub: hub.clone(),
             auth,
             latency: delivery_latency.clone(),
             limiter: limiter.clone(),
+            commit_cache: commit_cache.clone(),
         }));
         Arc::new(Self {
             registry,
@@ -107,7 +111,13 @@ impl Metrics {
             auth_results,
             delivery_latency,
             limiter,
+            commit_cache,
         })
+    }
+
+    /// The commit cache whose size and lookups `/metrics` reports.
+    pub(crate) fn watch_commit_cache(&self, cache: Arc<CommitCache>) {
+        let _ = self.commit_cache.set(cache);
     }
 
     /// The connection limiter whose slots `/metrics` reports.
@@ -158,6 +168,8 @@ struct StateCollector {
     latency: Arc<LatencyHistogram>,
     /// Set by the WebSocket endpoint that owns the limiter.
     limiter: Arc<OnceLock<Arc<ConnLimiter>>>,
+    /// Set by the webhook endpoint that owns the cache.
+    commit_cache: Arc<OnceLock<Arc<CommitCache>>>,
 }
 
 impl std::fmt::Debug for StateCollector {
@@ -282,14 +294,14 @@ impl Collector for StateCollector {
             "Events written to resuming clients from the replay window",
             s.events_replayed,
         )?;
-        let c = self.hub.commit_cache().stats();
-        gauge(
-            &mut e,
-            "commit_cache_entries",
-            "Commit SHAs in the commit cache",
-            c.entries as i64,
-        )?;
-        {
+        if let Some(cache) = self.commit_cache.get() {
+            let c = cache.stats();
+            gauge(
+                &mut e,
+                "commit_cache_entries",
+                "Commit SHAs in the commit cache",
+                c.entries as i64,
+            )?;
             let mut m = e.encode_descriptor(
                 "commit_cache_lookups",
                 "Commit cache lookups by result",

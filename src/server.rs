@@ -56,6 +56,7 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     hub: Hub,
     ws: WsEndpoint,
+    commit_cache: Arc<CommitCache>,
     phase: watch::Sender<Phase>,
     accept_tasks: Vec<JoinHandle<()>>,
     metrics_addr: Option<SocketAddr>,
@@ -89,8 +90,6 @@ pub async fn start(
         client_queue: config.broker.client_queue,
         slow_client: config.broker.slow_client,
         enforce_tiers: config.tiers.enforce,
-        commit_cache_entries: config.webhook.commit_cache_entries,
-        commit_cache_ttl: Duration::from_secs(config.webhook.commit_cache_ttl_s),
         replay: ReplayConfig {
             max_events: config.replay.max_events,
             max_bytes: config.replay.max_bytes,
@@ -118,14 +117,17 @@ pub async fn start(
         metrics.clone(),
     );
     let webhook = WebhookEndpoint::new(
-        hub.clone(),
+        Arc::new(hub.clone()),
         secret.expose(),
         WebhookOptions {
             max_payload_bytes: config.webhook.max_payload_bytes,
             allowed_events: allowed,
+            commit_cache_entries: config.webhook.commit_cache_entries,
+            commit_cache_ttl: Duration::from_secs(config.webhook.commit_cache_ttl_s),
         },
         metrics.clone(),
     );
+    let commit_cache = webhook.commit_cache().clone();
     let (phase, phase_rx) = watch::channel(Phase::Serving);
     let app = Arc::new(App {
         webhook,
@@ -143,6 +145,7 @@ pub async fn start(
         local_addr,
         hub,
         ws,
+        commit_cache,
         phase,
         accept_tasks,
         metrics_addr,
@@ -310,7 +313,7 @@ impl ServerHandle {
 
     /// The commit cache.
     pub fn commit_cache(&self) -> &CommitCache {
-        self.hub.commit_cache()
+        &self.commit_cache
     }
 
     /// WebSocket connection slots held (see `limits.*`).

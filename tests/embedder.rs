@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hookfan::{
-    AuthError, AuthFuture, AuthProvider, Hub, HubConfig, Identity, IdentityKind, Metrics, OrgSet,
-    Tier, Token, WebhookEndpoint, WebhookOptions, WsEndpoint, WsOptions,
+    AuthError, AuthFuture, AuthProvider, Event, Hub, HubConfig, Identity, IdentityKind, Metrics,
+    OrgSet, Tier, Token, WebhookEndpoint, WebhookOptions, WsEndpoint, WsOptions,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -76,7 +76,7 @@ async fn serve(options: WsOptions) -> Service {
     let metrics = Metrics::new(&hub, auth.clone());
     let ws = WsEndpoint::new(hub.clone(), auth, options, metrics.clone());
     let webhook = Arc::new(WebhookEndpoint::new(
-        hub.clone(),
+        Arc::new(hub.clone()),
         SECRET,
         WebhookOptions::default(),
         metrics,
@@ -211,16 +211,17 @@ async fn an_embedded_hub_with_its_own_auth_provider() {
 
     // The parse-once path from a verified body, without HTTP.
     let mut raw = pr("acme", 8);
-    let receipt = svc
-        .hub
-        .broadcast_webhook("pull_request", "emb-2", &mut raw)
+    let parts = svc
+        .webhook
+        .parse("pull_request", "emb-2", &mut raw)
         .unwrap()
         .unwrap();
+    let receipt = svc.hub.broadcast(Event::new(parts));
     assert_eq!(receipt.shards, 1);
     assert_eq!(next_text(&mut alice).await["delivery_id"], "emb-2");
     // ... which fed the commit cache.
     let cached = svc
-        .hub
+        .webhook
         .commit_cache()
         .get("0123456789abcdef0123456789abcdef01234567")
         .unwrap();

@@ -7,8 +7,9 @@
 //! sequence number under the same lock that sends it, so every shard sees
 //! events in acceptance order, and a client receives its events in order and
 //! once. The hub also keeps a registry of its clients (what an embedder can
-//! read or disconnect), the commit cache of the parse-once path, and the
-//! replay window that lets a reconnecting client resume (`replay`).
+//! read or disconnect) and the replay window that lets a reconnecting client
+//! resume (`replay`). It knows nothing of webhooks: intake hands it built
+//! [`Event`]s.
 
 #[doc(hidden)]
 pub mod bench;
@@ -23,7 +24,6 @@ mod shard;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 use std::time::Instant;
 
 use ahash::AHashMap;
@@ -34,7 +34,6 @@ use crate::config::SlowClientPolicy;
 use crate::event::Event;
 use crate::subscription::ResumeFrom;
 use crate::subscription::Subscription;
-use crate::webhook::{CommitCache, ParseError};
 use filter::Family;
 pub(crate) use filter::Filter;
 use index::FamilyMaps;
@@ -60,10 +59,6 @@ pub struct HubConfig {
     /// Withhold private-repository events from clients whose tier may not
     /// see them.
     pub enforce_tiers: bool,
-    /// Most commit SHAs the commit cache remembers (0 disables it).
-    pub commit_cache_entries: usize,
-    /// How long a commit cache entry stays valid.
-    pub commit_cache_ttl: Duration,
     /// The window of recent events clients resume from.
     pub replay: ReplayConfig,
     /// The stream's epoch; `None`: a random one (a new history per start).
@@ -77,8 +72,6 @@ impl Default for HubConfig {
             client_queue: 256,
             slow_client: SlowClientPolicy::Drop,
             enforce_tiers: false,
-            commit_cache_entries: 100_000,
-            commit_cache_ttl: Duration::from_secs(86_400),
             replay: ReplayConfig::default(),
             epoch: None,
         }
@@ -119,7 +112,6 @@ struct Inner {
     stopped: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     live_sessions: AtomicUsize,
-    cache: Arc<CommitCache>,
     /// Shard threads still running.
     running: tokio::sync::watch::Sender<usize>,
     epoch: Arc<str>,
@@ -330,10 +322,6 @@ impl Hub {
             );
             shards.push(ShardHandle { tx, counters });
         }
-        let cache = Arc::new(CommitCache::new(
-            config.commit_cache_entries,
-            config.commit_cache_ttl,
-        ));
         let epoch: Arc<str> = config.epoch.clone().unwrap_or_else(random_epoch).into();
         Ok(Hub {
             inner: Arc::new(Inner {
@@ -353,7 +341,6 @@ impl Hub {
                 stopped: AtomicBool::new(false),
                 threads: Mutex::new(threads),
                 live_sessions: AtomicUsize::new(0),
-                cache,
                 running,
                 epoch,
                 resumes: Default::default(),
@@ -382,39 +369,6 @@ impl Hub {
             seq: r.seq,
             oldest: r.window.oldest(r.seq),
         }
-    }
-
-    /// The commit cache: head SHA -> pull request, learned from
-    /// `pull_request` events and used by the parse-once path.
-    pub fn commit_cache(&self) -> &CommitCache {
-        &self.inner.cache
-    }
-
-    /// Parses a webhook body once into an [`Event`], recording pull request
-    /// heads in the commit cache and resolving check events through it.
-    /// The body must already be verified (see
-    /// [`WebhookVerifier`](crate::WebhookVerifier)); it is parsed in place.
-    /// `Ok(None)`: a valid webhook whose event carries no URL.
-    pub fn parse_webhook(
-        &self,
-        kind: &str,
-        delivery_id: &str,
-        body: &mut [u8],
-    ) -> Result<Option<Event>, ParseError> {
-        crate::webhook::parse(kind, delivery_id, body, &self.inner.cache)
-    }
-
-    /// [`Hub::parse_webhook`], then [`Hub::broadcast`]: the path a verified
-    /// webhook takes. `Ok(None)`: nothing to broadcast.
-    pub fn broadcast_webhook(
-        &self,
-        kind: &str,
-        delivery_id: &str,
-        body: &mut [u8],
-    ) -> Result<Option<BroadcastReceipt>, ParseError> {
-        Ok(self
-            .parse_webhook(kind, delivery_id, body)?
-            .map(|e| self.broadcast(e)))
     }
 
     /// The configuration the hub runs with.

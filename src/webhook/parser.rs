@@ -1,11 +1,13 @@
-//! Parse once: a verified webhook body to an [`Event`], recording pull
-//! request heads in the commit cache and resolving check events through it.
+//! Parse once: a verified webhook body to the parts of an event, recording
+//! pull request heads in the commit cache and resolving check events
+//! through it.
 
+use std::cell::Cell;
 use std::time::SystemTime;
 
 use super::commit_cache::CommitCache;
 use super::extract::{self, ExtractError};
-use crate::event::Event;
+use crate::event::EventParts;
 
 /// Why a webhook body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,23 +29,38 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Parses `body` (in place) as a webhook of type `kind`. `Ok(None)`: valid,
-/// but the event carries no URL and is not broadcast.
+/// A parsed webhook.
+pub(crate) struct Parsed {
+    /// The event, or `None`: valid, but it carries no URL.
+    pub event: Option<EventParts>,
+    /// The commit cache was asked about a SHA it did not know (the URL may
+    /// resolve once the cache has learnt more).
+    pub cache_missed: bool,
+}
+
+/// Parses `body` (in place) as a webhook of type `kind`.
 pub(crate) fn parse(
     kind: &str,
     delivery_id: &str,
     body: &mut [u8],
     cache: &CommitCache,
-) -> Result<Option<Event>, ParseError> {
+) -> Result<Parsed, ParseError> {
     let accepted_at = SystemTime::now();
-    let x = extract::extract(kind, delivery_id, body, accepted_at, |sha| cache.get(sha)).map_err(
-        |e| match e {
-            ExtractError::InvalidJson(why) => ParseError::InvalidJson(why),
-            ExtractError::NotObject => ParseError::NotObject,
-        },
-    )?;
+    let missed = Cell::new(false);
+    let x = extract::extract(kind, delivery_id, body, accepted_at, |sha| {
+        let found = cache.get(sha);
+        missed.set(missed.get() || found.is_none());
+        found
+    })
+    .map_err(|e| match e {
+        ExtractError::InvalidJson(why) => ParseError::InvalidJson(why),
+        ExtractError::NotObject => ParseError::NotObject,
+    })?;
     if let Some((sha, info)) = x.record {
         cache.record(&sha, info);
     }
-    Ok(x.event.map(Event::new))
+    Ok(Parsed {
+        event: x.event,
+        cache_missed: missed.get(),
+    })
 }
