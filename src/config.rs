@@ -40,6 +40,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The window of recent events clients resume from.
     pub replay: ReplayConfig,
+    /// Several nodes sharing one event stream in NATS JetStream.
+    pub cluster: ClusterConfig,
     /// Directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -307,6 +309,66 @@ impl Default for ReplayConfig {
     }
 }
 
+/// `[cluster]`: without `nats_url`, a single node.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS server URL(s), comma-separated (`nats://127.0.0.1:4222`);
+    /// absent: a single node.
+    pub nats_url: Option<String>,
+    /// The JetStream stream the nodes share.
+    pub stream: String,
+    /// The subject events are published on (the stream captures it).
+    pub subject: String,
+    /// Stream replicas, when a node creates the stream.
+    pub replicas: usize,
+    /// Oldest event the stream keeps, when a node creates the stream.
+    pub max_age_s: u64,
+    /// Most bytes the stream keeps, when a node creates the stream.
+    pub max_bytes: u64,
+    /// JetStream de-duplication window (by delivery id).
+    pub duplicate_window_s: u64,
+    /// No acknowledgement from JetStream within it: the webhook gets 503.
+    pub publish_timeout_s: u64,
+    /// This node's name in logs and metrics; default: the host name.
+    pub node_name: Option<String>,
+    /// NATS credentials file (JWT and NKey seed).
+    pub creds_file: Option<PathBuf>,
+    /// CA certificate (PEM) for a NATS server with TLS.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            stream: "HOOKFAN_EVENTS".to_owned(),
+            subject: "hookfan.events".to_owned(),
+            replicas: 1,
+            max_age_s: 86_400,
+            max_bytes: 1 << 30,
+            duplicate_window_s: 120,
+            publish_timeout_s: 5,
+            node_name: None,
+            creds_file: None,
+            tls_ca_file: None,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The node's name: `node_name`, else the host name.
+    pub fn node(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "hookfan".to_owned())
+        })
+    }
+}
+
 /// One problem in a configuration, tied to the key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -417,9 +479,14 @@ impl Config {
 
     fn resolve_paths(&mut self) {
         let base = self.base_dir.clone();
-        for p in [&mut self.webhook.secret_file, &mut self.auth.tokens_file]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.webhook.secret_file,
+            &mut self.auth.tokens_file,
+            &mut self.cluster.creds_file,
+            &mut self.cluster.tls_ca_file,
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -617,6 +684,86 @@ impl Config {
             format!("must be 1..=604800 seconds, got {}", r.max_age_s),
         );
 
+        let c = &self.cluster;
+        if let Some(url) = &c.nats_url {
+            check(
+                !url.trim().is_empty()
+                    && url.split(',').all(|u| {
+                        let u = u.trim();
+                        !u.is_empty() && !u.contains(char::is_whitespace)
+                    }),
+                "cluster.nats_url",
+                format!("{url:?} is not a list of NATS URLs (nats://host:port, comma-separated)"),
+            );
+        }
+        check(
+            is_nats_name(&c.stream),
+            "cluster.stream",
+            format!(
+                "{:?} is not a stream name (1..=64 of A-Z a-z 0-9 _ -)",
+                c.stream
+            ),
+        );
+        check(
+            !c.subject.is_empty()
+                && c.subject.len() <= 256
+                && c.subject.split('.').all(|t| {
+                    !t.is_empty() && t != "*" && t != ">" && !t.contains(char::is_whitespace)
+                }),
+            "cluster.subject",
+            format!(
+                "{:?} is not a literal NATS subject (tokens separated by dots, no wildcards)",
+                c.subject
+            ),
+        );
+        check(
+            (1..=5).contains(&c.replicas),
+            "cluster.replicas",
+            format!("must be 1..=5, got {}", c.replicas),
+        );
+        check(
+            (60..=365 * 86_400).contains(&c.max_age_s),
+            "cluster.max_age_s",
+            format!("must be 60..=31536000 seconds, got {}", c.max_age_s),
+        );
+        check(
+            c.max_bytes >= 1 << 20,
+            "cluster.max_bytes",
+            format!("must be at least 1048576 bytes, got {}", c.max_bytes),
+        );
+        check(
+            (1..=86_400).contains(&c.duplicate_window_s) && c.duplicate_window_s <= c.max_age_s,
+            "cluster.duplicate_window_s",
+            format!(
+                "must be 1..=86400 seconds and at most cluster.max_age_s, got {}",
+                c.duplicate_window_s
+            ),
+        );
+        check(
+            (1..=60).contains(&c.publish_timeout_s),
+            "cluster.publish_timeout_s",
+            format!("must be 1..=60 seconds, got {}", c.publish_timeout_s),
+        );
+        if let Some(n) = &c.node_name {
+            check(
+                !n.is_empty() && n.len() <= 64 && n.chars().all(|ch| ch.is_ascii_graphic()),
+                "cluster.node_name",
+                format!("{n:?} must be 1..=64 printable characters without spaces"),
+            );
+        }
+        for (key, file) in [
+            ("cluster.creds_file", &c.creds_file),
+            ("cluster.tls_ca_file", &c.tls_ca_file),
+        ] {
+            if let Some(f) = file {
+                check(
+                    f.is_file(),
+                    key,
+                    format!("{} is not a readable file", f.display()),
+                );
+            }
+        }
+
         check(
             valid_log_filter(&self.log.level),
             "log.level",
@@ -653,7 +800,7 @@ fn deserialize_collecting(table: toml::Table) -> (Config, Vec<ConfigError>) {
         if !is_known_section(&section) {
             errors.push(ConfigError::new(
                 section,
-                "unknown section (expected server, webhook, broker, auth, limits, tiers, log or replay)",
+                "unknown section (expected server, webhook, broker, auth, limits, tiers, log, replay or cluster)",
             ));
             continue;
         }
@@ -679,8 +826,23 @@ fn deserialize_collecting(table: toml::Table) -> (Config, Vec<ConfigError>) {
 fn is_known_section(s: &str) -> bool {
     matches!(
         s,
-        "server" | "webhook" | "broker" | "auth" | "limits" | "tiers" | "log" | "replay"
+        "server"
+            | "webhook"
+            | "broker"
+            | "auth"
+            | "limits"
+            | "tiers"
+            | "log"
+            | "replay"
+            | "cluster"
     )
+}
+
+/// A JetStream stream name.
+fn is_nats_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn probe_error(probe: toml::Table) -> Option<String> {

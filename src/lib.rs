@@ -147,6 +147,7 @@
 
 pub mod auth;
 mod broker;
+mod cluster;
 pub mod config;
 mod event;
 mod limits;

@@ -196,7 +196,7 @@ fn serve(p: Prepared) -> ExitCode {
         let server = match hookfan::server::start(&p.config, &p.secret, p.auth).await {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("hookfan: cannot listen on {}: {e}", p.config.server.listen);
+                eprintln!("hookfan: {e}");
                 return ExitCode::FAILURE;
             }
         };

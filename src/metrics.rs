@@ -23,6 +23,7 @@ use prometheus_client::registry::Registry;
 
 use crate::auth::AuthProvider;
 use crate::broker::Hub;
+use crate::cluster::ClusterStats;
 use crate::limits::ConnLimiter;
 use crate::webhook::CommitCache;
 
@@ -63,6 +64,7 @@ pub struct Metrics {
     pub(crate) delivery_latency: Arc<LatencyHistogram>,
     limiter: Arc<OnceLock<Arc<ConnLimiter>>>,
     commit_cache: Arc<OnceLock<Arc<CommitCache>>>,
+    cluster: Arc<OnceLock<Arc<ClusterStats>>>,
 }
 
 impl Metrics {
@@ -96,7 +98,9 @@ impl Metrics {
         let delivery_latency = Arc::new(LatencyHistogram::default());
         let limiter = Arc::new(OnceLock::new());
         let commit_cache = Arc::new(OnceLock::new());
+        let cluster = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(StateCollector {
+            cluster: cluster.clone(),
             hub: hub.clone(),
             auth,
             latency: delivery_latency.clone(),
@@ -112,7 +116,13 @@ impl Metrics {
             delivery_latency,
             limiter,
             commit_cache,
+            cluster,
         })
+    }
+
+    /// The cluster link `/metrics` reports.
+    pub(crate) fn watch_cluster(&self, stats: Arc<ClusterStats>) {
+        let _ = self.cluster.set(stats);
     }
 
     /// The commit cache whose size and lookups `/metrics` reports.
@@ -170,12 +180,90 @@ struct StateCollector {
     limiter: Arc<OnceLock<Arc<ConnLimiter>>>,
     /// Set by the webhook endpoint that owns the cache.
     commit_cache: Arc<OnceLock<Arc<CommitCache>>>,
+    /// Set in cluster mode.
+    cluster: Arc<OnceLock<Arc<ClusterStats>>>,
 }
 
 impl std::fmt::Debug for StateCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("StateCollector")
     }
+}
+
+fn encode_cluster(e: &mut DescriptorEncoder, c: &ClusterStats) -> std::fmt::Result {
+    {
+        let mut m = e.encode_descriptor(
+            "cluster_connected",
+            "1 while this node is connected to NATS",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(c.connected.load(Relaxed) as i64)
+            .encode(m.encode_family(&[("node", c.node.as_str())])?)?;
+    }
+    counter(
+        e,
+        "cluster_published",
+        "Events this node published and JetStream acknowledged",
+        c.published.load(Relaxed),
+    )?;
+    counter(
+        e,
+        "cluster_publish_failures",
+        "Events not acknowledged by JetStream in time (webhook answered 503)",
+        c.publish_failures.load(Relaxed),
+    )?;
+    c.publish_latency.encode(e.encode_descriptor(
+        "cluster_publish_seconds",
+        "From publishing an event to JetStream's acknowledgement",
+        None,
+        MetricType::Histogram,
+    )?)?;
+    let (last, applied) = (c.stream_last.load(Relaxed), c.applied.load(Relaxed));
+    gauge(
+        e,
+        "cluster_stream_last_seq",
+        "The stream's last seq, as last seen",
+        last as i64,
+    )?;
+    gauge(
+        e,
+        "cluster_applied_seq",
+        "The last stream seq this node applied to its hub",
+        applied as i64,
+    )?;
+    gauge(
+        e,
+        "cluster_consumer_lag",
+        "Stream messages not yet applied by this node",
+        last.saturating_sub(applied) as i64,
+    )?;
+    {
+        let mut m = e.encode_descriptor(
+            "cluster_skipped_messages",
+            "Stream messages skipped, by reason",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, v) in [
+            ("unknown_version", &c.skipped_unknown_version),
+            ("malformed", &c.skipped_malformed),
+        ] {
+            ConstCounter::new(v.load(Relaxed)).encode(m.encode_family(&[("reason", reason)])?)?;
+        }
+    }
+    counter(
+        e,
+        "cluster_lost_events",
+        "Events the stream dropped (by its limits) before this node applied them",
+        c.lost.load(Relaxed),
+    )?;
+    counter(
+        e,
+        "cluster_consumer_starts",
+        "Times the stream consumer was started (1 + restarts after failures)",
+        c.consumer_starts.load(Relaxed),
+    )
 }
 
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
@@ -311,6 +399,9 @@ impl Collector for StateCollector {
             for (result, v) in [("hit", c.hits), ("miss", c.misses)] {
                 ConstCounter::new(v).encode(m.encode_family(&[("result", result)])?)?;
             }
+        }
+        if let Some(c) = self.cluster.get() {
+            encode_cluster(&mut e, c)?;
         }
         for family in self.auth.metrics() {
             let mut m = e.encode_descriptor(family.name, family.help, None, MetricType::Counter)?;

@@ -24,10 +24,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::Cluster;
 use crate::config::{Config, WebhookSecret};
 use crate::{
-    AuthProvider, CommitCache, ConnCounts, Hub, HubConfig, Metrics, ReplayConfig, WebhookEndpoint,
-    WebhookOptions, WsEndpoint, WsOptions,
+    AuthProvider, CommitCache, ConnCounts, EventSink, Hub, HubConfig, Metrics, ReplayConfig,
+    WebhookEndpoint, WebhookOptions, WsEndpoint, WsOptions,
 };
 
 /// Where the server is in its life; connections watch it.
@@ -81,6 +82,14 @@ pub async fn start(
         Some(addr) => Some(listen(addr)?),
         None => None,
     };
+    let cluster = match &config.cluster.nats_url {
+        None => None,
+        Some(_) => Some(
+            Cluster::connect(&config.cluster)
+                .await
+                .map_err(|e| io::Error::other(format!("cannot join the cluster: {e}")))?,
+        ),
+    };
     let metrics_addr = match &metrics_listener {
         Some(l) => Some(l.local_addr()?),
         None => None,
@@ -95,9 +104,12 @@ pub async fn start(
             max_bytes: config.replay.max_bytes,
             max_age: Duration::from_secs(config.replay.max_age_s),
         },
-        epoch: None,
+        epoch: cluster.as_ref().map(|c| c.epoch().to_owned()),
     })?;
     let metrics = Metrics::new(&hub, auth.clone());
+    if let Some(c) = &cluster {
+        metrics.watch_cluster(c.stats());
+    }
     let allowed = config.webhook.allowed_list();
     let s = &config.server;
     let ws = WsEndpoint::new(
@@ -116,8 +128,14 @@ pub async fn start(
         },
         metrics.clone(),
     );
+    // Intake hands its events to the hub itself, or to the cluster's
+    // stream, from which every node's hub is fed.
+    let (ws, sink): (WsEndpoint, Arc<dyn EventSink>) = match &cluster {
+        Some(c) => (ws.with_backfill(Arc::new(c.clone())), Arc::new(c.clone())),
+        None => (ws, Arc::new(hub.clone())),
+    };
     let webhook = WebhookEndpoint::new(
-        Arc::new(hub.clone()),
+        sink,
         secret.expose(),
         WebhookOptions {
             max_payload_bytes: config.webhook.max_payload_bytes,
@@ -128,6 +146,9 @@ pub async fn start(
         metrics.clone(),
     );
     let commit_cache = webhook.commit_cache().clone();
+    if let Some(c) = &cluster {
+        c.start(hub.clone(), commit_cache.clone());
+    }
     let (phase, phase_rx) = watch::channel(Phase::Serving);
     let app = Arc::new(App {
         webhook,
@@ -154,6 +175,10 @@ pub async fn start(
 }
 
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

@@ -38,8 +38,8 @@ use filter::Family;
 pub(crate) use filter::Filter;
 use index::FamilyMaps;
 pub(crate) use outbox::{CloseReason, Drained, Outbox, Outgoing};
-pub(crate) use replay::Replay;
 use replay::ReplayWindow;
+pub(crate) use replay::{Backfill, BackfillFuture, Replay};
 pub use replay::{ReplayConfig, ResumeRefusal, StreamState};
 pub(crate) use shard::Subscriber;
 use shard::{Shard, ShardCounters, ShardMsg, ShardSettings};
@@ -266,7 +266,18 @@ pub(crate) struct Joined {
     pub stream: StreamState,
     /// With a resume request: the events it missed (before any filtering),
     /// or why they cannot be replayed.
-    pub resume: Option<Result<replay::Snapshot, ResumeRefusal>>,
+    pub resume: Option<Missed>,
+}
+
+/// What the hub holds of the events a resuming client missed.
+pub(crate) enum Missed {
+    /// All of them.
+    Held(replay::Snapshot),
+    /// Only those after `floor`: the older ones are no longer held here
+    /// (a cluster node fetches them from the stream).
+    Partly { floor: u64, held: replay::Snapshot },
+    /// None: the resume is refused.
+    Refused(ResumeRefusal),
 }
 
 /// Why a client could not join.
@@ -385,10 +396,43 @@ impl Hub {
     /// Assigns the event its sequence number and sends it to the shards that
     /// hold possible recipients. Never blocks on clients: it returns once
     /// the event is handed to the shards, before anyone received it.
-    pub fn broadcast(&self, mut event: Event) -> BroadcastReceipt {
+    pub fn broadcast(&self, event: Event) -> BroadcastReceipt {
+        let r = self.routing();
+        let seq = r.seq + 1;
+        self.broadcast_locked(r, event, seq)
+    }
+
+    /// Broadcasts an event whose seq was assigned elsewhere (a cluster's
+    /// stream); `None` when `seq` is not past the last one (already seen).
+    pub(crate) fn broadcast_at(&self, event: Event, seq: u64) -> Option<BroadcastReceipt> {
+        let r = self.routing();
+        (seq > r.seq).then(|| self.broadcast_locked(r, event, seq))
+    }
+
+    /// The stream moved past `seq` without an event for clients (a message
+    /// this node skips); the window still holds everything above its floor.
+    pub(crate) fn skip_to(&self, seq: u64) {
         let mut r = self.routing();
-        r.seq += 1;
-        let seq = r.seq;
+        r.seq = r.seq.max(seq);
+    }
+
+    /// The stream continues after `seq`, and nothing before it is held
+    /// here: a cluster node's start, or a stream that dropped messages this
+    /// node never consumed. A resume from before goes to the stream.
+    pub(crate) fn restart_at(&self, seq: u64) {
+        let mut r = self.routing();
+        r.seq = r.seq.max(seq);
+        let at = r.seq;
+        r.window.restart_at(at);
+    }
+
+    fn broadcast_locked(
+        &self,
+        mut r: MutexGuard<'_, Routing>,
+        mut event: Event,
+        seq: u64,
+    ) -> BroadcastReceipt {
+        r.seq = seq;
         event.set_seq(seq);
         let event = Arc::new(event);
         r.window.push(&event);
@@ -464,7 +508,7 @@ impl Hub {
         let missed = match resume {
             None => None,
             Some(from) if *from.epoch != *self.inner.epoch => {
-                Some(Err(ResumeRefusal::UnknownEpoch))
+                Some(Missed::Refused(ResumeRefusal::UnknownEpoch))
             }
             Some(from) if from.after > r.seq => {
                 return Err(JoinError::ResumeAfterFuture {
@@ -472,11 +516,14 @@ impl Hub {
                     last: r.seq,
                 });
             }
-            Some(from) => Some(
-                r.window
-                    .since(from.after, r.seq)
-                    .ok_or(ResumeRefusal::TooOld),
-            ),
+            Some(from) => Some(match r.window.held_after(from.after, r.seq) {
+                None => Missed::Refused(ResumeRefusal::TooOld),
+                Some(held) if from.after >= r.window.floor() => Missed::Held(held),
+                Some(held) => Missed::Partly {
+                    floor: r.window.floor(),
+                    held,
+                },
+            }),
         };
         let stream = self.state_of(&r);
         if let Some((family, keys)) = &keys {
@@ -501,14 +548,6 @@ impl Hub {
             .tx
             .send(ShardMsg::Register(Box::new(sub)));
         drop(r);
-        if let Some(outcome) = &missed {
-            let i = match outcome {
-                Ok(_) => 0,
-                Err(ResumeRefusal::UnknownEpoch) => 1,
-                Err(ResumeRefusal::TooOld) => 2,
-            };
-            self.inner.resumes[i].fetch_add(1, Relaxed);
-        }
         Ok(Joined {
             registration: Registration {
                 hub: self.clone(),
@@ -518,6 +557,16 @@ impl Hub {
             stream,
             resume: missed,
         })
+    }
+
+    /// Counts a resume by its outcome.
+    pub(crate) fn count_resume(&self, outcome: Result<(), ResumeRefusal>) {
+        let i = match outcome {
+            Ok(()) => 0,
+            Err(ResumeRefusal::UnknownEpoch) => 1,
+            Err(ResumeRefusal::TooOld) => 2,
+        };
+        self.inner.resumes[i].fetch_add(1, Relaxed);
     }
 
     /// Counts events written by a client's replay.

@@ -247,7 +247,10 @@ fn join(hub: &Hub, s: Sub, resume: Option<u64>, enforce_tiers: bool) -> Client {
         .expect("hub running");
     let mut replayed = Vec::new();
     if let Some(r) = joined.resume {
-        let mut replay = Replay::new(r.expect("the window holds every event"), f, enforce_tiers);
+        let super::Missed::Held(held) = r else {
+            panic!("the window holds every event");
+        };
+        let mut replay = Replay::new(held, f, enforce_tiers);
         let mut out = VecDeque::new();
         while replay.fill(&mut out, 7) {
             for o in out.drain(..) {

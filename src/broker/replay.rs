@@ -69,6 +69,30 @@ impl ResumeRefusal {
     }
 }
 
+/// A boxed future, so that a backfill can be a trait object.
+pub(crate) type BackfillFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Where a resume finds the events the hub no longer holds: a cluster's
+/// stream, which holds far more than a node's window.
+pub(crate) trait Backfill: Send + Sync + 'static {
+    /// The oldest seq a resume can start from (last known).
+    fn oldest(&self) -> u64;
+
+    /// Waits until this node has applied everything stored before the
+    /// call (a client may resume after a seq another node has seen first).
+    fn catch_up(&self) -> BackfillFuture<'_, ()>;
+
+    /// The events with seq in `from ..= to` that `keep` accepts, in order;
+    /// `Ok(None)` when the source no longer holds `from`.
+    fn fetch<'a>(
+        &'a self,
+        from: u64,
+        to: u64,
+        keep: Box<dyn Fn(&Event) -> bool + Send + Sync + 'a>,
+    ) -> BackfillFuture<'a, Option<Vec<Arc<Event>>>>;
+}
+
 /// Events per chunk of the window.
 const CHUNK: usize = 1024;
 
@@ -84,6 +108,9 @@ type Chunk = Arc<Vec<Arc<Event>>>;
 #[derive(Debug)]
 pub(crate) struct ReplayWindow {
     chunks: VecDeque<Chunk>,
+    /// Every event with a seq above it is held (seqs may have gaps: in a
+    /// cluster, stream messages that are not events).
+    floor: u64,
     /// Events of the front chunk already evicted (kept until the whole
     /// chunk goes: at most `CHUNK - 1` events beyond the bounds).
     skip: usize,
@@ -96,6 +123,7 @@ impl ReplayWindow {
     pub fn new(config: ReplayConfig) -> Self {
         Self {
             chunks: VecDeque::new(),
+            floor: 0,
             skip: 0,
             len: 0,
             bytes: 0,
@@ -106,6 +134,7 @@ impl ReplayWindow {
     /// Adds the newest event and evicts what falls out of the bounds.
     pub fn push(&mut self, event: &Arc<Event>) {
         if self.config.max_events == 0 {
+            self.floor = event.seq();
             return;
         }
         match self.chunks.back_mut() {
@@ -132,7 +161,9 @@ impl ReplayWindow {
         let Some(e) = self.front() else {
             return;
         };
-        self.bytes -= e.size();
+        let (seq, size) = (e.seq(), e.size());
+        self.floor = seq;
+        self.bytes -= size;
         self.len -= 1;
         self.skip += 1;
         if self.skip == self.chunks[0].len() {
@@ -150,9 +181,30 @@ impl ReplayWindow {
         }
     }
 
-    /// The oldest seq held, or `last + 1` when none is.
+    /// The oldest seq a resume can start from: `floor + 1` (`last + 1`
+    /// when nothing is held).
     pub fn oldest(&self, last: u64) -> u64 {
-        self.front().map_or(last + 1, |e| e.seq())
+        if self.len == 0 {
+            last + 1
+        } else {
+            self.floor + 1
+        }
+    }
+
+    /// Every event with a seq above the floor is held.
+    pub fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Forgets everything: the stream continues after `seq`, and nothing
+    /// before it is held (a cluster node starting, or finding that the
+    /// stream lost messages it had not consumed).
+    pub fn restart_at(&mut self, seq: u64) {
+        self.chunks.clear();
+        self.skip = 0;
+        self.len = 0;
+        self.bytes = 0;
+        self.floor = seq;
     }
 
     /// Events held.
@@ -169,15 +221,24 @@ impl ReplayWindow {
     /// all of them (`last` is the stream's last seq); `None` when it does
     /// not reach back that far, or resume is off.
     pub fn since(&self, after: u64, last: u64) -> Option<Snapshot> {
+        if after < self.floor && after < last {
+            return None;
+        }
+        self.held_after(after, last)
+    }
+
+    /// The events held with seq in `after + 1 ..= last` (all of them when
+    /// `after` is below the floor); `None` when resume is off.
+    pub fn held_after(&self, after: u64, last: u64) -> Option<Snapshot> {
         if self.config.max_events == 0 {
             return None;
         }
         if after >= last {
             return Some(Snapshot::default());
         }
-        if self.oldest(last) > after + 1 {
-            return None;
-        }
+        // The front chunk may still hold evicted events (at or below the
+        // floor): never hand those out.
+        let after = after.max(self.floor);
         // The first chunk holding a seq past `after`, and the place in it.
         let first = self
             .chunks
@@ -199,6 +260,19 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    /// Puts `events` (older, in seq order) in front of the snapshot.
+    pub fn prepend(&mut self, events: Vec<Arc<Event>>) {
+        if events.is_empty() {
+            return;
+        }
+        if self.skip > 0 {
+            let first = self.chunks[0][self.skip..].to_vec();
+            self.chunks[0] = Arc::new(first);
+            self.skip = 0;
+        }
+        self.chunks.insert(0, Arc::new(events));
+    }
+
     /// Events in the snapshot.
     pub fn len(&self) -> usize {
         self.chunks.iter().map(|c| c.len()).sum::<usize>() - self.skip
@@ -370,6 +444,37 @@ mod tests {
         w.evict_expired(e.accepted_instant() + Duration::from_secs(61));
         assert_eq!((w.len(), w.bytes(), w.oldest(1)), (0, 0, 2));
         assert!(w.since(0, 1).is_none());
+    }
+
+    #[test]
+    fn gaps_in_seqs_and_a_restart() {
+        let mut w = window(3, usize::MAX);
+        w.restart_at(100);
+        assert_eq!(w.oldest(100), 101);
+        assert!(w.since(99, 100).is_none(), "100 itself was never held");
+        assert_eq!(w.since(100, 100).map(|v| seqs(&v)), Some(vec![]));
+        for s in [101, 103, 104, 107] {
+            w.push(&event(s, "a"));
+        }
+        // 101 evicted: everything above 101 is held, gaps included.
+        assert_eq!(w.oldest(107), 102);
+        assert_eq!(seqs(&w.since(101, 107).unwrap()), [103, 104, 107]);
+        assert_eq!(seqs(&w.since(105, 107).unwrap()), [107]);
+        assert!(w.since(100, 107).is_none());
+        // What is held, whatever the floor: a cluster fetches the rest.
+        let mut held = w.held_after(50, 107).unwrap();
+        assert_eq!(seqs(&held), [103, 104, 107]);
+        held.prepend(vec![event(60, "a"), event(101, "a")]);
+        assert_eq!(seqs(&held), [60, 101, 103, 104, 107]);
+        // Evicted events still in the front chunk are not handed out.
+        let mut w3 = window(2, usize::MAX);
+        for s in 1..=5 {
+            w3.push(&event(s, "a"));
+        }
+        assert_eq!(seqs(&w3.held_after(0, 5).unwrap()), [4, 5]);
+        let mut part = w.held_after(103, 107).unwrap();
+        part.prepend(vec![event(102, "a")]);
+        assert_eq!(seqs(&part), [102, 104, 107]);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub(crate) enum HandshakeError {
     NotMember { login: String, org: String },
     /// The server is shutting down.
     ShuttingDown,
+    /// A resume needs the cluster's stream, which cannot be reached now.
+    StreamUnavailable,
 }
 
 impl HandshakeError {
@@ -122,6 +124,11 @@ impl HandshakeError {
                 1008,
             ),
             Self::ShuttingDown => (InternalError, "Server is shutting down.".into(), 1001),
+            Self::StreamUnavailable => (
+                InternalError,
+                "The event stream cannot be reached to replay missed events; reconnect and resume later.".into(),
+                1013,
+            ),
         }
     }
 }

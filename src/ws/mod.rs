@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use tokio::net::TcpStream;
 
 use crate::auth::{AuthProvider, Token, TokenRejection};
-use crate::broker::Hub;
+use crate::broker::{Backfill, Hub};
 use crate::limits::{ConnCounts, ConnLimiter, LimitExceeded, Slot, client_ip};
 use crate::metrics::Metrics;
 
@@ -69,6 +69,8 @@ pub(crate) struct WsContext {
     pub settings: WsOptions,
     pub limiter: Arc<ConnLimiter>,
     pub metrics: Arc<Metrics>,
+    /// Where resumes find what the hub no longer holds (a cluster's stream).
+    pub backfill: Option<Arc<dyn Backfill>>,
 }
 
 /// `GET /ws`: what an embedder routes WebSocket clients to.
@@ -157,8 +159,18 @@ impl WsEndpoint {
                 settings: options,
                 limiter,
                 metrics,
+                backfill: None,
             }),
         }
+    }
+
+    /// Resumes reaching back past the hub's window are served from
+    /// `backfill`. Call before the endpoint is cloned or used.
+    pub(crate) fn with_backfill(mut self, backfill: Arc<dyn Backfill>) -> Self {
+        Arc::get_mut(&mut self.ctx)
+            .expect("with_backfill is called on a new endpoint")
+            .backfill = Some(backfill);
+        self
     }
 
     /// Connection slots held now (see [`WsOptions::max_conns_per_ip`]).

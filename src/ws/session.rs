@@ -20,10 +20,12 @@ use super::WsContext;
 use super::codec::{self, Decoder, Message, ProtocolError};
 use super::messages::{self, ClientMessage, HandshakeError};
 use crate::auth::{AuthError, IdentityKind, Token};
+use crate::broker::filter::Verdict;
 use crate::broker::{
-    ClientId, ClientProfile, Drained, Filter, JoinError, Outbox, Outgoing, Registration, Replay,
-    Subscriber,
+    ClientId, ClientProfile, Drained, Filter, JoinError, Missed, Outbox, Outgoing, Registration,
+    Replay, ResumeRefusal, Subscriber,
 };
+use crate::event::Event;
 use crate::metrics::LatencyHistogram;
 use crate::subscription::{Subscription, SubscriptionError};
 
@@ -257,6 +259,14 @@ pub(crate) async fn run<H: Send + 'static>(
         subscription,
         can_see_private,
     };
+    // In a cluster, a client may resume after a seq another node has
+    // applied first: let this node catch up before judging `after`.
+    if let (Some(from), Some(backfill)) = (&resume, &ctx.backfill)
+        && from.after > ctx.hub.stream_state().seq
+        && let Err(e) = backfill.catch_up().await
+    {
+        tracing::warn!(error = %e, "could not catch up with the stream for a resume");
+    }
     let joined = ctx.hub.register(
         Subscriber {
             id,
@@ -266,7 +276,7 @@ pub(crate) async fn run<H: Send + 'static>(
         profile,
         resume.as_ref(),
     );
-    let joined = match joined {
+    let mut joined = match joined {
         Ok(j) => j,
         Err(e) => {
             let refusal = match e {
@@ -275,26 +285,61 @@ pub(crate) async fn run<H: Send + 'static>(
                     HandshakeError::Invalid(SubscriptionError::ResumeAfterFuture { after, last })
                 }
             };
-            ctx.metrics.handshake(refusal.outcome());
-            let (code, message, close) = refusal.answer();
-            tracing::info!(%peer, %login, error = code.as_str(), detail = %message, "subscription refused");
-            conn.queue(messages::error_frame(code, &message));
-            conn.close(close, code.as_str()).await;
+            refuse(&mut conn, &ctx, peer, &login, refusal).await;
             return;
         }
     };
-    let (replay, resume_outcome) = match joined.resume {
-        None => (None, None),
-        Some(Ok(missed)) => {
-            let filter = replay_filter.expect("cloned for a resume");
-            let enforce = ctx.hub.config().enforce_tiers;
-            (
-                Some(Box::new(Replay::new(missed, filter, enforce))),
-                Some(Ok(())),
-            )
+    if let Some(backfill) = &ctx.backfill {
+        joined.stream.oldest = joined.stream.oldest.min(backfill.oldest());
+    }
+    let enforce = ctx.hub.config().enforce_tiers;
+    let (replay, resume_outcome) = match (joined.resume.take(), &resume, replay_filter) {
+        (Some(Missed::Refused(refusal)), _, _) => (None, Some(Err(refusal))),
+        (Some(Missed::Held(held)), _, Some(filter)) => (
+            Some(Box::new(Replay::new(held, filter, enforce))),
+            Some(Ok(())),
+        ),
+        (Some(Missed::Partly { floor, mut held }), Some(from), Some(filter)) => {
+            // What this node no longer holds comes from the stream.
+            let fetched = match &ctx.backfill {
+                None => Ok(None),
+                Some(backfill) => {
+                    let judge = filter.clone();
+                    let keep = Box::new(move |e: &Event| judge.judge(e, enforce) != Verdict::Skip);
+                    backfill.fetch(from.after + 1, floor, keep).await
+                }
+            };
+            match fetched {
+                Ok(Some(older)) => {
+                    held.prepend(older);
+                    (
+                        Some(Box::new(Replay::new(held, filter, enforce))),
+                        Some(Ok(())),
+                    )
+                }
+                Ok(None) => (None, Some(Err(ResumeRefusal::TooOld))),
+                Err(e) => {
+                    // Not "too_old": nothing is lost, it just cannot be
+                    // read now. The client is told to come back.
+                    tracing::warn!(error = %e, after = from.after, "resume could not read the stream");
+                    drop(joined);
+                    refuse(
+                        &mut conn,
+                        &ctx,
+                        peer,
+                        &login,
+                        HandshakeError::StreamUnavailable,
+                    )
+                    .await;
+                    return;
+                }
+            }
         }
-        Some(Err(refusal)) => (None, Some(Err(refusal))),
+        _ => (None, None),
     };
+    if let Some(outcome) = resume_outcome {
+        ctx.hub.count_resume(outcome);
+    }
     // Queued on the connection itself: it is written before anything is
     // taken from the outbox or the replay, so it precedes every event.
     conn.queue(messages::confirmation_frame(&messages::Confirmed {
@@ -333,6 +378,21 @@ pub(crate) async fn run<H: Send + 'static>(
         }
         .stream(),
     );
+}
+
+/// Answers a subscription the hub would not take, and closes.
+async fn refuse(
+    conn: &mut Conn,
+    ctx: &WsContext,
+    peer: IpAddr,
+    login: &str,
+    refusal: HandshakeError,
+) {
+    ctx.metrics.handshake(refusal.outcome());
+    let (code, message, close) = refusal.answer();
+    tracing::info!(%peer, %login, error = code.as_str(), detail = %message, "subscription refused");
+    conn.queue(messages::error_frame(code, &message));
+    conn.close(close, code.as_str()).await;
 }
 
 /// What a subscribed connection keeps for its whole life.

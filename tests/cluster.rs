@@ -1,0 +1,457 @@
+//! Cluster mode against a real nats-server (JetStream, started by each test
+//! on an ephemeral port with its store in a temp dir; `scripts/install-nats.sh`
+//! installs it, `.ci/run` does so before the tests).
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A node's config: the test's NATS, `stream`, and room for many clients
+/// from 127.0.0.1.
+fn node_config(nats: &Nats, stream: &str, extra: &str) -> String {
+    format!(
+        "[limits]\nmax_conns_per_ip = 2000\n[cluster]\nnats_url = \"{}\"\nstream = \"{stream}\"\npublish_timeout_s = 2\n{extra}",
+        nats.url()
+    )
+}
+
+async fn node(nats: &Nats, stream: &str) -> TestServer {
+    TestServer::start(&node_config(nats, stream, "")).await
+}
+
+/// Events received by one client: (seq, delivery id), in arrival order.
+type Received = Vec<(u64, String)>;
+
+/// Reads events until `want` have arrived (or 30 s pass).
+async fn collect(ws: &mut Ws, want: usize) -> Received {
+    let mut got = Received::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < want {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {want} events in 30 s", got.len()));
+        let Some(Ok(Message::Text(t))) = msg else {
+            continue;
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v.get("url").is_some() {
+            got.push((
+                v["seq"].as_u64().unwrap(),
+                v["delivery_id"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    got
+}
+
+fn assert_in_order_once(got: &Received, who: &str) {
+    for w in got.windows(2) {
+        assert!(w[0].0 < w[1].0, "{who}: seqs not increasing: {got:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_deliver_every_event_once_in_the_same_order() {
+    let nats = Nats::start();
+    let nodes = [
+        node(&nats, "S1").await,
+        node(&nats, "S1").await,
+        node(&nats, "S1").await,
+    ];
+    let epoch = |n: &TestServer| n.hub().epoch().to_owned();
+    assert_eq!(epoch(&nodes[0]), epoch(&nodes[1]));
+    assert_eq!(epoch(&nodes[0]), epoch(&nodes[2]));
+
+    // 300 clients over the three nodes and four orgs.
+    let mut clients = Vec::new();
+    for i in 0..300usize {
+        let org = format!("org{}", i % 4);
+        let ws = subscribe(nodes[i % 3].addr, "racer", json!({"organization": org})).await;
+        clients.push((i, org, ws));
+    }
+    // 300 webhooks, each to a random node.
+    let mut expected: HashMap<String, Vec<String>> = HashMap::new();
+    for n in 0..300u64 {
+        let org = format!("org{}", n % 4);
+        let id = format!("d-{n}");
+        let body = pr_payload(&org, "repo", n + 1, "someone", false);
+        let at = &nodes[fastrand::usize(..3)];
+        let (status, _) = at.webhook_with_id("pull_request", &body, &id).await;
+        assert_eq!(status, 200, "webhook {n}");
+        expected.entry(org).or_default().push(id);
+    }
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|(i, org, mut ws)| {
+            let want = expected[&org].len();
+            tokio::spawn(async move { (i, org, collect(&mut ws, want).await) })
+        })
+        .collect();
+    // seq -> delivery id, the same for every client of every node.
+    let mut order: BTreeMap<u64, String> = BTreeMap::new();
+    for t in tasks {
+        let (i, org, got) = t.await.unwrap();
+        assert_in_order_once(&got, &format!("client {i}"));
+        let mut ids: Vec<String> = got.iter().map(|g| g.1.clone()).collect();
+        ids.sort();
+        let mut want = expected[&org].clone();
+        want.sort();
+        assert_eq!(ids, want, "client {i} ({org}) on node {}", i % 3);
+        for (seq, id) in got {
+            let prev = order.insert(seq, id.clone());
+            assert!(prev.is_none_or(|p| p == id), "seq {seq} is two events");
+        }
+    }
+    assert_eq!(order.len(), 300);
+    assert_eq!(
+        order.keys().copied().collect::<Vec<_>>(),
+        (1..=300).collect::<Vec<_>>(),
+        "the seq is the stream sequence"
+    );
+}
+
+/// A client of a node killed with SIGKILL reconnects to another node with
+/// resume and ends with every event, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_of_a_killed_node_resume_on_another_without_gap() {
+    let nats = Nats::start();
+    let config = node_config(&nats, "S2", "");
+    let mut a = spawn_daemon(&config);
+    let b = spawn_daemon(&config);
+    const EVENTS: usize = 120;
+    const CLIENTS: usize = 30;
+
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let (ws, first) =
+            subscribe_as(a.addr, &token("racer"), json!({"organization": "org0"})).await;
+        assert_eq!(first["type"], "subscription_confirmed");
+        clients.push((ws, first["stream"]["epoch"].as_str().unwrap().to_owned()));
+    }
+    let failover = b.addr;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|(ws, epoch)| tokio::spawn(follow(ws, epoch, failover, EVENTS)))
+        .collect();
+
+    // Webhooks go to B at ~60/s; A is killed a third of the way through.
+    for n in 0..EVENTS {
+        if n == EVENTS / 3 {
+            a.child.kill().unwrap();
+            a.child.wait().unwrap();
+        }
+        let body = pr_payload("org0", "repo", n as u64 + 1, "someone", false);
+        assert_eq!(
+            b.webhook("pull_request", &body, &format!("k-{n}")).await,
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let want: Vec<String> = (0..EVENTS).map(|n| format!("k-{n}")).collect();
+    for t in tasks {
+        let (got, resumes) = t.await.unwrap();
+        assert_eq!(resumes, 1, "each client moved once");
+        assert_in_order_once(&got, "client");
+        let ids: Vec<String> = got.into_iter().map(|g| g.1).collect();
+        assert_eq!(ids, want, "no gap, no duplicate");
+    }
+}
+
+/// Reads events; when the connection dies, resumes on `failover` from the
+/// last seq seen. Returns the events and how many resumes it took.
+async fn follow(mut ws: Ws, epoch: String, failover: SocketAddr, want: usize) -> (Received, usize) {
+    let mut got = Received::new();
+    let mut resumes = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while got.len() < want {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {want} events", got.len()));
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v.get("url").is_some() {
+                    got.push((
+                        v["seq"].as_u64().unwrap(),
+                        v["delivery_id"].as_str().unwrap().to_owned(),
+                    ));
+                }
+            }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                let after = got.last().map_or(0, |g| g.0);
+                let (next, first) = subscribe_as(
+                    failover,
+                    &token("racer"),
+                    json!({"organization": "org0", "resume": {"epoch": epoch, "after": after}}),
+                )
+                .await;
+                assert_eq!(first["resumed"], true, "{first}");
+                ws = next;
+                resumes += 1;
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    (got, resumes)
+}
+
+/// NATS restarted mid-stream: every webhook answered 200 is delivered (once,
+/// in order); those sent while it was down got 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nats_restart_loses_no_acknowledged_webhook() {
+    let mut nats = Nats::start();
+    let n = TestServer::start(&node_config(&nats, "S3", "")).await;
+    let mut ws = subscribe(n.addr, "racer", json!({"organization": "org1"})).await;
+
+    let statuses = Arc::new(Mutex::new(Vec::<(String, u16)>::new()));
+    let poster = {
+        let statuses = statuses.clone();
+        let addr = n.addr;
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut ok_after_restart = 0;
+            let mut i = 0u64;
+            while ok_after_restart < 20 {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "NATS never came back"
+                );
+                let id = format!("r-{i}");
+                let body = pr_payload("org1", "repo", i + 1, "someone", false);
+                let sig = hookfan::sign(SECRET, &body);
+                let (status, _) = post(
+                    addr,
+                    "/webhook",
+                    &[
+                        ("x-github-event", "pull_request"),
+                        ("x-hub-signature-256", &sig),
+                        ("x-github-delivery", &id),
+                    ],
+                    body,
+                )
+                .await;
+                {
+                    let mut s = statuses.lock().unwrap();
+                    if status == 200 && s.iter().any(|x| x.1 == 503) {
+                        ok_after_restart += 1;
+                    }
+                    s.push((id, status));
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    nats.restart();
+    poster.await.unwrap();
+
+    let statuses = statuses.lock().unwrap().clone();
+    assert!(
+        statuses.iter().all(|s| s.1 == 200 || s.1 == 503),
+        "{statuses:?}"
+    );
+    let refused = statuses.iter().filter(|s| s.1 == 503).count();
+    assert!(refused > 0, "the outage was seen");
+    let acked: Vec<String> = statuses
+        .iter()
+        .filter(|s| s.1 == 200)
+        .map(|s| s.0.clone())
+        .collect();
+    // A webhook answered 503 may still have been stored (it was on its way
+    // when the link dropped): GitHub redelivers it, and de-duplication by
+    // delivery id makes that harmless. Read until every 200 has arrived.
+    let mut got = Received::new();
+    while !acked.iter().all(|id| got.iter().any(|g| &g.1 == id)) {
+        got.extend(collect(&mut ws, 1).await);
+    }
+    assert_in_order_once(&got, "client");
+    let delivered_acked: Vec<String> = got
+        .iter()
+        .filter(|g| acked.contains(&g.1))
+        .map(|g| g.1.clone())
+        .collect();
+    assert_eq!(delivered_acked, acked, "every 200 delivered once, in order");
+    for (_, id) in &got {
+        assert!(statuses.iter().any(|s| &s.0 == id), "{id} was never posted");
+    }
+}
+
+/// The same delivery posted to two nodes is delivered once; a message of an
+/// unknown encoding version is counted and skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_posted_twice_is_delivered_once_and_unknown_messages_are_skipped() {
+    let nats = Nats::start();
+    let a = node(&nats, "S4").await;
+    let b = node(&nats, "S4").await;
+    let mut ws = subscribe(b.addr, "racer", json!({"organization": "org2"})).await;
+
+    let body = pr_payload("org2", "repo", 1, "someone", false);
+    assert_eq!(
+        a.webhook_with_id("pull_request", &body, "twice").await.0,
+        200
+    );
+    assert_eq!(
+        b.webhook_with_id("pull_request", &body, "twice").await.0,
+        200
+    );
+    // A message from a newer release, straight onto the stream.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.publish(
+        "hookfan.events",
+        br#"{"v":99,"future":true}"#.as_ref().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let body = pr_payload("org2", "repo", 2, "someone", false);
+    assert_eq!(
+        a.webhook_with_id("pull_request", &body, "then").await.0,
+        200
+    );
+
+    let got = collect(&mut ws, 2).await;
+    assert_eq!(got, [(1, "twice".to_owned()), (3, "then".to_owned())]);
+    for node in [&a, &b] {
+        let (_, text) = request(node.addr, "GET", "/metrics", &[], Vec::new()).await;
+        assert!(
+            text.contains("hookfan_cluster_skipped_messages_total{reason=\"unknown_version\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("hookfan_cluster_applied_seq 3"), "{text}");
+        assert!(text.contains("hookfan_cluster_connected{node="), "{text}");
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), collect(&mut ws, 1))
+            .await
+            .is_err(),
+        "nothing more"
+    );
+}
+
+/// A check run without pull requests reaching node B resolves through a
+/// pull request that reached node A a moment before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_commit_cache_learns_from_events_of_every_node() {
+    let nats = Nats::start();
+    let a = node(&nats, "S5").await;
+    let b = node(&nats, "S5").await;
+    let c = node(&nats, "S5").await;
+    let pr_url = "https://github.com/acme/api/pull/7";
+    let mut ws = subscribe(c.addr, "alice", json!({"pull_requests": [pr_url]})).await;
+
+    let pr = fixture("pull_request.synchronize.json");
+    assert_eq!(a.webhook_with_id("pull_request", &pr, "pr-a").await.0, 200);
+    let check = fixture("check_run.created.no-pull-requests.json");
+    assert_eq!(
+        b.webhook_with_id("check_run", &check, "check-b").await.0,
+        200
+    );
+
+    let first = next_event(&mut ws).await;
+    assert_eq!(first["delivery_id"], "pr-a");
+    let second = next_event(&mut ws).await;
+    assert_eq!(
+        (second["type"].as_str(), second["url"].as_str()),
+        (Some("check_run"), Some(pr_url)),
+        "{second}"
+    );
+    assert!(
+        b.handle()
+            .commit_cache()
+            .get("5f3c8e1a9b7d2c4e6f8a0b2d4c6e8f0a1b3d5c7e")
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_stream_or_unreachable_nats_refuses_to_start() {
+    let nats = Nats::start();
+    let _first = node(&nats, "S6").await;
+    let refused = TestServer::try_start(&node_config(&nats, "S6", "max_age_s = 7200\n"))
+        .await
+        .err()
+        .expect("refused");
+    let text = refused.to_string();
+    assert!(text.contains("cluster.max_age_s"), "{text}");
+    assert!(text.contains("max_age 86400 s"), "{text}");
+    assert!(text.contains("7200 s"), "{text}");
+
+    // The daemon, with nothing listening at the NATS address.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokens.toml"), tokens_toml()).unwrap();
+    let config = dir.path().join("hookfan.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nprovider = \"static\"\ntokens_file = \"tokens.toml\"\n[cluster]\nnats_url = \"nats://127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookfan"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("GITHUB_WEBHOOK_SECRET", DAEMON_SECRET)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("hookfan: cannot join the cluster: cluster.nats_url: cannot reach NATS at nats://127.0.0.1:1"),
+        "{stderr}"
+    );
+}
+
+/// A resume reaching back past what a node holds (it started later, and
+/// its window is small) is served from the stream, then from the window,
+/// then live: every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_older_than_the_node_is_served_from_the_stream() {
+    let nats = Nats::start();
+    let a = node(&nats, "S7").await;
+    let post = |n: u64| {
+        let body = pr_payload("org3", "repo", n, "someone", false);
+        let a = &a;
+        async move {
+            a.webhook_with_id("pull_request", &body, &format!("e-{n}"))
+                .await
+                .0
+        }
+    };
+    for n in 1..=10 {
+        assert_eq!(post(n).await, 200);
+    }
+    let b = TestServer::start(&node_config(&nats, "S7", "[replay]\nmax_events = 3\n")).await;
+    for n in 11..=15 {
+        assert_eq!(post(n).await, 200);
+    }
+    b.wait_stats("b applied 15", |s| s.events_accepted == 15)
+        .await;
+    let (mut ws, first) = subscribe_as(
+        b.addr,
+        &token("racer"),
+        json!({"organization": "org3", "resume": {"epoch": b.hub().epoch(), "after": 3}}),
+    )
+    .await;
+    assert_eq!(first["resumed"], true, "{first}");
+    assert_eq!(first["stream"]["seq"], 15);
+    assert_eq!(first["stream"]["oldest"], 1, "the stream holds everything");
+    assert_eq!(post(16).await, 200);
+    let got = collect(&mut ws, 13).await;
+    let want: Vec<(u64, String)> = (4..=16).map(|n| (n, format!("e-{n}"))).collect();
+    assert_eq!(got, want);
+}
