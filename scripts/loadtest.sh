@@ -34,7 +34,9 @@
 # DURATION_S, CONNECTIONS, PROCS, AWAY_S, REPLAY_EVENTS, CONNECT_S, DRAIN_S,
 # HOLD_S override the scenario's defaults; HOOKFAN_BIN runs another hookfan
 # binary (e.g. an older build, for a before/after comparison in the same
-# sitting). All are listed in loadtest/README.md.
+# sitting). CLUSTER=1 runs the daemon in cluster mode, its events going
+# through a NATS JetStream stream (nats-server started here on a free port,
+# installed by scripts/install-nats.sh). All are listed in loadtest/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -50,11 +52,16 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 WORK=$(mktemp -d /tmp/hookfan-load.XXXXXX)
 DAEMON_PID=""
+NATS_PID_FILE="$WORK/nats.pid"
 cleanup() {
   if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
     kill -TERM "$DAEMON_PID" 2>/dev/null || true
     for _ in $(seq 1 150); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$DAEMON_PID" 2>/dev/null || true
+  fi
+  if [ -s "$NATS_PID_FILE" ]; then
+    kill -TERM "$(cat "$NATS_PID_FILE")" 2>/dev/null || true
+    sleep 0.5
   fi
   rm -rf "$WORK"
 }
@@ -86,6 +93,15 @@ max_conns_total = 100000
 [log]
 level = "${LOG_LEVEL:-warn}"
 EOF
+if [ "${CLUSTER:-0}" = 1 ]; then
+  "$ROOT/scripts/install-nats.sh" > /dev/null
+  NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$ROOT/.tools/bin/nats-server" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/nats" -P "$NATS_PID_FILE" \
+    > /dev/null 2> "$WORK/nats.log" &
+  for _ in $(seq 1 100); do grep -q 'Server is ready' "$WORK/nats.log" 2>/dev/null && break; sleep 0.05; done
+  printf '[cluster]\nnats_url = "nats://127.0.0.1:%s"\n' "$NATS_PORT" >> "$WORK/hookfan.toml"
+  echo "== cluster mode: nats-server on 127.0.0.1:$NATS_PORT"
+fi
 if [ "$SCENARIO" = resume ]; then
   printf '[replay]\nmax_events = %s\n' "${REPLAY_EVENTS:-10000}" >> "$WORK/hookfan.toml"
 fi

@@ -1168,6 +1168,61 @@ max_age_s = 0
     }
 
     #[test]
+    fn cluster_defaults_and_every_bad_cluster_value() {
+        let c = Config::parse("", Path::new("/")).unwrap();
+        assert!(c.cluster.nats_url.is_none(), "single node by default");
+        assert_eq!(
+            (c.cluster.stream.as_str(), c.cluster.subject.as_str()),
+            ("HOOKFAN_EVENTS", "hookfan.events")
+        );
+        assert_eq!(
+            (c.cluster.replicas, c.cluster.max_age_s, c.cluster.max_bytes),
+            (1, 86_400, 1 << 30)
+        );
+        assert_eq!(
+            (c.cluster.duplicate_window_s, c.cluster.publish_timeout_s),
+            (120, 5)
+        );
+        let text = r#"
+[cluster]
+nats_url = "nats://a:4222, "
+stream = "has.dot"
+subject = "hookfan.>"
+replicas = 0
+max_age_s = 10
+max_bytes = 1000
+duplicate_window_s = 0
+publish_timeout_s = 0
+node_name = "two words"
+creds_file = "/nonexistent/creds"
+tls_ca_file = "/nonexistent/ca.pem"
+"#;
+        let mut got = keys(text);
+        got.sort();
+        let mut want = vec![
+            "cluster.nats_url",
+            "cluster.stream",
+            "cluster.subject",
+            "cluster.replicas",
+            "cluster.max_age_s",
+            "cluster.max_bytes",
+            "cluster.duplicate_window_s",
+            "cluster.publish_timeout_s",
+            "cluster.node_name",
+            "cluster.creds_file",
+            "cluster.tls_ca_file",
+        ];
+        want.sort();
+        assert_eq!(got, want);
+        let ok = Config::parse(
+            "[cluster]\nnats_url = \"nats://10.0.0.1:4222,nats://10.0.0.2:4222\"\nnode_name = \"n1\"\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(ok.cluster.node(), "n1");
+    }
+
+    #[test]
     fn type_errors_say_what_was_expected() {
         let e = errors("[broker]\nslow_client = \"explode\"\n");
         assert_eq!(e[0].key, "broker.slow_client");
