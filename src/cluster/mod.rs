@@ -290,47 +290,48 @@ async fn ensure_stream(
             ),
         )
     };
-    if have.subjects != wanted.subjects {
-        return Err(conflict(
+    let secs = |d: Duration| format!("{} s", d.as_secs());
+    // (key, differs, what the stream has, what this node wants)
+    let checks = [
+        (
             "cluster.subject",
+            have.subjects != wanted.subjects,
             format!("subjects {:?}", have.subjects),
             format!("[{:?}]", c.subject),
-        ));
-    }
-    if have.duplicate_window != wanted.duplicate_window {
-        return Err(conflict(
+        ),
+        (
             "cluster.duplicate_window_s",
-            format!("duplicate_window {} s", have.duplicate_window.as_secs()),
-            format!("{} s", c.duplicate_window_s),
-        ));
-    }
-    if have.max_age != wanted.max_age {
-        return Err(conflict(
+            have.duplicate_window != wanted.duplicate_window,
+            format!("duplicate_window {}", secs(have.duplicate_window)),
+            secs(wanted.duplicate_window),
+        ),
+        (
             "cluster.max_age_s",
-            format!("max_age {} s", have.max_age.as_secs()),
-            format!("{} s", c.max_age_s),
-        ));
-    }
-    if have.max_bytes != wanted.max_bytes {
-        return Err(conflict(
+            have.max_age != wanted.max_age,
+            format!("max_age {}", secs(have.max_age)),
+            secs(wanted.max_age),
+        ),
+        (
             "cluster.max_bytes",
+            have.max_bytes != wanted.max_bytes,
             format!("max_bytes {}", have.max_bytes),
-            format!("{}", c.max_bytes),
-        ));
-    }
-    if have.num_replicas != wanted.num_replicas {
-        return Err(conflict(
+            c.max_bytes.to_string(),
+        ),
+        (
             "cluster.replicas",
+            have.num_replicas != wanted.num_replicas,
             format!("{} replicas", have.num_replicas),
-            format!("{}", c.replicas),
-        ));
-    }
-    if have.retention != wanted.retention {
-        return Err(conflict(
+            c.replicas.to_string(),
+        ),
+        (
             "cluster.stream",
+            have.retention != wanted.retention,
             format!("retention {:?}", have.retention),
-            "limits retention".into(),
-        ));
+            "limits retention".to_owned(),
+        ),
+    ];
+    if let Some((key, _, has, wants)) = checks.into_iter().find(|c| c.1) {
+        return Err(conflict(key, has, wants));
     }
     Ok(info)
 }
