@@ -218,30 +218,11 @@ impl GithubProvider {
                 auth.github_api_url
             ));
         }
-        let mut roots = rustls::RootCertStore::empty();
-        if https {
-            let found = rustls_native_certs::load_native_certs();
-            let problems: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
-            let (added, _unparsable) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err(format!(
-                    "no usable root certificate in the system store to verify {base} \
-                     (install the CA certificates, or set SSL_CERT_FILE to a PEM bundle){}",
-                    if problems.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", problems.join("; "))
-                    }
-                ));
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = if https {
+            crate::tls::client_config(&base)?
+        } else {
+            crate::tls::with_roots(rustls::RootCertStore::empty())?
+        };
         let timeout = Duration::from_secs(auth.api_timeout_s.max(1));
         let mut http = HttpConnector::new();
         http.enforce_http(false);
