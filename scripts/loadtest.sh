@@ -24,6 +24,11 @@
 #                    drops at once, stays away AWAY_S (5) and all resume at
 #                    once: time until all are live again, daemon CPU, exact
 #                    accounting over both connections (driver)
+#   cluster-3        cluster mode: NATS and three nodes; PROCS (3) driver
+#                    processes of CLIENTS (16,667) clients each, process p on
+#                    node p from 127.0.0.p, ORGS (100) orgs; process 1 sends
+#                    WEBHOOKS (1200) at RATE (20/s) to node 1, the others
+#                    count them; per-node CPU and RSS (driver)
 #   ws-fanout        k6: subscribers + webhooks, counts events and latency
 #   webhook-flood    k6: signed webhooks at a target rate
 #   reconnect-storm  k6: every client drops and reconnects at once
@@ -52,13 +57,15 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 WORK=$(mktemp -d /tmp/hookfan-load.XXXXXX)
 DAEMON_PID=""
+NODE_PIDS=()
 NATS_PID_FILE="$WORK/nats.pid"
 cleanup() {
-  if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
-    kill -TERM "$DAEMON_PID" 2>/dev/null || true
-    for _ in $(seq 1 150); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$DAEMON_PID" 2>/dev/null || true
-  fi
+  for pid in $DAEMON_PID "${NODE_PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
   if [ -s "$NATS_PID_FILE" ]; then
     kill -TERM "$(cat "$NATS_PID_FILE")" 2>/dev/null || true
     sleep 0.5
@@ -93,6 +100,7 @@ max_conns_total = 100000
 [log]
 level = "${LOG_LEVEL:-warn}"
 EOF
+[ "$SCENARIO" = cluster-3 ] && CLUSTER=1
 if [ "${CLUSTER:-0}" = 1 ]; then
   "$ROOT/scripts/install-nats.sh" > /dev/null
   NATS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -107,14 +115,26 @@ if [ "$SCENARIO" = resume ]; then
 fi
 
 "$HOOKFAN" check-config --config "$WORK/hookfan.toml" > /dev/null
-"$HOOKFAN" --config "$WORK/hookfan.toml" > "$WORK/stdout" 2> "$WORK/daemon.log" &
-DAEMON_PID=$!
-for _ in $(seq 1 100); do
-  grep -q '^listening on ' "$WORK/stdout" 2>/dev/null && break
-  sleep 0.05
-done
-ADDR=$(sed -n 's/^listening on //p' "$WORK/stdout")
-[ -n "$ADDR" ] || { echo "hookfan did not start:"; cat "$WORK/daemon.log"; exit 1; }
+# start_node NAME: a daemon on WORK/hookfan.toml (node NAME in a cluster);
+# sets NODE_PID and NODE_ADDR.
+start_node() {
+  local config="$WORK/hookfan.toml"
+  if [ "$1" != hookfan ]; then
+    config="$WORK/$1.toml"
+    sed "s/^\[cluster\]$/[cluster]\nnode_name = \"$1\"/" "$WORK/hookfan.toml" > "$config"
+  fi
+  "$HOOKFAN" --config "$config" > "$WORK/$1.stdout" 2> "$WORK/$1.log" &
+  NODE_PID=$!
+  for _ in $(seq 1 100); do
+    grep -q '^listening on ' "$WORK/$1.stdout" 2>/dev/null && break
+    sleep 0.05
+  done
+  NODE_ADDR=$(sed -n 's/^listening on //p' "$WORK/$1.stdout")
+  [ -n "$NODE_ADDR" ] || { echo "hookfan ($1) did not start:"; cat "$WORK/$1.log"; exit 1; }
+}
+start_node hookfan
+DAEMON_PID=$NODE_PID
+ADDR=$NODE_ADDR
 echo "== hookfan pid $DAEMON_PID on $ADDR, scenario $SCENARIO, $(nproc) CPUs, $(date -u +%FT%TZ)"
 
 drive() { "$DRIVER" "$@" --addr "$ADDR" --token "$TOKEN" --secret-file "$WORK/secret" --daemon-pid "$DAEMON_PID"; }
@@ -185,6 +205,44 @@ PY
     done
     [ "$STATUS" = 0 ] || { echo "a driver process reported failures"; exit 1; }
     ;;
+  cluster-3)
+    # Node 1 is the daemon started above; nodes 2.. join the same stream.
+    P=${PROCS:-3}; N=${CLIENTS:-16667}; K=${ORGS:-100}; M=${WEBHOOKS:-1200}; R=${RATE:-20}
+    NODE_ADDRS=("$ADDR"); PIDS=("$DAEMON_PID")
+    for p in $(seq 2 "$P"); do
+      start_node "node$p"
+      NODE_PIDS+=("$NODE_PID"); NODE_ADDRS+=("$NODE_ADDR"); PIDS+=("$NODE_PID")
+    done
+    echo "== nodes: ${NODE_ADDRS[*]} (pids ${PIDS[*]})"
+    CPU0=()
+    for pid in "${PIDS[@]}"; do CPU0+=("$(awk '{print $14 + $15}' "/proc/$pid/stat")"); done
+    LISTENERS=()
+    for p in $(seq 2 "$P"); do
+      "$DRIVER" fanout --addr "${NODE_ADDRS[$((p - 1))]}" --token "$TOKEN" --secret-file "$WORK/secret" \
+        --daemon-pid "${PIDS[$((p - 1))]}" --clients "$N" --orgs "$K" --webhooks "$M" --rate "$R" --no-send \
+        --source-ips "127.0.0.$p" --drain-timeout-s $((M / R + 60)) --json > "$WORK/listener-$p.out" 2>&1 &
+      LISTENERS+=("$!")
+    done
+    for p in $(seq 2 "$P"); do
+      for _ in $(seq 1 1200); do grep -q '^ready' "$WORK/listener-$p.out" && break; sleep 0.1; done
+    done
+    echo "-- sender (127.0.0.1, node 1)"
+    STATUS=0
+    drive fanout --clients "$N" --orgs "$K" --webhooks "$M" --rate "$R" --source-ips 127.0.0.1 --json || STATUS=1
+    for i in "${!LISTENERS[@]}"; do
+      wait "${LISTENERS[$i]}" || STATUS=1
+      echo "-- listener process $((i + 2)) (127.0.0.$((i + 2)), node $((i + 2)))"
+      grep -v '^ready' "$WORK/listener-$((i + 2)).out"
+    done
+    TICK=$(getconf CLK_TCK)
+    for i in "${!PIDS[@]}"; do
+      pid=${PIDS[$i]}
+      cpu=$(awk -v t="$TICK" -v c0="${CPU0[$i]}" '{printf "%.2f", ($14 + $15 - c0) / t}' "/proc/$pid/stat")
+      rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+      echo "node $((i + 1)): CPU ${cpu} s over the run, RSS $((rss / 1024)) MiB"
+    done
+    [ "$STATUS" = 0 ] || { echo "a driver process reported failures"; exit 1; }
+    ;;
   ws-fanout)
     VUS=${VUS:-200} ORGS=${ORGS:-10} WEBHOOKS=${WEBHOOKS:-100} RATE=${RATE:-20} \
       CONNECT_S=${CONNECT_S:-10} DRAIN_S=${DRAIN_S:-10} k6run ws-fanout
@@ -200,4 +258,4 @@ PY
     ;;
 esac
 echo "== daemon log (warnings and errors):"
-grep -E 'WARN|ERROR' "$WORK/daemon.log" | tail -20 || echo "(none)"
+cat "$WORK"/*.log | grep -E 'WARN|ERROR' | tail -20 || echo "(none)"
