@@ -147,6 +147,7 @@
 
 pub mod auth;
 mod broker;
+pub mod client;
 mod cluster;
 pub mod config;
 mod event;
@@ -154,6 +155,7 @@ mod limits;
 mod metrics;
 pub mod server;
 mod subscription;
+mod tls;
 mod webhook;
 mod ws;
 

@@ -14,6 +14,9 @@ use hookfan::config::{
     WebhookSecret,
 };
 
+// The `subscribe` command (a client, not part of the library).
+mod subscribe_command;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -35,6 +38,9 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print the effective settings (secrets masked).
     CheckConfig,
+    /// Subscribe to a hookfan server and print (or act on) every event,
+    /// reconnecting and resuming by itself.
+    Subscribe(Box<subscribe_command::SubscribeArgs>),
 }
 
 /// Exit status for a configuration the daemon refuses.
@@ -42,20 +48,25 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let check = match cli.command {
+        Some(Command::Subscribe(args)) => return subscribe_command::run(*args),
+        Some(Command::CheckConfig) => true,
+        None => false,
+    };
     let Some(path) = cli.config.clone() else {
         eprintln!("hookfan: --config PATH is required (try config/hookfan.toml)");
         return ExitCode::from(EXIT_CONFIG);
     };
     let prepared = prepare(&path, cli.listen);
-    match cli.command {
-        Some(Command::CheckConfig) => check_config(&path, prepared),
-        None => match prepared {
-            Ok(p) => serve(p),
-            Err(errors) => {
-                eprint!("hookfan: {errors}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
+    if check {
+        return check_config(&path, prepared);
+    }
+    match prepared {
+        Ok(p) => serve(p),
+        Err(errors) => {
+            eprint!("hookfan: {errors}");
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
 }
 

@@ -415,13 +415,13 @@ pub fn spawn_daemon_with(extra: &str, tokens: &str) -> Daemon {
 /// The daemon on the config file at `config`, listening on 127.0.0.1:0
 /// (with `GITHUB_WEBHOOK_SECRET` set to [`DAEMON_SECRET`]).
 pub fn spawn_daemon_at(config: &std::path::Path) -> Daemon {
+    spawn_daemon_listening(config, "127.0.0.1:0")
+}
+
+/// The daemon on the config file at `config`, listening on `listen`.
+pub fn spawn_daemon_listening(config: &std::path::Path, listen: &str) -> Daemon {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookfan"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["--config", config.to_str().unwrap(), "--listen", listen])
         .env("GITHUB_WEBHOOK_SECRET", DAEMON_SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

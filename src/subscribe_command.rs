@@ -1,0 +1,310 @@
+//! `hookfan subscribe`: prints (or runs a command for) every event of a
+//! subscription, surviving restarts, failovers and network blips; a thin
+//! layer over [`hookfan::client`]. Part of the binary, not the library.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+
+use clap::{Args, ValueEnum};
+use hookfan::Token;
+use hookfan::client::{
+    ClientConfig, ClientError, Position, ReceivedEvent, Subscriber, SubscriptionRequest, Update,
+};
+use tokio::io::AsyncWriteExt;
+
+/// Exit status: the server refused in a way retrying cannot fix.
+const EXIT_REFUSED: u8 = 2;
+/// Exit status: events may have been missed (`--on-gap exit`).
+const EXIT_GAP: u8 = 3;
+
+#[derive(Args)]
+pub struct SubscribeArgs {
+    /// Server URL, ws://HOST:PORT or wss://HOST:PORT (`/ws` is added when
+    /// there is no path). Repeat for failover: tried in order, then
+    /// round-robin.
+    #[arg(long = "server", value_name = "URL", required = true)]
+    servers: Vec<String>,
+    /// Environment variable holding the token.
+    #[arg(long, value_name = "VAR", default_value = "GITHUB_TOKEN")]
+    token_env: String,
+    /// File holding the token (first line).
+    #[arg(long, value_name = "PATH", conflicts_with = "token_cmd")]
+    token_file: Option<PathBuf>,
+    /// Command printing the token (run with `sh -c`), e.g. `gh auth token`.
+    #[arg(long, value_name = "CMD")]
+    token_cmd: Option<String>,
+    /// Organization to subscribe to (`*`: every organization of the token).
+    #[arg(long)]
+    org: Option<String>,
+    /// A pull request URL to subscribe to (repeatable).
+    #[arg(long = "pr", value_name = "URL")]
+    prs: Vec<String>,
+    /// Only events that involve the token's user.
+    #[arg(long)]
+    user_events: bool,
+    /// Event types, comma-separated (default: the server's).
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    event_types: Vec<String>,
+    /// How each event is printed.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// Keep the last position in this file (written atomically), and
+    /// resume from it when started again.
+    #[arg(long, value_name = "PATH")]
+    state_file: Option<PathBuf>,
+    /// What to do when events may have been missed.
+    #[arg(long, value_enum, default_value_t = OnGap::Continue)]
+    on_gap: OnGap,
+    /// Run CMD (`sh -c`) once per event, in order, with the event on stdin
+    /// and HOOKFAN_URL, HOOKFAN_TYPE, HOOKFAN_DELIVERY_ID, HOOKFAN_SEQ set,
+    /// instead of printing it.
+    #[arg(long, value_name = "CMD")]
+    exec: Option<String>,
+    /// Connection status on stderr too (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// The event as received.
+    Json,
+    /// Time, type and URL.
+    Text,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnGap {
+    /// Say so on stderr and go on.
+    Continue,
+    /// Say so on stderr and exit with status 3.
+    Exit,
+}
+
+/// Runs the command until a refusal, a gap (with `--on-gap exit`), or a
+/// signal.
+pub fn run(args: SubscribeArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hookfan: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(subscribe(args))
+}
+
+async fn subscribe(args: SubscribeArgs) -> ExitCode {
+    let token = match token(&args).await {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("hookfan: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let position = match args.state_file.as_deref().map(load_state).transpose() {
+        Ok(p) => p.flatten(),
+        Err(e) => {
+            eprintln!("hookfan: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut config = ClientConfig::new(
+        args.servers.clone(),
+        token,
+        SubscriptionRequest {
+            organization: args.org.clone().unwrap_or_default(),
+            pull_requests: args.prs.clone(),
+            user_events_only: args.user_events,
+            event_types: args.event_types.clone(),
+        },
+    );
+    config.position = position;
+    let mut sub = match Subscriber::new(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hookfan: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let verbose = args.verbose > 0;
+    loop {
+        let update = match sub.next().await {
+            Ok(u) => u,
+            Err(ClientError::Refused { message, code }) => {
+                eprintln!("hookfan: the server refused the subscription: {message} ({code})");
+                return ExitCode::from(EXIT_REFUSED);
+            }
+            Err(e) => {
+                eprintln!("hookfan: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match update {
+            Update::Event(e) => {
+                match &args.exec {
+                    Some(cmd) => execute(cmd, &e).await,
+                    None => print_event(&e, args.format),
+                }
+                // Committed only once the event was printed or handled:
+                // a restart resumes after it, never before an event not
+                // yet acted on.
+                if let (Some(path), Some(p)) = (&args.state_file, sub.position())
+                    && let Err(e) = save_state(path, p)
+                {
+                    eprintln!("hookfan: {e}");
+                }
+            }
+            Update::Connected {
+                server,
+                resumed,
+                warnings,
+            } => {
+                for w in warnings {
+                    eprintln!("hookfan: warning from the server: {w}");
+                }
+                if verbose {
+                    let how = match resumed {
+                        Some(true) => ", resumed",
+                        Some(false) => ", not resumed",
+                        None => "",
+                    };
+                    eprintln!("hookfan: subscribed on {server}{how}");
+                }
+            }
+            Update::Gap(g) => {
+                eprintln!("hookfan: {}", g.describe());
+                if args.on_gap == OnGap::Exit {
+                    return ExitCode::from(EXIT_GAP);
+                }
+            }
+            Update::Disconnected {
+                server,
+                error,
+                retry_in,
+            } => {
+                if verbose {
+                    eprintln!(
+                        "hookfan: {server}: {error}; trying again in {:.1} s",
+                        retry_in.as_secs_f64()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The token, from exactly one source; never from the command line itself.
+async fn token(args: &SubscribeArgs) -> Result<Token, String> {
+    let t = if let Some(path) = &args.token_file {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    } else if let Some(cmd) = &args.token_cmd {
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", cmd])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run --token-cmd: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("--token-cmd failed ({})", out.status));
+        }
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    } else {
+        std::env::var(&args.token_env)
+            .map_err(|_| {
+                format!(
+                    "no token: ${} is not set (or use --token-file / --token-cmd)",
+                    args.token_env
+                )
+            })?
+            .trim()
+            .to_owned()
+    };
+    if t.is_empty() {
+        return Err("the token is empty".into());
+    }
+    Ok(Token::new(t))
+}
+
+fn print_event(e: &ReceivedEvent, format: Format) {
+    let mut out = std::io::stdout().lock();
+    let _ = match format {
+        Format::Json => writeln!(out, "{}", e.json),
+        Format::Text => writeln!(out, "{} {} {}", e.timestamp, e.kind, e.url),
+    };
+    let _ = out.flush();
+}
+
+/// Runs the command for one event and waits for it; a failure is reported
+/// and does not stop the stream.
+async fn execute(cmd: &str, e: &ReceivedEvent) {
+    let seq = e.seq.map(|s| s.to_string()).unwrap_or_default();
+    let child = tokio::process::Command::new("sh")
+        .args(["-c", cmd])
+        .env("HOOKFAN_URL", &e.url)
+        .env("HOOKFAN_TYPE", &e.kind)
+        .env("HOOKFAN_DELIVERY_ID", &e.delivery_id)
+        .env("HOOKFAN_SEQ", &seq)
+        .stdin(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("hookfan: cannot run --exec for seq {seq}: {err}");
+            return;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that does not read its input is not an error.
+        let _ = stdin.write_all(e.json.as_bytes()).await;
+        let _ = stdin.write_all(b"\n").await;
+    }
+    match child.wait().await {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!(
+            "hookfan: --exec failed ({s}) for seq {seq}, delivery {}; going on",
+            e.delivery_id
+        ),
+        Err(err) => eprintln!("hookfan: --exec for seq {seq}: {err}"),
+    }
+}
+
+fn load_state(path: &Path) -> Result<Option<Position>, String> {
+    match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!(
+            "cannot read the state file {}: {e}",
+            path.display()
+        )),
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            format!(
+                "the state file {} is not {{\"epoch\":..,\"seq\":..}}: {e}",
+                path.display()
+            )
+        }),
+    }
+}
+
+/// Writes the position to a temporary file beside `path`, then renames it
+/// over `path`: a reader never sees half a file.
+fn save_state(path: &Path, p: &Position) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(p).expect("serializable"))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| format!("cannot write the state file {}: {e}", path.display()))
+}

@@ -1,0 +1,542 @@
+//! `hookfan subscribe` and `hookfan::client` against real daemons on
+//! 127.0.0.1: exact accounting across disconnects, restarts and failover;
+//! refusals; back-off; `--exec`; the token kept secret.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hookfan::Token;
+use hookfan::client::{Backoff, ClientConfig, Subscriber, SubscriptionRequest, Update};
+use serde_json::Value;
+
+/// A running `hookfan subscribe`, its stdout lines and stderr collected.
+struct Sub {
+    child: Child,
+    out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<String>>,
+}
+
+fn drain(pipe: impl std::io::Read + Send + 'static, into: impl Fn(String) + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            match line {
+                Ok(l) => into(l),
+                Err(_) => break,
+            }
+        }
+    });
+}
+
+impl Sub {
+    /// Runs `hookfan subscribe ARGS` with `GITHUB_TOKEN` = `token`.
+    fn start(token: &str, args: &[&str]) -> Sub {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookfan"))
+            .arg("subscribe")
+            .args(args)
+            .env("GITHUB_TOKEN", token)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        let o = out.clone();
+        drain(child.stdout.take().unwrap(), move |l| {
+            o.lock().unwrap().push(l)
+        });
+        let e = err.clone();
+        drain(child.stderr.take().unwrap(), move |l| {
+            let mut e = e.lock().unwrap();
+            e.push_str(&l);
+            e.push('\n');
+        });
+        Sub { child, out, err }
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    /// Waits until stderr contains `what`.
+    async fn wait_stderr(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.stderr().contains(what) {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} on stderr: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `n` events were printed; returns them.
+    async fn wait_events(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let lines = self.out.lock().unwrap().clone();
+            if lines.len() >= n {
+                return lines
+                    .iter()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} events; stderr: {}",
+                lines.len(),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for the exit (10 s at most).
+    async fn exit_code(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                // Let the pipes drain.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return s.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running; stderr: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ws_url(addr: SocketAddr) -> String {
+    format!("ws://{addr}")
+}
+
+/// The delivery ids of `events`, asserting their seqs increase.
+fn ids_in_order(events: &[Value]) -> Vec<String> {
+    for w in events.windows(2) {
+        assert!(
+            w[0]["seq"].as_u64() < w[1]["seq"].as_u64(),
+            "seqs not increasing: {events:?}"
+        );
+    }
+    events
+        .iter()
+        .map(|e| e["delivery_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn ids(prefix: &str, n: std::ops::RangeInclusive<u64>) -> Vec<String> {
+    n.map(|i| format!("{prefix}{i}")).collect()
+}
+
+async fn post_prs(server: &TestServer, prefix: &str, n: std::ops::RangeInclusive<u64>) {
+    for i in n {
+        let body = pr_payload("acme", "api", i, "someone", false);
+        let (status, _) = server
+            .webhook_with_id("pull_request", &body, &format!("{prefix}{i}"))
+            .await;
+        assert_eq!(status, 200);
+    }
+}
+
+async fn post_prs_to(d: &Daemon, prefix: &str, n: std::ops::RangeInclusive<u64>) {
+    for i in n {
+        let body = pr_payload("acme", "api", i, "someone", false);
+        assert_eq!(
+            d.webhook("pull_request", &body, &format!("{prefix}{i}"))
+                .await,
+            200
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_disconnect_resumes_with_nothing_missed() {
+    let server = TestServer::start("").await;
+    let sub = Sub::start(
+        &token("alice"),
+        &["--server", &ws_url(server.addr), "--org", "acme", "-v"],
+    );
+    sub.wait_stderr("subscribed on").await;
+    post_prs(&server, "a-", 1..=5).await;
+    sub.wait_events(5).await;
+    for c in server.hub().clients() {
+        server.hub().disconnect(c.id());
+    }
+    // Sent while the client is away (it waits up to 1 s before returning).
+    post_prs(&server, "b-", 1..=5).await;
+    let events = sub.wait_events(10).await;
+    let mut want = ids("a-", 1..=5);
+    want.extend(ids("b-", 1..=5));
+    assert_eq!(ids_in_order(&events), want);
+    sub.wait_stderr(", resumed").await;
+    assert!(!sub.stderr().contains("missed"), "{}", sub.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_restart_is_reported_as_a_gap() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokens.toml"), tokens_toml()).unwrap();
+    let config = dir.path().join("hookfan.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nprovider = \"static\"\ntokens_file = \"tokens.toml\"\n",
+    )
+    .unwrap();
+    let mut first = spawn_daemon_listening(&config, &listen);
+    let url = format!("ws://{listen}");
+    let sub = Sub::start(&token("alice"), &["--server", &url, "--org", "acme", "-v"]);
+    let mut strict = Sub::start(
+        &token("alice"),
+        &["--server", &url, "--org", "acme", "--on-gap", "exit"],
+    );
+    sub.wait_stderr("subscribed on").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    post_prs_to(&first, "one-", 1..=3).await;
+    sub.wait_events(3).await;
+    strict.wait_events(3).await;
+
+    first.sigterm();
+    first.wait(Duration::from_secs(15));
+    let second = spawn_daemon_listening(&config, &listen);
+    sub.wait_stderr("may have been missed").await;
+    assert!(sub.stderr().contains("after seq 3"), "{}", sub.stderr());
+    assert!(sub.stderr().contains("(unknown_epoch)"), "{}", sub.stderr());
+    assert_eq!(strict.exit_code().await, 3, "{}", strict.stderr());
+    assert!(strict.stderr().contains("may have been missed"));
+
+    sub.wait_stderr("subscribed on ws").await;
+    // Subscribed again (the gap line comes just before it).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sub.stderr().matches("subscribed on").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", sub.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    post_prs_to(&second, "two-", 1..=3).await;
+    let events = sub.wait_events(6).await;
+    let got: Vec<String> = events
+        .iter()
+        .map(|e| e["delivery_id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut want = ids("one-", 1..=3);
+    want.extend(ids("two-", 1..=3));
+    assert_eq!(
+        got, want,
+        "every event once; the new epoch starts again at 1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_another_cluster_node_misses_nothing() {
+    let nats = Nats::start();
+    let config = format!(
+        "[cluster]\nnats_url = \"{}\"\nstream = \"C1\"\n",
+        nats.url()
+    );
+    let mut a = spawn_daemon(&config);
+    let b = spawn_daemon(&config);
+    let sub = Sub::start(
+        &token("alice"),
+        &[
+            "--server",
+            &ws_url(a.addr),
+            "--server",
+            &ws_url(b.addr),
+            "--org",
+            "acme",
+            "-v",
+        ],
+    );
+    sub.wait_stderr(&format!("subscribed on ws://{}", a.addr))
+        .await;
+    post_prs_to(&b, "f-", 1..=5).await;
+    sub.wait_events(5).await;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    post_prs_to(&b, "f-", 6..=10).await;
+    let events = sub.wait_events(10).await;
+    assert_eq!(ids_in_order(&events), ids("f-", 1..=10));
+    sub.wait_stderr(&format!("subscribed on ws://{}/ws, resumed", b.addr))
+        .await;
+    assert!(!sub.stderr().contains("missed"), "{}", sub.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_client_resumes_from_its_state_file() {
+    let server = TestServer::start("").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let args = [
+        "--server",
+        &ws_url(server.addr),
+        "--org",
+        "acme",
+        "--state-file",
+        state.to_str().unwrap(),
+        "-v",
+    ];
+    let mut first = Sub::start(&token("alice"), &args);
+    first.wait_stderr("subscribed on").await;
+    post_prs(&server, "s-", 1..=3).await;
+    let before = first.wait_events(3).await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["seq"], before[2]["seq"]);
+
+    post_prs(&server, "s-", 4..=6).await;
+    let second = Sub::start(&token("alice"), &args);
+    let after = second.wait_events(3).await;
+    let mut all = before;
+    all.extend(after);
+    assert_eq!(ids_in_order(&all), ids("s-", 1..=6));
+    second.wait_stderr(", resumed").await;
+    assert!(!second.stderr().contains("missed"), "{}", second.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_that_retrying_cannot_fix_exit_2_with_the_message() {
+    let server = TestServer::start("[webhook]\nallowed_events = [\"pull_request\"]\n").await;
+    let url = ws_url(server.addr);
+    for (who, extra, code, message) in [
+        ("nobody", vec!["--org", "acme"], "authentication_failed", ""),
+        (
+            "alice",
+            vec!["--org", "widgets"],
+            "access_denied",
+            "widgets",
+        ),
+        (
+            "alice",
+            vec!["--pr", "not-a-url"],
+            "invalid_subscription",
+            "not-a-url",
+        ),
+        (
+            "alice",
+            vec!["--org", "acme", "--event-types", "push"],
+            "event_type_not_allowed",
+            "push",
+        ),
+    ] {
+        let mut args = vec!["--server", url.as_str()];
+        args.extend(extra);
+        let mut sub = Sub::start(&token(who), &args);
+        assert_eq!(sub.exit_code().await, 2, "{code}: {}", sub.stderr());
+        let err = sub.stderr();
+        assert!(err.contains("the server refused the subscription"), "{err}");
+        assert!(err.contains(&format!("({code})")), "{err}");
+        assert!(err.contains(message), "{err}");
+    }
+}
+
+/// Attempts against a server that accepts and hangs up at once: the delays
+/// are jittered, under a bound that doubles, and never over the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_failures_back_off_with_full_jitter_under_the_cap() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let seen = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            seen.lock().unwrap().push(Instant::now());
+            drop(s);
+        }
+    });
+    let base = Duration::from_millis(20);
+    let cap = Duration::from_millis(200);
+    let mut config = ClientConfig::new(
+        vec![ws_url(addr)],
+        Token::new(token("alice")),
+        SubscriptionRequest::default(),
+    );
+    config.backoff = Backoff {
+        base,
+        cap,
+        reset_after: Duration::from_secs(60),
+    };
+    let mut sub = Subscriber::new(config).unwrap();
+    let mut delays = Vec::new();
+    while delays.len() < 14 {
+        match sub.next().await.unwrap() {
+            Update::Disconnected { retry_in, .. } => delays.push(retry_in),
+            other => panic!("{other:?}"),
+        }
+    }
+    for (i, d) in delays.iter().enumerate() {
+        let bound = (base * (1 << i)).min(cap);
+        assert!(*d <= bound, "attempt {i}: {d:?} over {bound:?}");
+    }
+    // Full jitter: not one fixed delay; and the later ones, allowed up to
+    // the cap, are on average well above the first bounds.
+    let distinct: std::collections::HashSet<_> = delays.iter().collect();
+    assert!(distinct.len() > 10, "{delays:?}");
+    let late = delays[4..].iter().sum::<Duration>() / 10;
+    assert!(late > base * 2, "{delays:?}");
+    // The attempts really were that far apart.
+    let at = accepted.lock().unwrap().clone();
+    assert!(at.len() >= 14, "{} attempts", at.len());
+    for (i, w) in at.windows(2).enumerate().take(13) {
+        assert!(
+            w[1] - w[0] + Duration::from_millis(5) >= delays[i],
+            "attempt {} came {:?} after the previous, delay {:?}",
+            i + 1,
+            w[1] - w[0],
+            delays[i]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_runs_in_order_and_commits_the_seq_after_the_command() {
+    let server = TestServer::start("").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let log = dir.path().join("log");
+    let events = dir.path().join("events");
+    // Logs its environment and the state file as it finds it, takes its
+    // time, and fails for x-2.
+    let script = format!(
+        "read -r line; echo \"$line\" >> {events}; \
+         printf '%s %s %s %s\\n' \"$HOOKFAN_SEQ\" \"$HOOKFAN_TYPE\" \"$HOOKFAN_DELIVERY_ID\" \"$(cat {state} 2>/dev/null)\" >> {log}; \
+         sleep 0.2; [ \"$HOOKFAN_DELIVERY_ID\" != x-2 ] || exit 7",
+        events = events.display(),
+        state = state.display(),
+        log = log.display(),
+    );
+    let sub = Sub::start(
+        &token("alice"),
+        &[
+            "--server",
+            &ws_url(server.addr),
+            "--org",
+            "acme",
+            "--state-file",
+            state.to_str().unwrap(),
+            "--exec",
+            &script,
+            "-v",
+        ],
+    );
+    sub.wait_stderr("subscribed on").await;
+    post_prs(&server, "x-", 1..=4).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    while read(&log).lines().count() < 4 || !read(&state).contains("\"seq\":4") {
+        assert!(
+            Instant::now() < deadline,
+            "log: {}\n{}",
+            read(&log),
+            sub.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines: Vec<String> = read(&log).lines().map(str::to_owned).collect();
+    let epoch = server.hub().epoch().to_owned();
+    for (i, line) in lines.iter().enumerate() {
+        let seq = i + 1;
+        let committed = if seq == 1 {
+            String::new()
+        } else {
+            format!("{{\"epoch\":\"{epoch}\",\"seq\":{}}}", seq - 1)
+        };
+        // In order, one at a time, and the state file still at the
+        // previous event while the command runs.
+        assert_eq!(
+            line.trim_end(),
+            format!("{seq} pull_request x-{seq} {committed}").trim_end()
+        );
+    }
+    let bodies: Vec<Value> = read(&events)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ids_in_order(&bodies), ids("x-", 1..=4));
+    assert!(
+        sub.stderr()
+            .contains("--exec failed (exit status: 7) for seq 2, delivery x-2; going on"),
+        "{}",
+        sub.stderr()
+    );
+    assert!(
+        sub.out.lock().unwrap().is_empty(),
+        "nothing printed with --exec"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_shows_in_output_or_arguments() {
+    let server = TestServer::start("").await;
+    let secret = token("alice");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let url = ws_url(server.addr);
+    let cmd = format!("cat {}", file.display());
+    let runs: [&[&str]; 3] = [
+        &["--server", &url, "--org", "acme", "-vv"],
+        &[
+            "--server",
+            &url,
+            "--org",
+            "acme",
+            "-vv",
+            "--token-file",
+            file.to_str().unwrap(),
+        ],
+        &[
+            "--server",
+            &url,
+            "--org",
+            "acme",
+            "-vv",
+            "--token-cmd",
+            &cmd,
+        ],
+    ];
+    for (i, args) in runs.iter().enumerate() {
+        // Only the first run has it in its environment.
+        let env_token = if i == 0 { secret.as_str() } else { "" };
+        let sub = Sub::start(env_token, args);
+        sub.wait_stderr("subscribed on").await;
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", sub.child.id())).unwrap();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(&secret));
+        post_prs(&server, &format!("t{i}-"), 1..=1).await;
+        sub.wait_events(1).await;
+        for c in server.hub().clients() {
+            server.hub().disconnect(c.id());
+        }
+        sub.wait_stderr(", resumed").await;
+        let out = sub.out.lock().unwrap().join("\n");
+        assert!(!out.contains(&secret) && !sub.stderr().contains(&secret));
+    }
+    // A refused token is not echoed either.
+    let bad = token("nobody");
+    let mut sub = Sub::start(&bad, &["--server", &url, "--org", "acme", "-vv"]);
+    assert_eq!(sub.exit_code().await, 2);
+    assert!(!sub.stderr().contains(&bad), "{}", sub.stderr());
+}
