@@ -19,6 +19,9 @@
 //! - [`AuthProvider`]: who a token belongs to; [`GithubProvider`] asks the
 //!   GitHub API, [`StaticTokens`] reads a table, and an embedder can bring
 //!   its own.
+//! - [`client`]: the other side, for programs consuming events: a
+//!   subscription that reconnects and resumes by itself (what
+//!   `hookfan subscribe` is built on).
 //! - [`Subscription`], [`Client`], [`Event`], [`CommitCache`] / [`PrInfo`],
 //!   [`Metrics`].
 //!

@@ -540,3 +540,89 @@ async fn the_token_never_shows_in_output_or_arguments() {
     assert_eq!(sub.exit_code().await, 2);
     assert!(!sub.stderr().contains(&bad), "{}", sub.stderr());
 }
+
+/// A webhook-sprinkler-like server: confirmations without a stream, events
+/// without seq; it hangs up after each event. The client simply reconnects
+/// (nothing to resume) and says that events between may have been missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_a_server_without_seqs_it_reconnects_and_reports_no_resume() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let subscriptions = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let seen = subscriptions.clone();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((s, _)) = listener.accept().await {
+            n += 1;
+            let mut ws = tokio_tungstenite::accept_async(s).await.unwrap();
+            let Some(Ok(Message::Text(sub))) = ws.next().await else {
+                continue;
+            };
+            seen.lock()
+                .unwrap()
+                .push(serde_json::from_str(&sub).unwrap());
+            let confirm = r#"{"type":"subscription_confirmed","organization":"acme","username":"alice","event_types":null}"#;
+            ws.send(Message::text(confirm)).await.unwrap();
+            let event = format!(
+                r#"{{"url":"https://github.com/acme/api/pull/{n}","timestamp":"2026-11-27T00:00:0{n}Z","type":"pull_request","delivery_id":"old-{n}"}}"#
+            );
+            ws.send(Message::text(event)).await.unwrap();
+            let _ = ws.close(None).await;
+        }
+    });
+    let mut config = ClientConfig::new(
+        vec![ws_url(addr)],
+        Token::new(token("alice")),
+        SubscriptionRequest {
+            organization: "acme".into(),
+            ..Default::default()
+        },
+    );
+    config.backoff.base = Duration::from_millis(10);
+    let mut sub = Subscriber::new(config).unwrap();
+    let mut updates = Vec::new();
+    while updates
+        .iter()
+        .filter(|u| matches!(u, Update::Event(_)))
+        .count()
+        < 2
+    {
+        updates.push(sub.next().await.unwrap());
+    }
+    let kinds: Vec<&str> = updates
+        .iter()
+        .map(|u| match u {
+            Update::Event(_) => "event",
+            Update::Connected { .. } => "connected",
+            Update::Gap(_) => "gap",
+            Update::Disconnected { .. } => "disconnected",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "connected",
+            "event",
+            "disconnected",
+            "gap",
+            "connected",
+            "event"
+        ]
+    );
+    let Update::Gap(g) = &updates[3] else {
+        unreachable!()
+    };
+    assert_eq!(g.reason, "no_resume");
+    assert_eq!(g.after, None);
+    assert_eq!(g.last_event_at.as_deref(), Some("2026-11-27T00:00:01Z"));
+    let Update::Event(e) = &updates[5] else {
+        unreachable!()
+    };
+    assert_eq!((e.seq, e.delivery_id.as_str()), (None, "old-2"));
+    // Never a resume field to a server that has no seqs.
+    for s in subscriptions.lock().unwrap().iter() {
+        assert_eq!(s, &serde_json::json!({"organization": "acme"}));
+    }
+}
