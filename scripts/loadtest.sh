@@ -241,7 +241,7 @@ PY
       rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
       echo "node $((i + 1)): CPU ${cpu} s over the run, RSS $((rss / 1024)) MiB"
     done
-    [ "$STATUS" = 0 ] || { echo "a driver process reported failures"; exit 1; }
+    [ "$STATUS" = 0 ] || FAILED="a driver process reported failures"
     ;;
   ws-fanout)
     VUS=${VUS:-200} ORGS=${ORGS:-10} WEBHOOKS=${WEBHOOKS:-100} RATE=${RATE:-20} \
@@ -259,3 +259,7 @@ PY
 esac
 echo "== daemon log (warnings and errors):"
 cat "$WORK"/*.log | grep -E 'WARN|ERROR' | tail -20 || echo "(none)"
+if [ -n "${FAILED:-}" ]; then
+  echo "$FAILED"
+  exit 1
+fi

@@ -172,14 +172,18 @@ impl FrameReader {
     }
 
     /// Calls `f` for each frame until the stream ends or `f` returns false.
+    /// Answers the server's ping frames (a pong is activity: a client held
+    /// longer than the server's read timeout stays connected).
     pub async fn run(
         &mut self,
         s: &mut TcpStream,
         mut f: impl FnMut(Frame<'_>) -> bool,
     ) -> std::io::Result<()> {
         loop {
+            let mut pong = false;
             while let Some((opcode, at, len)) = self.parse() {
                 self.start = at + len;
+                pong |= opcode == 9;
                 let frame = match opcode {
                     1 => Frame::Text(&self.buf[at..at + len]),
                     8 => Frame::Close,
@@ -189,6 +193,10 @@ impl FrameReader {
                 if !f(frame) || closed {
                     return Ok(());
                 }
+            }
+            if pong {
+                // An empty masked pong.
+                s.write_all(&[0x8a, 0x80, 0x1f, 0x2e, 0x3d, 0x4c]).await?;
             }
             if self.start > 0 {
                 self.buf.drain(..self.start);
