@@ -184,54 +184,43 @@ PY
     "$DRIVER" intake --addr "$ADDR" --secret-file "$WORK/secret" --daemon-pid "$DAEMON_PID" \
       --connections "${CONNECTIONS:-64}" --duration-s "${DURATION_S:-10}" --json
     ;;
-  fanout-multi)
-    P=${PROCS:-2}; N=${CLIENTS:-9000}; K=${ORGS:-10}; M=${WEBHOOKS:-200}; R=${RATE:-20}
-    LISTENERS=()
-    for p in $(seq 2 "$P"); do
-      drive fanout --clients "$N" --orgs "$K" --webhooks "$M" --rate "$R" --no-send \
-        --source-ips "127.0.0.$p" --drain-timeout-s $((M / R + 60)) --json > "$WORK/listener-$p.out" 2>&1 &
-      LISTENERS+=("$!")
-    done
-    for p in $(seq 2 "$P"); do
-      for _ in $(seq 1 600); do grep -q '^ready' "$WORK/listener-$p.out" && break; sleep 0.1; done
-    done
-    echo "-- sender (127.0.0.1)"
-    STATUS=0
-    drive fanout --clients "$N" --orgs "$K" --webhooks "$M" --rate "$R" --source-ips 127.0.0.1 --json || STATUS=1
-    for i in "${!LISTENERS[@]}"; do
-      wait "${LISTENERS[$i]}" || STATUS=1
-      echo "-- listener process $((i + 2)) (127.0.0.$((i + 2)))"
-      grep -v '^ready' "$WORK/listener-$((i + 2)).out"
-    done
-    [ "$STATUS" = 0 ] || { echo "a driver process reported failures"; exit 1; }
-    ;;
-  cluster-3)
-    # Node 1 is the daemon started above; nodes 2.. join the same stream.
-    P=${PROCS:-3}; N=${CLIENTS:-16667}; K=${ORGS:-100}; M=${WEBHOOKS:-1200}; R=${RATE:-20}
-    NODE_ADDRS=("$ADDR"); PIDS=("$DAEMON_PID")
-    for p in $(seq 2 "$P"); do
-      start_node "node$p"
-      NODE_PIDS+=("$NODE_PID"); NODE_ADDRS+=("$NODE_ADDR"); PIDS+=("$NODE_PID")
-    done
-    echo "== nodes: ${NODE_ADDRS[*]} (pids ${PIDS[*]})"
+  fanout-multi|cluster-3)
+    if [ "$SCENARIO" = cluster-3 ]; then
+      P=${PROCS:-3}; N=${CLIENTS:-16667}; K=${ORGS:-100}; M=${WEBHOOKS:-1200}; R=${RATE:-20}
+    else
+      P=${PROCS:-2}; N=${CLIENTS:-9000}; K=${ORGS:-10}; M=${WEBHOOKS:-200}; R=${RATE:-20}
+    fi
+    # Driver process p connects to NODE_ADDRS[p-1]: every process to the one
+    # daemon, or (cluster-3) process p to node p, nodes 2.. joining node 1's
+    # stream.
+    NODE_ADDRS=(); PIDS=("$DAEMON_PID")
+    for p in $(seq 1 "$P"); do NODE_ADDRS+=("$ADDR"); done
+    if [ "$SCENARIO" = cluster-3 ]; then
+      for p in $(seq 2 "$P"); do
+        start_node "node$p"
+        NODE_PIDS+=("$NODE_PID"); NODE_ADDRS[$((p - 1))]=$NODE_ADDR; PIDS+=("$NODE_PID")
+      done
+      echo "== nodes: ${NODE_ADDRS[*]} (pids ${PIDS[*]})"
+    fi
     CPU0=()
     for pid in "${PIDS[@]}"; do CPU0+=("$(awk '{print $14 + $15}' "/proc/$pid/stat")"); done
     LISTENERS=()
     for p in $(seq 2 "$P"); do
       "$DRIVER" fanout --addr "${NODE_ADDRS[$((p - 1))]}" --token "$TOKEN" --secret-file "$WORK/secret" \
-        --daemon-pid "${PIDS[$((p - 1))]}" --clients "$N" --orgs "$K" --webhooks "$M" --rate "$R" --no-send \
-        --source-ips "127.0.0.$p" --drain-timeout-s $((M / R + 60)) --json > "$WORK/listener-$p.out" 2>&1 &
+        --daemon-pid "${PIDS[$(( ${#PIDS[@]} > 1 ? p - 1 : 0 ))]}" --clients "$N" --orgs "$K" \
+        --webhooks "$M" --rate "$R" --no-send --source-ips "127.0.0.$p" \
+        --drain-timeout-s $((M / R + 60)) --json > "$WORK/listener-$p.out" 2>&1 &
       LISTENERS+=("$!")
     done
     for p in $(seq 2 "$P"); do
       for _ in $(seq 1 1200); do grep -q '^ready' "$WORK/listener-$p.out" && break; sleep 0.1; done
     done
-    echo "-- sender (127.0.0.1, node 1)"
+    echo "-- sender (127.0.0.1, ${NODE_ADDRS[0]})"
     STATUS=0
     drive fanout --clients "$N" --orgs "$K" --webhooks "$M" --rate "$R" --source-ips 127.0.0.1 --json || STATUS=1
     for i in "${!LISTENERS[@]}"; do
       wait "${LISTENERS[$i]}" || STATUS=1
-      echo "-- listener process $((i + 2)) (127.0.0.$((i + 2)), node $((i + 2)))"
+      echo "-- listener process $((i + 2)) (127.0.0.$((i + 2)), ${NODE_ADDRS[$((i + 1))]})"
       grep -v '^ready' "$WORK/listener-$((i + 2)).out"
     done
     TICK=$(getconf CLK_TCK)
@@ -239,7 +228,7 @@ PY
       pid=${PIDS[$i]}
       cpu=$(awk -v t="$TICK" -v c0="${CPU0[$i]}" '{printf "%.2f", ($14 + $15 - c0) / t}' "/proc/$pid/stat")
       rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-      echo "node $((i + 1)): CPU ${cpu} s over the run, RSS $((rss / 1024)) MiB"
+      echo "daemon $((i + 1)) (pid $pid): CPU ${cpu} s over the run, RSS $((rss / 1024)) MiB"
     done
     [ "$STATUS" = 0 ] || FAILED="a driver process reported failures"
     ;;

@@ -393,16 +393,7 @@ async fn consume_from(
         .get_stream(&inner.stream)
         .await
         .map_err(|e| e.to_string())?;
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut messages = read_from(&stream, from).await?;
     let mut stopped = Box::pin(hub.stopped());
     loop {
         let m = tokio::select! {
@@ -419,6 +410,24 @@ async fn consume_from(
         inner.stats.stream_last.fetch_max(seq + pending, Relaxed);
         apply(inner, hub, cache, seq, &m.payload);
     }
+}
+
+/// The stream's messages in order from seq `from`, through an ordered
+/// consumer (ephemeral, no acknowledgements, recreated by the library when
+/// it notices a gap).
+async fn read_from(stream: &stream::Stream, from: u64) -> Result<consumer::pull::Ordered, String> {
+    stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .messages()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Applies one stream message to the hub.
@@ -638,16 +647,7 @@ async fn fetch_range(
     if first > from {
         return Ok(None);
     }
-    let consumer = s
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut messages = read_from(&s, from).await?;
     let mut out = Vec::new();
     while let Some(m) = messages.next().await {
         // An ordered consumer recovers from errors by itself (from the seq
