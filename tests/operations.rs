@@ -302,6 +302,13 @@ async fn send_on(
         .header("host", "x")
         .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
         .unwrap();
+    // hyper's client takes a request only once the connection is ready
+    // again (its task has finished with the previous answer); an error here
+    // means the server closed the connection.
+    sender
+        .ready()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: the connection is gone: {e}"));
     let resp = sender.send_request(req).await.unwrap();
     let connection = resp
         .headers()
