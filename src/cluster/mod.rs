@@ -362,11 +362,11 @@ async fn consume(inner: Arc<Inner>, hub: Hub, cache: Arc<CommitCache>) {
     while !hub.is_stopped() {
         let from = *inner.applied.borrow() + 1;
         inner.stats.consumer_starts.fetch_add(1, Relaxed);
-        let before = from;
         match consume_from(&inner, &hub, &cache, from).await {
             Ok(()) => return,
             Err(e) => {
-                if *inner.applied.borrow() >= before {
+                // It got somewhere: the next failure starts the backoff over.
+                if *inner.applied.borrow() >= from {
                     attempt = 0;
                 }
                 if !hub.is_stopped() {
