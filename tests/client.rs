@@ -302,10 +302,24 @@ async fn a_restarted_client_resumes_from_its_state_file() {
     first.wait_stderr("subscribed on").await;
     post_prs(&server, "s-", 1..=3).await;
     let before = first.wait_events(3).await;
+    // The seq is committed after the event is written out (at-least-once),
+    // so wait for the commit before killing the client.
+    let saved_seq = || -> Option<Value> {
+        let saved: Value = serde_json::from_slice(&std::fs::read(&state).ok()?).ok()?;
+        Some(saved["seq"].clone())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while saved_seq().as_ref() != Some(&before[2]["seq"]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the state file never reached seq {}: {:?}",
+            before[2]["seq"],
+            saved_seq()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     first.child.kill().unwrap();
     first.child.wait().unwrap();
-    let saved: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    assert_eq!(saved["seq"], before[2]["seq"]);
 
     post_prs(&server, "s-", 4..=6).await;
     let second = Sub::start(&token("alice"), &args);
