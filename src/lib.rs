@@ -154,6 +154,9 @@ pub mod client;
 mod cluster;
 pub mod config;
 mod event;
+// Crate-private parsers exposed to the cargo-fuzz targets in fuzz/.
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod metrics;
 pub mod server;

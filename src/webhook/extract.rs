@@ -261,6 +261,18 @@ mod tests {
         }
     }
 
+    /// Found by the `webhook` fuzz target: an integer beyond 64 bits is
+    /// JSON, but simd-json refused it (`InvalidNumber`) unless built with
+    /// its `big-int-as-float` feature, so such a webhook got 400.
+    #[test]
+    fn integers_beyond_64_bits_are_json() {
+        let j = r#"{"pull_request":{"html_url":"https://github.com/o/r/pull/1","changed_files":184467440737095516164},"n":-9223372036854775809}"#;
+        assert_eq!(
+            url("pull_request", j, None).as_deref(),
+            Some("https://github.com/o/r/pull/1")
+        );
+    }
+
     #[test]
     fn odd_types_are_absent_not_errors() {
         let j = r#"{"pull_request":{"html_url":7},"repository":"x","sender":[]}"#;

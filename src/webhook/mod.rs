@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use body::{BodyError, read_limited};
 pub use commit_cache::{CommitCache, CommitCacheStats, PrInfo};
 pub use parser::ParseError;
-use parser::parse;
+pub(crate) use parser::parse;
 pub use signature::{WebhookVerifier, sign};
 
 /// A boxed future, so that sinks can be trait objects.
@@ -346,7 +346,7 @@ fn header_str<'a>(req: &'a Request<Incoming>, name: &str) -> &'a str {
 }
 
 /// Keeps a delivery id printable and short: it is echoed to clients and logs.
-fn sanitize_delivery_id(s: &str) -> String {
+pub(crate) fn sanitize_delivery_id(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_graphic())
         .take(MAX_DELIVERY_ID)

@@ -204,7 +204,8 @@ impl Decoder {
             (OpCode::Continuation, Some((_, f))) => f.len() as u64,
             _ => 0,
         };
-        if len + buffered > self.max_message as u64 {
+        // Saturating: a 64-bit length near u64::MAX must not wrap past the limit.
+        if len.saturating_add(buffered) > self.max_message as u64 {
             return Err(ProtocolError::TooLarge);
         }
         if b.len() < n + 4 {
@@ -469,6 +470,19 @@ mod tests {
         let mut d = Decoder::new(100);
         let mut input = masked(1, false, &[b'a'; 60]);
         input.extend(masked(0, true, &[b'a'; 41]));
+        assert_eq!(collect(&mut d, &input), Err(ProtocolError::TooLarge));
+    }
+
+    /// Found by the `ws_frame` fuzz target: a continuation frame declaring
+    /// a 64-bit length near `u64::MAX`, after a started message, overflowed
+    /// the addition in the size check instead of being refused.
+    #[test]
+    fn huge_continuation_length_is_refused_not_wrapped() {
+        let mut d = Decoder::new(8192);
+        let mut input = masked(1, false, b"a");
+        input.extend([0x80, 0x80 | 127]);
+        input.extend(u64::MAX.to_be_bytes());
+        input.extend([0x37, 0xfa, 0x21, 0x3d, b'x']);
         assert_eq!(collect(&mut d, &input), Err(ProtocolError::TooLarge));
     }
 
