@@ -74,6 +74,67 @@ pub struct ServerConfig {
     pub shutdown_timeout_s: u64,
     /// Seconds a client may take to send a complete HTTP request head.
     pub header_read_timeout_s: u64,
+    /// `[server.tls]`: serve `https`/`wss` on `listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: a certificate from files, or from an ACME CA.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first (reloaded on SIGHUP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the certificate (reloaded on SIGHUP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// A plain-HTTP listener (e.g. `0.0.0.0:80`) that only redirects to https.
+    #[serde(
+        deserialize_with = "optional_socket_addr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub redirect_listen: Option<SocketAddr>,
+    /// `[server.tls.acme]`: certificates obtained and renewed automatically.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeConfig>,
+}
+
+/// Let's Encrypt's production directory, the default ACME CA.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// `[server.tls.acme]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// DNS names the certificate is for; each must reach this listener on
+    /// port 443 (the `tls-alpn-01` challenge).
+    pub domains: Vec<String>,
+    /// Contacts for the account, e.g. `mailto:ops@example.com`.
+    pub contact: Vec<String>,
+    /// Where the account key and the certificate are kept across restarts.
+    pub cache_dir: PathBuf,
+    /// The CA's directory URL.
+    pub directory_url: String,
+    /// A PEM root to trust for the directory's own HTTPS (a private CA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory_ca_file: Option<PathBuf>,
+    /// Renew when the certificate has fewer days than this left (or a third
+    /// of its lifetime, for short-lived certificates).
+    pub renew_before_days: u64,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        Self {
+            domains: Vec::new(),
+            contact: Vec::new(),
+            cache_dir: PathBuf::new(),
+            directory_url: LETS_ENCRYPT_DIRECTORY.to_owned(),
+            directory_ca_file: None,
+            renew_before_days: 30,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -87,6 +148,7 @@ impl Default for ServerConfig {
             write_timeout_s: 10,
             shutdown_timeout_s: 10,
             header_read_timeout_s: 30,
+            tls: None,
         }
     }
 }
@@ -369,6 +431,108 @@ impl ClusterConfig {
     }
 }
 
+impl TlsConfig {
+    fn validate(&self, listen: SocketAddr) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        let mut check = |ok: bool, key: &str, msg: String| {
+            if !ok {
+                errs.push(ConfigError::new(key, msg));
+            }
+        };
+        match (&self.cert_file, &self.key_file, &self.acme) {
+            (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+            (Some(_), None, None) => check(
+                false,
+                "server.tls.key_file",
+                "is required with server.tls.cert_file".into(),
+            ),
+            (None, Some(_), None) => check(
+                false,
+                "server.tls.cert_file",
+                "is required with server.tls.key_file".into(),
+            ),
+            (None, None, None) => check(
+                false,
+                "server.tls",
+                "needs cert_file and key_file, or a [server.tls.acme] section".into(),
+            ),
+            (_, _, Some(_)) => check(
+                false,
+                "server.tls.acme",
+                "cannot be combined with server.tls.cert_file / key_file: choose one".into(),
+            ),
+        }
+        if let Some(r) = self.redirect_listen {
+            check(
+                r != listen || r.port() == 0,
+                "server.tls.redirect_listen",
+                format!("must differ from server.listen ({r})"),
+            );
+        }
+        let Some(a) = &self.acme else {
+            return errs;
+        };
+        check(
+            !a.domains.is_empty(),
+            "server.tls.acme.domains",
+            "must name at least one domain".into(),
+        );
+        for d in &a.domains {
+            check(
+                is_dns_name(d),
+                "server.tls.acme.domains",
+                format!(
+                    "{d:?} is not a DNS name (no wildcards: the tls-alpn-01 challenge cannot prove them)"
+                ),
+            );
+        }
+        for c in &a.contact {
+            check(
+                c.len() > "mailto:".len()
+                    && c.starts_with("mailto:")
+                    && !c.contains(char::is_whitespace),
+                "server.tls.acme.contact",
+                format!("{c:?} must be a mailto: URL, e.g. \"mailto:ops@example.com\""),
+            );
+        }
+        check(
+            !a.cache_dir.as_os_str().is_empty(),
+            "server.tls.acme.cache_dir",
+            "is required: the account key and certificate are kept there across restarts".into(),
+        );
+        check(
+            a.directory_url.len() > "https://".len() && a.directory_url.starts_with("https://"),
+            "server.tls.acme.directory_url",
+            format!("{:?} must be an https:// URL", a.directory_url),
+        );
+        check(
+            (1..=365).contains(&a.renew_before_days),
+            "server.tls.acme.renew_before_days",
+            format!("must be 1..=365 days, got {}", a.renew_before_days),
+        );
+        if let Some(f) = &a.directory_ca_file {
+            check(
+                f.is_file(),
+                "server.tls.acme.directory_ca_file",
+                format!("{} is not a readable file", f.display()),
+            );
+        }
+        errs
+    }
+}
+
+/// A DNS name of letters, digits and hyphens, with at least one dot.
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.contains('.')
+        && s.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 /// One problem in a configuration, tied to the key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -490,6 +654,20 @@ impl Config {
         {
             if p.is_relative() {
                 *p = base.join(&*p);
+            }
+        }
+        if let Some(tls) = &mut self.server.tls {
+            let (cache, ca) = match tls.acme.as_mut() {
+                Some(a) => (Some(&mut a.cache_dir), a.directory_ca_file.as_mut()),
+                None => (None, None),
+            };
+            for p in [tls.cert_file.as_mut(), tls.key_file.as_mut(), cache, ca]
+                .into_iter()
+                .flatten()
+            {
+                if p.is_relative() && !p.as_os_str().is_empty() {
+                    *p = base.join(&*p);
+                }
             }
         }
     }
@@ -772,6 +950,9 @@ impl Config {
                 self.log.level
             ),
         );
+        if let Some(tls) = &self.server.tls {
+            errs.extend(tls.validate(self.server.listen));
+        }
         errs
     }
 }

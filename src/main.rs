@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         return check_config(&path, prepared);
     }
     match prepared {
-        Ok(p) => serve(p),
+        Ok(p) => serve(p, path, cli.listen),
         Err(errors) => {
             eprint!("hookfan: {errors}");
             ExitCode::from(EXIT_CONFIG)
@@ -89,6 +89,11 @@ fn prepare(
     }
     if let Some(l) = listen {
         config.server.listen = l;
+    }
+    // The certificate files too: check-config finds a bad one before a
+    // restart does.
+    if let Err(e) = hookfan::server::check_tls_files(&config) {
+        errors.push(e);
     }
     let env = std::env::var(SECRET_ENV).ok();
     let secret = WebhookSecret::load(&config, env.as_deref())
@@ -168,23 +173,40 @@ fn check_config(path: &std::path::Path, prepared: Result<Prepared, ConfigErrors>
 /// Logs go to stderr through a writer thread: a slow or stuck stderr (a
 /// full pipe) must never stall a shard or a connection. Should it fall
 /// behind by more than its buffer, lines are dropped rather than waited
-/// for. The returned guard flushes what is left when dropped.
-fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
+/// for. The returned guard flushes what is left when dropped; the level
+/// setter changes `log.level` on a reload.
+fn init_logging(config: &Config) -> (tracing_appender::non_blocking::WorkerGuard, LevelSetter) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level).expect("validated");
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match config.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    // The filter's handle has the type of the whole subscriber: one per format.
+    macro_rules! init_reloadable {
+        ($builder:expr) => {{
+            let builder = $builder.with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |level: &str| {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            }) as LevelSetter
+        }};
     }
-    guard
+    let setter = match config.log.format {
+        LogFormat::Text => init_reloadable!(builder),
+        LogFormat::Json => init_reloadable!(builder.json()),
+    };
+    (guard, setter)
 }
 
-fn serve(p: Prepared) -> ExitCode {
-    let _log_flush = init_logging(&p.config);
+/// Sets the log filter (`log.level`) of the running daemon.
+type LevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+fn serve(p: Prepared, path: PathBuf, listen: Option<std::net::SocketAddr>) -> ExitCode {
+    let (_log_flush, set_level) = init_logging(&p.config);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
@@ -213,8 +235,28 @@ fn serve(p: Prepared) -> ExitCode {
         };
         println!("listening on {}", server.local_addr());
         let _ = std::io::stdout().flush();
-        tracing::info!(addr = %server.local_addr(), shards = server.hub().config().shards, auth = %p.auth_summary, "hookfan serving");
-        signals.wait().await;
+        tracing::info!(addr = %server.local_addr(), shards = server.hub().config().shards, auth = %p.auth_summary, tls = p.config.server.tls.is_some(), "hookfan serving");
+        let mut level = p.config.log.level.clone();
+        let mut signals = signals;
+        while signals.wait().await == Wake::Reload {
+            tracing::info!(file = %path.display(), "SIGHUP: reloading");
+            let reloaded = server.reload(&path, |c| {
+                if let Some(l) = listen {
+                    c.server.listen = l;
+                }
+            });
+            if let Ok(new) = reloaded
+                && new.log.level != level
+            {
+                match set_level(&new.log.level) {
+                    Ok(()) => {
+                        tracing::info!(level = %new.log.level, "log level changed");
+                        level = new.log.level;
+                    }
+                    Err(e) => tracing::error!(error = %e, "log level not changed"),
+                }
+            }
+        }
         tracing::info!("shutting down");
         server.shutdown().await;
         tracing::info!("stopped");
@@ -226,10 +268,20 @@ fn serve(p: Prepared) -> ExitCode {
     code
 }
 
-/// SIGTERM and SIGINT, handled (not fatal) from the moment they are installed.
+/// SIGTERM, SIGINT and SIGHUP, handled (not fatal) from the moment they
+/// are installed.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    /// SIGTERM or SIGINT: drain and stop.
+    Stop,
+    /// SIGHUP: reload the configuration.
+    Reload,
 }
 
 impl Signals {
@@ -238,13 +290,15 @@ impl Signals {
         Self {
             term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
             int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
         }
     }
 
-    async fn wait(mut self) {
+    async fn wait(&mut self) -> Wake {
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Wake::Stop,
+            _ = self.int.recv() => Wake::Stop,
+            _ = self.hup.recv() => Wake::Reload,
         }
     }
 }

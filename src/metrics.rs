@@ -25,6 +25,8 @@ use crate::auth::AuthProvider;
 use crate::broker::Hub;
 use crate::cluster::ClusterStats;
 use crate::limits::ConnLimiter;
+use crate::tls::acme::AcmeStats;
+use crate::tls::server::CertStore;
 use crate::webhook::CommitCache;
 
 /// Latency bucket bounds, in seconds.
@@ -60,11 +62,19 @@ pub struct Metrics {
     webhook_seconds: Histogram,
     handshakes: Family<OutcomeLabel, Counter>,
     auth_results: Family<ResultLabel, Counter>,
+    reloads: Family<ResultLabel, Counter>,
     /// Written by every session; read at scrape time.
     pub(crate) delivery_latency: Arc<LatencyHistogram>,
     limiter: Arc<OnceLock<Arc<ConnLimiter>>>,
     commit_cache: Arc<OnceLock<Arc<CommitCache>>>,
     cluster: Arc<OnceLock<Arc<ClusterStats>>>,
+    tls: Arc<OnceLock<TlsWatch>>,
+}
+
+/// The listener's certificate, and the ACME client's counters.
+struct TlsWatch {
+    store: Arc<CertStore>,
+    acme: Option<Arc<AcmeStats>>,
 }
 
 impl Metrics {
@@ -95,7 +105,14 @@ impl Metrics {
             "Token checks by result",
             auth_results.clone(),
         );
+        let reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP) by result; a failed one kept the previous values",
+            reloads.clone(),
+        );
         let delivery_latency = Arc::new(LatencyHistogram::default());
+        let tls = Arc::new(OnceLock::new());
         let limiter = Arc::new(OnceLock::new());
         let commit_cache = Arc::new(OnceLock::new());
         let cluster = Arc::new(OnceLock::new());
@@ -106,6 +123,7 @@ impl Metrics {
             latency: delivery_latency.clone(),
             limiter: limiter.clone(),
             commit_cache: commit_cache.clone(),
+            tls: tls.clone(),
         }));
         Arc::new(Self {
             registry,
@@ -113,11 +131,23 @@ impl Metrics {
             webhook_seconds,
             handshakes,
             auth_results,
+            reloads,
             delivery_latency,
             limiter,
             commit_cache,
             cluster,
+            tls,
         })
+    }
+
+    /// The listener's certificate (and its ACME client) `/metrics` reports.
+    pub(crate) fn watch_tls(&self, store: Arc<CertStore>, acme: Option<Arc<AcmeStats>>) {
+        let _ = self.tls.set(TlsWatch { store, acme });
+    }
+
+    /// Counts a configuration reload: `ok` or `failed`.
+    pub(crate) fn reload(&self, result: &'static str) {
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// The cluster link `/metrics` reports.
@@ -182,6 +212,8 @@ struct StateCollector {
     commit_cache: Arc<OnceLock<Arc<CommitCache>>>,
     /// Set in cluster mode.
     cluster: Arc<OnceLock<Arc<ClusterStats>>>,
+    /// Set when the listener speaks TLS.
+    tls: Arc<OnceLock<TlsWatch>>,
 }
 
 impl std::fmt::Debug for StateCollector {
@@ -402,6 +434,28 @@ impl Collector for StateCollector {
         }
         if let Some(c) = self.cluster.get() {
             encode_cluster(&mut e, c)?;
+        }
+        if let Some(t) = self.tls.get() {
+            gauge(
+                &mut e,
+                "tls_certificate_not_after_timestamp_seconds",
+                "When the certificate the listener presents expires (0: none yet)",
+                t.store.not_after().unwrap_or(0),
+            )?;
+            if let Some(a) = &t.acme {
+                let mut m = e.encode_descriptor(
+                    "acme_orders",
+                    "ACME certificate orders by result",
+                    None,
+                    MetricType::Counter,
+                )?;
+                for (result, v) in [
+                    ("issued", a.issued.load(Relaxed)),
+                    ("failed", a.failed.load(Relaxed)),
+                ] {
+                    ConstCounter::new(v).encode(m.encode_family(&[("result", result)])?)?;
+                }
+            }
         }
         for family in self.auth.metrics() {
             let mut m = e.encode_descriptor(family.name, family.help, None, MetricType::Counter)?;

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use futures_util::future::join_all;
+use hookfan::auth::AuthProvider;
 use hookfan::auth::github::GithubProvider;
-use hookfan::config::{AuthConfig, AuthProviderKind};
+use hookfan::config::{AuthConfig, AuthProviderKind, TiersConfig};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -757,6 +758,47 @@ async fn tiers_come_from_the_login_and_the_orgs() {
     assert_eq!(next_event(&mut dave).await["delivery_id"], "public");
     // The app installation has its org's tier.
     assert_eq!(next_event(&mut app).await["delivery_id"], "bigcorp");
+}
+
+#[tokio::test]
+async fn reloaded_tier_lists_apply_to_cached_tokens_too() {
+    let mock = Mock::start().await;
+    let dave = token("dave");
+    mock.add(&dave, user("dave", &["freeorg"]));
+    let (server, gh) = start(&mock, "[tiers]\nenforce = true\n", |_| {}).await;
+    let sub = json!({"organization": "freeorg"});
+    let private = || pr_payload("freeorg", "r", 1, "x", true);
+    let public = || pr_payload("freeorg", "r", 2, "x", false);
+
+    let (mut ws, v) = subscribe_as(server.addr, &dave, sub.clone()).await;
+    confirmed(&v);
+    server
+        .webhook_with_id("pull_request", &private(), "p1")
+        .await;
+    server
+        .webhook_with_id("pull_request", &public(), "a1")
+        .await;
+    assert_eq!(
+        next_event(&mut ws).await["delivery_id"],
+        "a1",
+        "free: withheld"
+    );
+    let rounds = mock.hits("/user");
+
+    // What SIGHUP does with a new [tiers] section.
+    let tiers = TiersConfig {
+        enforce: true,
+        pro: vec!["DAVE".into()],
+        flock: vec![],
+    };
+    gh.reload(&AuthConfig::default(), &tiers).unwrap();
+    let (mut ws, v) = subscribe_as(server.addr, &dave, sub).await;
+    confirmed(&v);
+    assert_eq!(mock.hits("/user"), rounds, "the cached identity was used");
+    server
+        .webhook_with_id("pull_request", &private(), "p2")
+        .await;
+    assert_eq!(next_event(&mut ws).await["delivery_id"], "p2", "pro now");
 }
 
 // ---------------------------------------------------------------------------

@@ -26,8 +26,8 @@
 //! among its login and its orgs; an app installation of its org's tier.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -175,6 +175,22 @@ impl std::fmt::Debug for GithubProvider {
     }
 }
 
+/// `tiers.pro` and `tiers.flock`, lowercased.
+struct TierLists {
+    pro: HashSet<String>,
+    flock: HashSet<String>,
+}
+
+impl TierLists {
+    fn new(tiers: &TiersConfig) -> Self {
+        let lower = |v: &[String]| v.iter().map(|s| s.to_ascii_lowercase()).collect();
+        Self {
+            pro: lower(&tiers.pro),
+            flock: lower(&tiers.flock),
+        }
+    }
+}
+
 /// The API side: HTTP client, request cap, tiers, counters.
 struct Api {
     client: HttpClient,
@@ -184,8 +200,8 @@ struct Api {
     timeout: Duration,
     backoff_base: Duration,
     slots: Semaphore,
-    pro: HashSet<String>,
-    flock: HashSet<String>,
+    /// Replaced on reload; applied to every check, cached ones included.
+    tiers: RwLock<TierLists>,
     counters: Counters,
 }
 
@@ -239,7 +255,6 @@ impl GithubProvider {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(slots)
             .build(connector);
-        let lower = |v: &[String]| v.iter().map(|s| s.to_ascii_lowercase()).collect();
         let api = Api {
             client,
             base,
@@ -247,8 +262,7 @@ impl GithubProvider {
             timeout,
             backoff_base: BACKOFF_BASE,
             slots: Semaphore::new(slots),
-            pro: lower(&tiers.pro),
-            flock: lower(&tiers.flock),
+            tiers: RwLock::new(TierLists::new(tiers)),
             counters: Counters::default(),
         };
         Ok(Self {
@@ -324,7 +338,23 @@ impl AuthProvider for GithubProvider {
                     async move { api.round(token).await }
                 })
                 .await
+                .map(|mut id| {
+                    // Cached identities follow reloaded tier lists too.
+                    id.tier = self.api.tier_of(&id);
+                    id
+                })
         })
+    }
+
+    /// Takes the tier lists of `tiers` (the rest of `auth` needs a restart).
+    fn reload(&self, _auth: &AuthConfig, tiers: &TiersConfig) -> Result<(), String> {
+        *self.api.tiers.write().expect("tier lists lock") = TierLists::new(tiers);
+        tracing::info!(
+            pro = tiers.pro.len(),
+            flock = tiers.flock.len(),
+            "tier lists reloaded"
+        );
+        Ok(())
     }
 
     fn metrics(&self) -> Vec<CounterFamily> {
@@ -561,17 +591,25 @@ impl Api {
 
     /// The highest tier among `logins`.
     fn tier<'a>(&self, logins: impl Iterator<Item = &'a str>) -> Tier {
+        let lists = self.tiers.read().expect("tier lists lock");
         let mut tier = Tier::Free;
         for l in logins {
             let l = l.to_ascii_lowercase();
-            if self.flock.contains(&l) {
+            if lists.flock.contains(&l) {
                 return Tier::Flock;
             }
-            if self.pro.contains(&l) {
+            if lists.pro.contains(&l) {
                 tier = Tier::Pro;
             }
         }
         tier
+    }
+
+    /// The tier of `id` under the current lists: of its login (users) and
+    /// its organizations.
+    fn tier_of(&self, id: &Identity) -> Tier {
+        let login = (id.kind == IdentityKind::User).then_some(id.login.as_str());
+        self.tier(login.into_iter().chain(id.orgs.names()))
     }
 
     fn same_origin(&self, url: &str) -> bool {

@@ -16,6 +16,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use orgs::OrgSet;
+
+use crate::config::{AuthConfig, TiersConfig};
 pub use token::{Token, TokenRejection};
 
 /// The tier of an account: only `pro` and `flock` may receive events of
@@ -120,6 +122,14 @@ pub trait AuthProvider: Send + Sync + 'static {
     /// never a token, a login or anything a client chose.
     fn metrics(&self) -> Vec<CounterFamily> {
         Vec::new()
+    }
+
+    /// Takes up what the provider read from the configuration again (on
+    /// SIGHUP): a tokens file, tier lists. On error it keeps what it had and
+    /// says why, naming the file; the message never holds a token.
+    fn reload(&self, auth: &AuthConfig, tiers: &TiersConfig) -> Result<(), String> {
+        let _ = (auth, tiers);
+        Ok(())
     }
 }
 

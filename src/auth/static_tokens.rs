@@ -10,24 +10,27 @@
 //! # app_installation = true    # an app installation token: exactly one org
 //! ```
 //!
-//! Tokens are held only as SHA-256 hashes once loaded.
+//! Tokens are held only as SHA-256 hashes once loaded. The table can be
+//! replaced while the daemon runs ([`AuthProvider::reload`], on SIGHUP):
+//! connections check their token against the table of the moment.
 
 use std::path::Path;
+use std::sync::RwLock;
 
 use ahash::AHashMap;
 use serde::Deserialize;
 
 use super::token::{looks_like_github_token, sha256};
 use super::{AuthError, AuthFuture, AuthProvider, Identity, IdentityKind, OrgSet, Tier, Token};
-use crate::config::{ConfigError, is_login};
+use crate::config::{AuthConfig, ConfigError, TiersConfig, is_login};
 
 /// Login reported for app installation tokens, as the GitHub provider does.
 pub const APP_LOGIN: &str = "app[installation]";
 
-/// A fixed token table.
+/// A token table.
 #[derive(Debug, Default)]
 pub struct StaticTokens {
-    by_hash: AHashMap<[u8; 32], Identity>,
+    by_hash: RwLock<AHashMap<[u8; 32], Identity>>,
 }
 
 #[derive(Deserialize)]
@@ -62,13 +65,13 @@ impl StaticTokens {
             std::fs::read_to_string(path).map_err(|e| vec![err(format!("cannot read: {e}"))])?;
         let file: File =
             toml::from_str(&text).map_err(|e| vec![err(e.message().trim().to_owned())])?;
-        let mut table = StaticTokens::default();
+        let mut table = AHashMap::new();
         let mut errors = Vec::new();
         for (i, entry) in file.token.into_iter().enumerate() {
             let n = i + 1;
             match entry.into_identity() {
                 Ok((hash, identity)) => {
-                    if table.by_hash.insert(hash, identity).is_some() {
+                    if table.insert(hash, identity).is_some() {
                         errors.push(err(format!(
                             "token entry {n}: the same token appears twice"
                         )));
@@ -78,7 +81,9 @@ impl StaticTokens {
             }
         }
         if errors.is_empty() {
-            Ok(table)
+            Ok(StaticTokens {
+                by_hash: RwLock::new(table),
+            })
         } else {
             Err(errors)
         }
@@ -86,17 +91,21 @@ impl StaticTokens {
 
     /// Adds an entry (tests and embedders).
     pub fn insert(&mut self, token: &Token, identity: Identity) {
-        self.by_hash.insert(token.sha256(), identity);
+        self.table_mut().insert(token.sha256(), identity);
     }
 
     /// Number of tokens.
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        self.by_hash.read().expect("token table lock").len()
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.len() == 0
+    }
+
+    fn table_mut(&mut self) -> &mut AHashMap<[u8; 32], Identity> {
+        self.by_hash.get_mut().expect("token table lock")
     }
 }
 
@@ -154,8 +163,27 @@ impl Entry {
 
 impl AuthProvider for StaticTokens {
     fn authenticate<'a>(&'a self, token: &'a Token) -> AuthFuture<'a> {
-        let found = self.by_hash.get(&token.sha256()).cloned();
+        let found = (self.by_hash.read().expect("token table lock"))
+            .get(&token.sha256())
+            .cloned();
         Box::pin(async move { found.ok_or(AuthError::InvalidToken) })
+    }
+
+    /// Loads `auth.tokens_file` again; a file with any bad entry replaces
+    /// nothing.
+    fn reload(&self, auth: &AuthConfig, _tiers: &TiersConfig) -> Result<(), String> {
+        let Some(path) = &auth.tokens_file else {
+            return Err("auth.tokens_file: not set; keeping the loaded tokens".into());
+        };
+        let fresh = StaticTokens::load(path).map_err(|errors| {
+            let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            all.join("; ")
+        })?;
+        let fresh = fresh.by_hash.into_inner().expect("token table lock");
+        let n = fresh.len();
+        *self.by_hash.write().expect("token table lock") = fresh;
+        tracing::info!(tokens = n, file = %path.display(), "static tokens reloaded");
+        Ok(())
     }
 }
 

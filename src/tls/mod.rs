@@ -1,6 +1,10 @@
-//! TLS for hookfan's outgoing connections (the GitHub API, the WebSocket
-//! client): rustls with the ring provider and the system's root
-//! certificates.
+//! TLS, with rustls and the ring provider: for hookfan's outgoing
+//! connections (the GitHub API, the WebSocket client) with the system's
+//! root certificates, here; for its listener in `server`; certificates
+//! from an ACME CA in `acme`.
+
+pub(crate) mod acme;
+pub(crate) mod server;
 
 use std::sync::Arc;
 

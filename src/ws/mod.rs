@@ -5,6 +5,7 @@
 pub(crate) mod codec;
 mod messages;
 mod session;
+mod wire;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -79,8 +80,9 @@ pub(crate) struct WsContext {
 /// (or [`WsEndpoint::upgrade`]) must be called from a tokio runtime: each
 /// accepted connection runs as tasks on it. The request must come from a
 /// hyper 1.x HTTP/1.1 connection served `with_upgrades()` over a
-/// `TokioIo<tokio::net::TcpStream>` (the session works on the socket
-/// directly).
+/// `TokioIo<tokio::net::TcpStream>`, or a
+/// `TokioIo<tokio_rustls::server::TlsStream<TcpStream>>` (the session works
+/// on the socket directly).
 #[derive(Clone)]
 pub struct WsEndpoint {
     ctx: Arc<WsContext>,
@@ -244,17 +246,26 @@ impl WsEndpoint {
                     return;
                 }
             };
-            // The session works on the TCP stream directly (see codec.rs for
+            // The session works on the socket directly (see codec.rs for
             // why); hyper hands back any bytes it read past the request.
-            let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(p) => p,
-                Err(_) => {
-                    tracing::error!(%ip, "upgraded connection is not a TokioIo<TcpStream>");
-                    return;
-                }
-            };
             let held = (guard, slot);
-            session::run(parts.io.into_inner(), parts.read_buf, token, ip, ctx, held).await;
+            let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(p) => {
+                    let tcp = p.io.into_inner();
+                    return session::run(tcp, p.read_buf, token, ip, ctx, held).await;
+                }
+                Err(u) => u,
+            };
+            match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
+                Ok(p) => {
+                    let (tcp, tls) = p.io.into_inner().into_inner();
+                    let wire = wire::TlsWire::new(tcp, tls);
+                    session::run(wire, p.read_buf, token, ip, ctx, held).await;
+                }
+                Err(_) => {
+                    tracing::error!(%ip, "upgraded connection is neither TCP nor TLS over TCP");
+                }
+            }
         });
         let (parts, _) = response.into_parts();
         Response::from_parts(parts, Full::new(Bytes::new()))

@@ -13,12 +13,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::WsContext;
 use super::codec::{self, Decoder, Message, ProtocolError};
 use super::messages::{self, ClientMessage, HandshakeError};
+use super::wire::Wire;
 use crate::auth::{AuthError, IdentityKind, Token};
 use crate::broker::filter::Verdict;
 use crate::broker::{
@@ -42,8 +42,8 @@ const MAX_IOVECS: usize = 64;
 const READ_CHUNK: usize = 2048;
 
 /// A socket with a frame decoder and a queue of frames to write.
-struct Conn {
-    stream: TcpStream,
+struct Conn<W> {
+    stream: W,
     decoder: Decoder,
     /// Bytes hyper read past the upgrade request; decoded before the socket.
     prefix: Option<Bytes>,
@@ -64,8 +64,8 @@ enum ReadOutcome {
     Eof,
 }
 
-impl Conn {
-    fn new(stream: TcpStream, prefix: Bytes, latency: Arc<LatencyHistogram>) -> Self {
+impl<W: Wire> Conn<W> {
+    fn new(stream: W, prefix: Bytes, latency: Arc<LatencyHistogram>) -> Self {
         Self {
             stream,
             decoder: Decoder::new(MAX_MESSAGE),
@@ -145,7 +145,19 @@ impl Conn {
         if self.pending.capacity() > 64 {
             self.pending = VecDeque::new();
         }
-        Ok(true)
+        match self.stream.try_flush() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            r => r,
+        }
+    }
+
+    /// Whether anything is waiting to be written: frames, or (TLS) records.
+    fn writing(&self) -> bool {
+        !self.pending.is_empty() || self.stream.wants_write()
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await
     }
 
     /// Starts writing a batch of frames just moved to `pending`.
@@ -157,7 +169,7 @@ impl Conn {
     /// Writes everything pending, waiting for the socket as needed.
     async fn flush(&mut self) -> io::Result<()> {
         while !self.write_now()? {
-            self.stream.writable().await?;
+            std::future::poll_fn(|cx| self.stream.poll_write_ready(cx)).await?;
         }
         Ok(())
     }
@@ -170,7 +182,7 @@ impl Conn {
         let _ = tokio::time::timeout_at(deadline, async {
             self.flush().await?;
             loop {
-                self.stream.readable().await?;
+                self.readable().await?;
                 let mut closed = false;
                 match self.read_now(|m| {
                     closed = matches!(m, Message::Close(_));
@@ -210,8 +222,8 @@ enum First {
 /// client holds only the streaming state (the upgrade's and the
 /// handshake's state go with this task). `held` (the session count, the
 /// connection slot) is released when the connection ends, however it ends.
-pub(crate) async fn run<H: Send + 'static>(
-    stream: TcpStream,
+pub(crate) async fn run<W: Wire, H: Send + 'static>(
+    stream: W,
     prefix: Bytes,
     token: Token,
     peer: IpAddr,
@@ -381,8 +393,8 @@ pub(crate) async fn run<H: Send + 'static>(
 }
 
 /// Answers a subscription the hub would not take, and closes.
-async fn refuse(
-    conn: &mut Conn,
+async fn refuse<W: Wire>(
+    conn: &mut Conn<W>,
     ctx: &WsContext,
     peer: IpAddr,
     login: &str,
@@ -396,8 +408,8 @@ async fn refuse(
 }
 
 /// What a subscribed connection keeps for its whole life.
-struct Subscribed<H> {
-    conn: Conn,
+struct Subscribed<W, H> {
+    conn: Conn<W>,
     outbox: Arc<Outbox>,
     /// The events missed before a resume, while they are being written.
     replay: Option<Box<Replay>>,
@@ -414,7 +426,7 @@ struct Subscribed<H> {
     started: Instant,
 }
 
-impl<H> Subscribed<H> {
+impl<W: Wire, H> Subscribed<W, H> {
     /// An `async move` block rather than an `async fn`: the latter would
     /// keep both the argument and its moved copy in the task (352 bytes
     /// more for every connection).
@@ -471,8 +483,8 @@ struct Accepted {
 
 /// Reads the subscription, checks it and the token. `Ok(None)`: the client
 /// went away or broke the protocol (already answered).
-async fn handshake(
-    conn: &mut Conn,
+async fn handshake<W: Wire>(
+    conn: &mut Conn<W>,
     token: &Token,
     ctx: &WsContext,
 ) -> Result<Option<Accepted>, HandshakeError> {
@@ -582,10 +594,10 @@ async fn handshake(
 }
 
 /// Waits for the client's first data message, answering pings meanwhile.
-async fn read_first(conn: &mut Conn) -> Result<First, ConnError> {
+async fn read_first<W: Wire>(conn: &mut Conn<W>) -> Result<First, ConnError> {
     loop {
         if conn.prefix.is_none() {
-            conn.stream.readable().await.map_err(ConnError::Io)?;
+            conn.readable().await.map_err(ConnError::Io)?;
         }
         let mut first = None;
         let mut pongs = Vec::new();
@@ -644,8 +656,8 @@ enum Wake {
 /// own waker slots, the outbox, one timer) rather than `select!` over
 /// readiness futures: an idle connection's task is several hundred bytes
 /// smaller for it.
-async fn stream_events(
-    conn: &mut Conn,
+async fn stream_events<W: Wire>(
+    conn: &mut Conn<W>,
     outbox: &Outbox,
     replay: &mut Option<Box<Replay>>,
     ctx: &WsContext,
@@ -749,7 +761,7 @@ async fn stream_events(
             Some(d) => d,
             None => (last_read + s.read_timeout).min(next_ping),
         };
-        if !conn.pending.is_empty() {
+        if conn.writing() {
             deadline = deadline.min(conn.write_progress + s.write_timeout);
         }
         if sleep.deadline() != deadline {
@@ -758,7 +770,7 @@ async fn stream_events(
         read_first = !read_first;
         let wake = std::future::poll_fn(|cx| {
             let stream = &conn.stream;
-            let writing = !conn.pending.is_empty();
+            let writing = conn.writing();
             let read =
                 |cx: &mut std::task::Context<'_>| stream.poll_read_ready(cx).map(Wake::Readable);
             let write = |cx: &mut std::task::Context<'_>| {
@@ -823,7 +835,7 @@ async fn stream_events(
                 if closing.is_some_and(|d| now >= d) {
                     return End { reason, frames };
                 }
-                if !conn.pending.is_empty() && now >= conn.write_progress + s.write_timeout {
+                if conn.writing() && now >= conn.write_progress + s.write_timeout {
                     return End {
                         reason: "write timeout",
                         frames,
@@ -857,7 +869,7 @@ async fn stream_events(
 const MAX_PENDING_FRAMES: usize = 4096;
 
 /// Reads and handles what the client sent.
-fn handle_input(conn: &mut Conn, last_read: &mut Instant) -> Result<Input, ConnError> {
+fn handle_input<W: Wire>(conn: &mut Conn<W>, last_read: &mut Instant) -> Result<Input, ConnError> {
     let mut replies: Vec<Bytes> = Vec::new();
     let mut close = None;
     let outcome = conn.read_now(|m| {
@@ -886,7 +898,7 @@ fn handle_input(conn: &mut Conn, last_read: &mut Instant) -> Result<Input, ConnE
     if conn.pending.len() > MAX_PENDING_FRAMES {
         return Err(ConnError::Io(io::ErrorKind::OutOfMemory.into()));
     }
-    if !conn.pending.is_empty() {
+    if conn.writing() {
         conn.write_now().map_err(ConnError::Io)?;
     }
     Ok(match (close, outcome) {

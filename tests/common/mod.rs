@@ -24,6 +24,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod pki;
+
 pub const SECRET: &[u8] = b"test-secret";
 
 /// A token for `name`: `ghp_` + the name padded to 36 characters.
