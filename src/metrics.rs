@@ -345,6 +345,29 @@ impl Collector for StateCollector {
             "Keys in the shards' subscription indexes",
             s.index_keys as i64,
         )?;
+        gauge(
+            &mut e,
+            "shard_queue_depth",
+            "Messages waiting for the shard threads (events, registrations)",
+            s.shard_queue as i64,
+        )?;
+        // Scraped from inside the runtime; the figures are the whole
+        // runtime's (connection tasks, webhook handlers, timers).
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let m = rt.metrics();
+            gauge(
+                &mut e,
+                "runtime_alive_tasks",
+                "Tokio tasks alive (one per connection, plus the daemon's own)",
+                m.num_alive_tasks() as i64,
+            )?;
+            gauge(
+                &mut e,
+                "runtime_global_queue_depth",
+                "Tokio tasks waiting in the runtime's global queue",
+                m.global_queue_depth() as i64,
+            )?;
+        }
         counter(
             &mut e,
             "events_broadcast",

@@ -193,6 +193,8 @@ async fn counters_after_a_known_sequence() {
         ("hookfan_commit_cache_entries{}", 3.0),
         ("hookfan_commit_cache_lookups_total{result=hit}", 1.0),
         ("hookfan_commit_cache_lookups_total{result=miss}", 1.0),
+        // Every event has been handled: nothing waits for a shard.
+        ("hookfan_shard_queue_depth{}", 0.0),
     ];
     if std::env::var("SHOW_METRICS").is_ok() {
         eprintln!("{text}");
@@ -204,6 +206,9 @@ async fn counters_after_a_known_sequence() {
         .map(|s| value(&m, &format!("hookfan_shard_connected_clients{{shard={s}}}")))
         .sum();
     assert_eq!(per_shard, (READERS + 1) as f64);
+    // At least one task per open WebSocket connection.
+    let tasks = value(&m, "hookfan_runtime_alive_tasks{}");
+    assert!(tasks >= (READERS + 1) as f64, "{tasks} tasks\n{text}");
     // Label values are bounded: no login, token or delivery id anywhere.
     for secret in [token("bob"), token("nobody"), "bob".into(), "f1-".into()] {
         assert!(!text.contains(&secret), "{secret} in /metrics");

@@ -9,12 +9,15 @@
 //!   ceiling  the same clients and events against the minimal writer
 //!   intake   signed webhooks as fast as C keep-alive connections allow
 //!   resume   fanout, with every client dropping at once and resuming
+//!   soak     clients churning (resume, fresh subscriptions) under steady
+//!            webhooks for a long run; exact accounting, daemon samples
 //! `--webhooks 0` with `--hold-s` measures idle connections' memory.
 
 mod ceiling;
 mod client;
 mod report;
 mod resume;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +52,8 @@ enum Mode {
     Intake(IntakeArgs),
     /// Fan-out during which every client drops at once and resumes.
     Resume(ResumeArgs),
+    /// Churning clients under steady webhooks; RSS and fds sampled.
+    Soak(soak::SoakArgs),
     /// The ceiling's server process (started by `ceiling`).
     #[command(hide = true)]
     CeilingServe,
@@ -162,6 +167,7 @@ fn main() {
             Mode::Ceiling(a) => fanout(a, true).await,
             Mode::Intake(a) => intake(a).await,
             Mode::Resume(a) => resume::run(a.fanout, a.away_s).await,
+            Mode::Soak(a) => soak::run(a).await,
             Mode::CeilingServe => ceiling::serve().await.is_ok(),
         }
     });

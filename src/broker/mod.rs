@@ -242,6 +242,8 @@ pub struct HubStats {
     pub unentitled_deliveries: u64,
     /// WebSocket connection tasks alive (upgraded, not yet finished).
     pub live_sessions: usize,
+    /// Messages (events, registrations, ...) waiting in the shards' channels.
+    pub shard_queue: usize,
     /// Events in the replay window.
     pub window_events: usize,
     /// Bytes the replay window holds.
@@ -672,6 +674,7 @@ impl Hub {
         s.resumes_too_old = too_old.load(Relaxed);
         s.events_replayed = self.inner.replayed.load(Relaxed);
         for shard in self.inner.shards.iter() {
+            s.shard_queue += shard.tx.len();
             let c = &shard.counters;
             let clients = c.clients.load(Relaxed);
             s.clients_per_shard.push(clients);
