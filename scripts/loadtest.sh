@@ -45,6 +45,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. scripts/load-common.sh
 SCENARIO=${1:?usage: scripts/loadtest.sh SCENARIO (see the header of this script)}
 FIXTURES="$ROOT/tests/fixtures/webhooks"
 
@@ -61,10 +62,7 @@ NODE_PIDS=()
 NATS_PID_FILE="$WORK/nats.pid"
 cleanup() {
   for pid in $DAEMON_PID "${NODE_PIDS[@]}"; do
-    kill -0 "$pid" 2>/dev/null || continue
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    stop_process "$pid"
   done
   if [ -s "$NATS_PID_FILE" ]; then
     kill -TERM "$(cat "$NATS_PID_FILE")" 2>/dev/null || true
@@ -74,32 +72,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-TOKEN="ghp_loadtest$(printf '0%.0s' $(seq 1 28))"
-python3 -c 'import secrets; print(secrets.token_hex(32))' > "$WORK/secret"
-ORG_LIST=$(python3 -c 'print(", ".join(f"\"load{i}\"" for i in range(100)))')
-cat > "$WORK/tokens.toml" <<EOF
-[[token]]
-token = "$TOKEN"
-login = "loadtest"
-orgs = [$ORG_LIST]
-tier = "pro"
-EOF
-cat > "$WORK/hookfan.toml" <<EOF
-[server]
-listen = "127.0.0.1:0"
-[webhook]
-secret_file = "secret"
-[broker]
-shards = ${SHARDS:-0}
-[auth]
-provider = "static"
-tokens_file = "tokens.toml"
-[limits]
-max_conns_per_ip = 100000
-max_conns_total = 100000
-[log]
-level = "${LOG_LEVEL:-warn}"
-EOF
+write_load_config "$WORK"
 [ "$SCENARIO" = cluster-3 ] && CLUSTER=1
 if [ "${CLUSTER:-0}" = 1 ]; then
   "$ROOT/scripts/install-nats.sh" > /dev/null

@@ -36,6 +36,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+. scripts/load-common.sh
 
 # DURATION -> seconds.
 to_seconds() {
@@ -74,45 +75,15 @@ daemon_alive() {
 }
 cleanup() {
   if [ -n "$DAEMON_PID" ] && daemon_alive; then
-    kill -TERM "$DAEMON_PID" 2>/dev/null || true
-    for _ in $(seq 1 150); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$DAEMON_PID" 2>/dev/null || true
+    stop_process "$DAEMON_PID"
   fi
   [ -f "$WORK/hookfan.log" ] && cp "$WORK/hookfan.log" "$OUT/hookfan.log"
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
-# The same static-token setup as scripts/loadtest.sh: one token, member of
-# load0..load99, no per-IP limit that 10,000 clients from 127.0.0.1 would hit.
-TOKEN="ghp_loadtest$(printf '0%.0s' $(seq 1 28))"
-python3 -c 'import secrets; print(secrets.token_hex(32))' > "$WORK/secret"
-ORG_LIST=$(python3 -c 'print(", ".join(f"\"load{i}\"" for i in range(100)))')
-cat > "$WORK/tokens.toml" <<EOF
-[[token]]
-token = "$TOKEN"
-login = "loadtest"
-orgs = [$ORG_LIST]
-tier = "pro"
-EOF
-cat > "$WORK/hookfan.toml" <<EOF
-[server]
-listen = "127.0.0.1:0"
-[webhook]
-secret_file = "secret"
-[broker]
-shards = ${SHARDS:-0}
-[auth]
-provider = "static"
-tokens_file = "tokens.toml"
-[limits]
-max_conns_per_ip = 100000
-max_conns_total = 100000
-[log]
-level = "${LOG_LEVEL:-warn}"
-[replay]
-max_events = $REPLAY_EVENTS
-EOF
+write_load_config "$WORK"
+printf '[replay]\nmax_events = %s\n' "$REPLAY_EVENTS" >> "$WORK/hookfan.toml"
 "$HOOKFAN" check-config --config "$WORK/hookfan.toml" > /dev/null
 
 "$HOOKFAN" --config "$WORK/hookfan.toml" > "$WORK/hookfan.stdout" 2> "$WORK/hookfan.log" &

@@ -8,21 +8,29 @@ use std::process::Command;
 
 use common::*;
 
-#[test]
-fn a_few_hundred_clients_get_every_event_exactly_once() {
+/// A daemon whose one static token is a member of orgs load0..load9; the
+/// token, and the webhook secret in a file (kept alive by the directory).
+fn load_daemon(extra: &str) -> (Daemon, String, tempfile::TempDir, String) {
     let token = format!("ghp_loadsmoke{}", "0".repeat(27));
     let orgs: Vec<String> = (0..10).map(|i| format!("\"load{i}\"")).collect();
     let tokens = format!(
         "[[token]]\ntoken = \"{token}\"\nlogin = \"loadsmoke\"\norgs = [{}]\n",
         orgs.join(", ")
     );
-    let mut daemon = spawn_daemon_with(
-        "[limits]\nmax_conns_per_ip = 1000\n[log]\nlevel = \"warn\"\n",
+    let daemon = spawn_daemon_with(
+        &format!("[limits]\nmax_conns_per_ip = 1000\n[log]\nlevel = \"warn\"\n{extra}"),
         &tokens,
     );
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
     std::fs::write(&secret, DAEMON_SECRET).unwrap();
+    let secret = secret.to_str().unwrap().to_owned();
+    (daemon, token, dir, secret)
+}
+
+#[test]
+fn a_few_hundred_clients_get_every_event_exactly_once() {
+    let (mut daemon, token, _dir, secret) = load_daemon("");
     let out = Command::new(env!("CARGO_BIN_EXE_hookfan-load"))
         .args([
             "fanout",
@@ -31,7 +39,7 @@ fn a_few_hundred_clients_get_every_event_exactly_once() {
             "--token",
             &token,
         ])
-        .args(["--secret-file", secret.to_str().unwrap()])
+        .args(["--secret-file", &secret])
         .args(["--daemon-pid", &daemon.child.id().to_string()])
         .args([
             "--clients",
@@ -61,6 +69,63 @@ fn a_few_hundred_clients_get_every_event_exactly_once() {
     for key in ["missing", "duplicated", "unexpected"] {
         assert_eq!(summary[key], 0, "{key}: {stdout}");
     }
+    daemon.sigterm();
+    assert!(daemon.wait(std::time::Duration::from_secs(15)).0.success());
+}
+
+/// `scripts/soak.sh` in small: clients that keep dropping and resuming (or
+/// subscribing afresh) under steady webhooks must still get every event
+/// owed to them exactly once, and the driver's samples must be written.
+#[test]
+fn churning_clients_that_resume_lose_nothing() {
+    let (mut daemon, token, dir, secret) = load_daemon("[replay]\nmax_events = 1000\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_hookfan-load"))
+        .args([
+            "soak",
+            "--addr",
+            &daemon.addr.to_string(),
+            "--token",
+            &token,
+        ])
+        .args(["--secret-file", &secret])
+        .args(["--daemon-pid", &daemon.child.id().to_string()])
+        .args(["--clients", "200", "--orgs", "10", "--rate", "25"])
+        .args(["--duration-s", "16", "--warmup-s", "4", "--sample-s", "2"])
+        .args(["--life-min-s", "1", "--life-max-s", "4"])
+        .args(["--away-min-s", "0.1", "--away-max-s", "0.6"])
+        .args(["--fresh", "0.2", "--drain-timeout-s", "30", "--seed", "7"])
+        .args(["--out", dir.path().to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(s["events_posted"], 400, "{stdout}");
+    for key in ["missing", "duplicated", "unexpected", "refused_unexplained"] {
+        assert_eq!(s[key], 0, "{key}: {stdout}");
+    }
+    assert_eq!(s["received"], s["expected"], "{stdout}");
+    // 20 clients per org and 40 events per org: at most 8,000, fewer only
+    // by what fresh subscriptions skipped while away.
+    let received = s["received"].as_u64().unwrap();
+    assert!((6_000..=8_000).contains(&received), "{stdout}");
+    // The clients really churned: 200 clients living 1-4 s over 16 s.
+    let num = |k: &str| s[k].as_u64().unwrap();
+    assert!(num("churn_cycles") >= 400, "{stdout}");
+    assert!(num("resumes_ok") >= 200, "{stdout}");
+    assert!(num("fresh") >= 20, "{stdout}");
+    assert!(num("replayed") > 0, "{stdout}");
+    let csv = std::fs::read_to_string(dir.path().join("samples.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("t_s,phase,rss_kb,fds,threads"), "{csv}");
+    assert!(
+        rows.iter().filter(|r| r.contains(",steady,")).count() >= 4,
+        "{csv}"
+    );
     daemon.sigterm();
     assert!(daemon.wait(std::time::Duration::from_secs(15)).0.success());
 }

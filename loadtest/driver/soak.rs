@@ -208,6 +208,21 @@ struct Shared {
 }
 
 impl Shared {
+    /// Before the run: `webhooks` to be sent, none yet.
+    fn new(seqs: Seqs, webhooks: usize) -> Self {
+        Shared {
+            start: Instant::now(),
+            seqs,
+            sent_at: (0..webhooks).map(|_| AtomicU64::new(0)).collect(),
+            final_seq: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            counts: Counts::default(),
+            failures: Mutex::new(BTreeMap::new()),
+            notes: Mutex::new(Vec::new()),
+            daemon_died: AtomicBool::new(false),
+        }
+    }
+
     fn note(&self, line: String) {
         let mut n = self.notes.lock().unwrap();
         if n.len() < 20 {
@@ -751,20 +766,13 @@ pub async fn run(a: SoakArgs) -> bool {
         .copied()
         .unwrap_or(0.0) as u64;
     let webhooks = (a.rate * a.duration_s).round().max(0.0) as usize;
-    let sh = Arc::new(Shared {
-        start: Instant::now(),
-        seqs: Seqs {
+    let sh = Arc::new(Shared::new(
+        Seqs {
             base,
             orgs: orgs as u64,
         },
-        sent_at: (0..webhooks).map(|_| AtomicU64::new(0)).collect(),
-        final_seq: AtomicU64::new(0),
-        draining: AtomicBool::new(false),
-        counts: Counts::default(),
-        failures: Mutex::new(BTreeMap::new()),
-        notes: Mutex::new(Vec::new()),
-        daemon_died: AtomicBool::new(false),
-    });
+        webhooks,
+    ));
     let csv_path = a.out.join("samples.csv");
     let mut csv = match std::fs::File::create(&csv_path) {
         Ok(f) => f,
@@ -1100,20 +1108,6 @@ pub async fn run(a: SoakArgs) -> bool {
 mod tests {
     use super::*;
 
-    fn shared(base: u64, orgs: u64, webhooks: usize) -> Shared {
-        Shared {
-            start: Instant::now(),
-            seqs: Seqs { base, orgs },
-            sent_at: (0..webhooks).map(|_| AtomicU64::new(0)).collect(),
-            final_seq: AtomicU64::new(0),
-            draining: AtomicBool::new(false),
-            counts: Counts::default(),
-            failures: Mutex::new(BTreeMap::new()),
-            notes: Mutex::new(Vec::new()),
-            daemon_died: AtomicBool::new(false),
-        }
-    }
-
     #[test]
     fn seqs_of_an_org() {
         // base 5, 3 orgs: org 1 has webhooks 1, 4, 7 = seqs 7, 10, 13.
@@ -1132,7 +1126,7 @@ mod tests {
 
     #[test]
     fn accounting_counts_gaps_duplicates_and_strangers() {
-        let sh = shared(0, 2, 10);
+        let sh = Shared::new(Seqs { base: 0, orgs: 2 }, 10);
         // Org 0: webhooks 0, 2, 4, ... = seqs 1, 3, 5, ...
         let a = Account {
             org: 0,
