@@ -10,7 +10,7 @@
 # non-zero on any loss, duplicate, unexplained refused resume, or if the
 # daemon died. Builds the release binaries, writes its own config, always
 # stops the daemon (also on error or Ctrl-C), and is bounded in time
-# (DURATION + 15 min).
+# (DURATION + DRAIN_S + 10 min).
 #
 #   scripts/soak.sh [DURATION]     e.g. 60m (the default), 10m, 90s, 1h, 300
 #
