@@ -8,39 +8,58 @@ use std::process::Command;
 
 use common::*;
 
-/// A daemon whose one static token is a member of orgs load0..load9; the
-/// token, and the webhook secret in a file (kept alive by the directory).
-fn load_daemon(extra: &str) -> (Daemon, String, tempfile::TempDir, String) {
-    let token = format!("ghp_loadsmoke{}", "0".repeat(27));
-    let orgs: Vec<String> = (0..10).map(|i| format!("\"load{i}\"")).collect();
-    let tokens = format!(
-        "[[token]]\ntoken = \"{token}\"\nlogin = \"loadsmoke\"\norgs = [{}]\n",
-        orgs.join(", ")
-    );
-    let daemon = spawn_daemon_with(
-        &format!("[limits]\nmax_conns_per_ip = 1000\n[log]\nlevel = \"warn\"\n{extra}"),
-        &tokens,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, DAEMON_SECRET).unwrap();
-    let secret = secret.to_str().unwrap().to_owned();
-    (daemon, token, dir, secret)
+/// A daemon whose one static token is a member of orgs load0..load9, and
+/// the webhook secret in a file for the driver.
+struct LoadRun {
+    daemon: Daemon,
+    token: String,
+    dir: tempfile::TempDir,
+}
+
+impl LoadRun {
+    fn start(extra: &str) -> Self {
+        let token = format!("ghp_loadsmoke{}", "0".repeat(27));
+        let orgs: Vec<String> = (0..10).map(|i| format!("\"load{i}\"")).collect();
+        let tokens = format!(
+            "[[token]]\ntoken = \"{token}\"\nlogin = \"loadsmoke\"\norgs = [{}]\n",
+            orgs.join(", ")
+        );
+        let daemon = spawn_daemon_with(
+            &format!("[limits]\nmax_conns_per_ip = 1000\n[log]\nlevel = \"warn\"\n{extra}"),
+            &tokens,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), DAEMON_SECRET).unwrap();
+        LoadRun { daemon, token, dir }
+    }
+
+    /// `hookfan-load MODE` pointed at the daemon.
+    fn driver(&self, mode: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hookfan-load"));
+        c.args([mode, "--addr", &self.daemon.addr.to_string()])
+            .args(["--token", &self.token])
+            .arg("--secret-file")
+            .arg(self.dir.path().join("secret"))
+            .args(["--daemon-pid", &self.daemon.child.id().to_string()]);
+        c
+    }
+
+    fn stop(mut self) {
+        self.daemon.sigterm();
+        assert!(
+            self.daemon
+                .wait(std::time::Duration::from_secs(15))
+                .0
+                .success()
+        );
+    }
 }
 
 #[test]
 fn a_few_hundred_clients_get_every_event_exactly_once() {
-    let (mut daemon, token, _dir, secret) = load_daemon("");
-    let out = Command::new(env!("CARGO_BIN_EXE_hookfan-load"))
-        .args([
-            "fanout",
-            "--addr",
-            &daemon.addr.to_string(),
-            "--token",
-            &token,
-        ])
-        .args(["--secret-file", &secret])
-        .args(["--daemon-pid", &daemon.child.id().to_string()])
+    let run = LoadRun::start("");
+    let out = run
+        .driver("fanout")
         .args([
             "--clients",
             "300",
@@ -69,8 +88,7 @@ fn a_few_hundred_clients_get_every_event_exactly_once() {
     for key in ["missing", "duplicated", "unexpected"] {
         assert_eq!(summary[key], 0, "{key}: {stdout}");
     }
-    daemon.sigterm();
-    assert!(daemon.wait(std::time::Duration::from_secs(15)).0.success());
+    run.stop();
 }
 
 /// `scripts/soak.sh` in small: clients that keep dropping and resuming (or
@@ -78,23 +96,18 @@ fn a_few_hundred_clients_get_every_event_exactly_once() {
 /// owed to them exactly once, and the driver's samples must be written.
 #[test]
 fn churning_clients_that_resume_lose_nothing() {
-    let (mut daemon, token, dir, secret) = load_daemon("[replay]\nmax_events = 1000\n");
-    let out = Command::new(env!("CARGO_BIN_EXE_hookfan-load"))
-        .args([
-            "soak",
-            "--addr",
-            &daemon.addr.to_string(),
-            "--token",
-            &token,
-        ])
-        .args(["--secret-file", &secret])
-        .args(["--daemon-pid", &daemon.child.id().to_string()])
+    let run = LoadRun::start("[replay]\nmax_events = 1000\n");
+    let dir = run.dir.path();
+    let out = run
+        .driver("soak")
         .args(["--clients", "200", "--orgs", "10", "--rate", "25"])
         .args(["--duration-s", "16", "--warmup-s", "4", "--sample-s", "2"])
         .args(["--life-min-s", "1", "--life-max-s", "4"])
         .args(["--away-min-s", "0.1", "--away-max-s", "0.6"])
         .args(["--fresh", "0.2", "--drain-timeout-s", "30", "--seed", "7"])
-        .args(["--out", dir.path().to_str().unwrap(), "--json"])
+        .arg("--out")
+        .arg(dir)
+        .arg("--json")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -119,13 +132,12 @@ fn churning_clients_that_resume_lose_nothing() {
     assert!(num("resumes_ok") >= 200, "{stdout}");
     assert!(num("fresh") >= 20, "{stdout}");
     assert!(num("replayed") > 0, "{stdout}");
-    let csv = std::fs::read_to_string(dir.path().join("samples.csv")).unwrap();
+    let csv = std::fs::read_to_string(dir.join("samples.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
     assert!(rows[0].starts_with("t_s,phase,rss_kb,fds,threads"), "{csv}");
     assert!(
         rows.iter().filter(|r| r.contains(",steady,")).count() >= 4,
         "{csv}"
     );
-    daemon.sigterm();
-    assert!(daemon.wait(std::time::Duration::from_secs(15)).0.success());
+    run.stop();
 }
