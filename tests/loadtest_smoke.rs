@@ -55,6 +55,19 @@ impl LoadRun {
     }
 }
 
+/// The driver's JSON summary (its last line) and its whole output, once
+/// it has exited successfully.
+fn summary(out: &std::process::Output) -> (serde_json::Value, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    (serde_json::from_str(last).unwrap(), stdout)
+}
+
 #[test]
 fn a_few_hundred_clients_get_every_event_exactly_once() {
     let run = LoadRun::start("");
@@ -73,13 +86,7 @@ fn a_few_hundred_clients_get_every_event_exactly_once() {
         .args(["--hold-s", "0.1", "--json"])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let (summary, stdout) = summary(&out);
     assert_eq!(summary["connected"], 300, "{stdout}");
     assert_eq!(summary["connect_failures"], serde_json::json!({}));
     // 40 webhooks over 10 orgs, 30 clients per org: 4 x 30 each.
@@ -110,13 +117,7 @@ fn churning_clients_that_resume_lose_nothing() {
         .arg("--json")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let (s, stdout) = summary(&out);
     assert_eq!(s["events_posted"], 400, "{stdout}");
     for key in ["missing", "duplicated", "unexpected", "refused_unexplained"] {
         assert_eq!(s[key], 0, "{key}: {stdout}");
