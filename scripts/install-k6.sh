@@ -19,7 +19,8 @@ TOOLS="$ROOT/.tools"
 K6="$TOOLS/bin/k6"
 PYTHON=${PYTHON:-python3}
 
-installed() { "$K6" version 2>/dev/null | grep -q "^k6 v$K6_VERSION "; }
+# Output read whole, then searched (a `| grep -q` can SIGPIPE the writer).
+installed() { [[ "$("$K6" version 2>/dev/null)" == "k6 v$K6_VERSION "* ]]; }
 
 if installed; then
   "$K6" version

@@ -22,7 +22,8 @@ NATS="$TOOLS/bin/nats-server"
 PYTHON=${PYTHON:-python3}
 
 # `nats-server --version` prints "nats-server: v2.15.1".
-installed() { "$NATS" --version 2>/dev/null | grep -q "^nats-server: v$NATS_VERSION\$"; }
+# Output read whole, then compared (a `| grep -q` can SIGPIPE the writer).
+installed() { [ "$("$NATS" --version 2>/dev/null)" = "nats-server: v$NATS_VERSION" ]; }
 
 if installed; then
   "$NATS" --version

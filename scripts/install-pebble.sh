@@ -18,9 +18,14 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS="$ROOT/.tools"
 BIN="$TOOLS/bin"
 
+# The usage text is read whole before it is searched: `pebble -help | grep
+# -q` under pipefail fails whenever grep exits before pebble's last write
+# (SIGPIPE), which happened on a loaded machine.
 installed() {
-  [ -x "$BIN/pebble" ] && [ -x "$BIN/pebble-challtestsrv" ] \
-    && "$BIN/pebble" -help 2>&1 | grep -q -- "-config"
+  [ -x "$BIN/pebble" ] && [ -x "$BIN/pebble-challtestsrv" ] || return 1
+  local usage
+  usage=$("$BIN/pebble" -help 2>&1) || true
+  [[ "$usage" == *-config* ]]
 }
 
 if installed; then
