@@ -1,6 +1,18 @@
 # Sourced by scripts/loadtest.sh and scripts/soak.sh: what every load run
 # against a local daemon shares.
 
+# prepare_load_run NAME: builds the release daemon and driver, sets HOOKFAN
+# (HOOKFAN_BIN when given, e.g. an older build for a before/after) and
+# DRIVER, raises the fd limit (the daemon and the driver each hold one socket
+# per client) and makes the run's directory WORK=/tmp/hookfan-NAME.XXXXXX.
+prepare_load_run() {
+  cargo build --release --quiet --bin hookfan --bin hookfan-load
+  HOOKFAN="${HOOKFAN_BIN:-$ROOT/target/release/hookfan}"
+  DRIVER="$ROOT/target/release/hookfan-load"
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  WORK=$(mktemp -d "/tmp/hookfan-$1.XXXXXX")
+}
+
 # write_load_config DIR: writes DIR/secret, DIR/tokens.toml and
 # DIR/hookfan.toml and sets TOKEN. One static token, member of orgs
 # load0..load99 (tier pro); the per-IP and total connection limits are

@@ -49,14 +49,7 @@ ROOT=$(pwd)
 SCENARIO=${1:?usage: scripts/loadtest.sh SCENARIO (see the header of this script)}
 FIXTURES="$ROOT/tests/fixtures/webhooks"
 
-cargo build --release --quiet --bin hookfan --bin hookfan-load
-HOOKFAN="${HOOKFAN_BIN:-$ROOT/target/release/hookfan}"
-DRIVER="$ROOT/target/release/hookfan-load"
-
-# Both the daemon and the driver hold one socket per connection.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-WORK=$(mktemp -d /tmp/hookfan-load.XXXXXX)
+prepare_load_run load
 DAEMON_PID=""
 NODE_PIDS=()
 NATS_PID_FILE="$WORK/nats.pid"

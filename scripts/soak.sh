@@ -58,14 +58,7 @@ DRAIN_S=${DRAIN_S:-180}
 OUT=${OUT:-$ROOT/target/soak/$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 
-cargo build --release --quiet --bin hookfan --bin hookfan-load
-HOOKFAN="${HOOKFAN_BIN:-$ROOT/target/release/hookfan}"
-DRIVER="$ROOT/target/release/hookfan-load"
-
-# Both the daemon and the driver hold one socket per client.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-WORK=$(mktemp -d /tmp/hookfan-soak.XXXXXX)
+prepare_load_run soak
 DAEMON_PID=""
 # Running and not a zombie (kill -0 succeeds on an unreaped child).
 daemon_alive() {

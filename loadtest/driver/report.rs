@@ -56,10 +56,14 @@ pub fn summary_ms(h: &Histogram<u64>) -> [f64; 4] {
 
 /// Resident memory of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
+    status_field(pid, "VmRSS:").map(|kb| kb * 1024)
+}
+
+/// A number from /proc/PID/status (`Threads:`, `VmRSS:` in KB).
+pub fn status_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// CPU time (user + system) a process has used, in seconds. Linux reports

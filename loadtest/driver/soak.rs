@@ -576,13 +576,6 @@ fn csv_header() -> String {
     h
 }
 
-/// A number from /proc/PID/status (`Threads:`, `VmRSS:`).
-fn status_field(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Whether the process exists and is not a zombie.
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -665,9 +658,9 @@ async fn sample(a: &SoakArgs, sh: &Shared, t0: Instant, phase: &'static str) -> 
     let mut s = Sample {
         t_s: t0.elapsed().as_secs_f64(),
         phase,
-        rss_kb: status_field(pid, "VmRSS:").unwrap_or(0),
+        rss_kb: report::status_field(pid, "VmRSS:").unwrap_or(0),
         fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64),
-        threads: status_field(pid, "Threads:").unwrap_or(0),
+        threads: report::status_field(pid, "Threads:").unwrap_or(0),
         cpu_s: report::cpu_seconds(pid).unwrap_or(0.0),
         posted: c.posted.load(Relaxed),
         received: c.received.load(Relaxed),
@@ -678,7 +671,7 @@ async fn sample(a: &SoakArgs, sh: &Shared, t0: Instant, phase: &'static str) -> 
         cycles: c.cycles.load(Relaxed),
         errors: c.missing.load(Relaxed) + c.duplicated.load(Relaxed) + c.unexpected.load(Relaxed),
         connected: c.connected.load(Relaxed),
-        driver_rss_kb: status_field(std::process::id(), "VmRSS:").unwrap_or(0),
+        driver_rss_kb: report::status_field(std::process::id(), "VmRSS:").unwrap_or(0),
         ..Sample::default()
     };
     if let Some(m) = metrics {
@@ -782,7 +775,7 @@ pub async fn run(a: SoakArgs) -> bool {
         }
     };
     let _ = writeln!(csv, "{}", csv_header());
-    let rss_idle = status_field(a.daemon_pid, "VmRSS:").unwrap_or(0);
+    let rss_idle = report::status_field(a.daemon_pid, "VmRSS:").unwrap_or(0);
     let fds_idle = std::fs::read_dir(format!("/proc/{}/fd", a.daemon_pid)).map_or(0, |d| d.count());
     println!(
         "soak: {} clients over {orgs} orgs, {} webhooks/s for {:.0} s ({webhooks}), lifetimes {}-{} s, away {}-{} s, fresh {:.0} %, seed {seed}; daemon idle RSS {rss_idle} KB, {fds_idle} fds",
