@@ -396,8 +396,18 @@ pub struct ClusterConfig {
     pub node_name: Option<String>,
     /// NATS credentials file (JWT and NKey seed).
     pub creds_file: Option<PathBuf>,
+    /// NATS user name, with [`Self::password_file`].
+    pub user: Option<String>,
+    /// File holding the NATS password of [`Self::user`] (first line).
+    pub password_file: Option<PathBuf>,
+    /// File holding a NATS authentication token (first line).
+    pub token_file: Option<PathBuf>,
     /// CA certificate (PEM) for a NATS server with TLS.
     pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a NATS server that verifies clients.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of [`Self::tls_cert_file`].
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ClusterConfig {
@@ -413,7 +423,12 @@ impl Default for ClusterConfig {
             publish_timeout_s: 5,
             node_name: None,
             creds_file: None,
+            user: None,
+            password_file: None,
+            token_file: None,
             tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -647,7 +662,11 @@ impl Config {
             &mut self.webhook.secret_file,
             &mut self.auth.tokens_file,
             &mut self.cluster.creds_file,
+            &mut self.cluster.password_file,
+            &mut self.cluster.token_file,
             &mut self.cluster.tls_ca_file,
+            &mut self.cluster.tls_cert_file,
+            &mut self.cluster.tls_key_file,
         ]
         .into_iter()
         .flatten()
@@ -871,7 +890,10 @@ impl Config {
                         !u.is_empty() && !u.contains(char::is_whitespace)
                     }),
                 "cluster.nats_url",
-                format!("{url:?} is not a list of NATS URLs (nats://host:port, comma-separated)"),
+                format!(
+                    "{:?} is not a list of NATS URLs (nats://host:port, comma-separated)",
+                    redact_userinfo(url)
+                ),
             );
         }
         check(
@@ -929,9 +951,61 @@ impl Config {
                 format!("{n:?} must be 1..=64 printable characters without spaces"),
             );
         }
+        if let Some(url) = &c.nats_url {
+            check(
+                !url.split(',').any(|u| u.contains('@')),
+                "cluster.nats_url",
+                format!(
+                    "{:?} carries credentials, which would show in logs and check-config: \
+                     put them in cluster.user and cluster.password_file, or cluster.token_file",
+                    redact_userinfo(url)
+                ),
+            );
+        }
+        check(
+            c.user.is_some() == c.password_file.is_some(),
+            if c.user.is_some() {
+                "cluster.password_file"
+            } else {
+                "cluster.user"
+            },
+            "cluster.user and cluster.password_file go together".to_owned(),
+        );
+        if let Some(u) = &c.user {
+            check(
+                !u.is_empty() && !u.chars().any(|ch| ch.is_whitespace() || ch.is_control()),
+                "cluster.user",
+                format!("{u:?} must be non-empty, without spaces"),
+            );
+        }
+        let methods = [
+            c.creds_file.is_some(),
+            c.user.is_some(),
+            c.token_file.is_some(),
+        ];
+        check(
+            methods.iter().filter(|m| **m).count() <= 1,
+            "cluster.token_file",
+            "choose one way to authenticate to NATS: cluster.creds_file, cluster.user with \
+             cluster.password_file, or cluster.token_file"
+                .to_owned(),
+        );
+        check(
+            c.tls_cert_file.is_some() == c.tls_key_file.is_some(),
+            if c.tls_cert_file.is_some() {
+                "cluster.tls_key_file"
+            } else {
+                "cluster.tls_cert_file"
+            },
+            "cluster.tls_cert_file and cluster.tls_key_file go together".to_owned(),
+        );
         for (key, file) in [
             ("cluster.creds_file", &c.creds_file),
+            ("cluster.password_file", &c.password_file),
+            ("cluster.token_file", &c.token_file),
             ("cluster.tls_ca_file", &c.tls_ca_file),
+            ("cluster.tls_cert_file", &c.tls_cert_file),
+            ("cluster.tls_key_file", &c.tls_key_file),
         ] {
             if let Some(f) = file {
                 check(
@@ -1020,6 +1094,21 @@ fn is_known_section(s: &str) -> bool {
 }
 
 /// A JetStream stream name.
+/// `url` (a comma-separated list) with any `user:password@` replaced by
+/// `***@`, for messages.
+pub(crate) fn redact_userinfo(url: &str) -> String {
+    url.split(',')
+        .map(|u| match u.rfind('@') {
+            Some(at) => {
+                let start = u.find("://").map_or(0, |i| i + 3);
+                format!("{}***{}", &u[..start.min(at)], &u[at..])
+            }
+            None => u.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn is_nats_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
@@ -1401,6 +1490,70 @@ tls_ca_file = "/nonexistent/ca.pem"
         )
         .unwrap();
         assert_eq!(ok.cluster.node(), "n1");
+    }
+
+    #[test]
+    fn nats_credentials_come_from_files_and_never_show() {
+        let e = errors(
+            "[cluster]\nnats_url = \"nats://hookfan:hunter2@10.0.0.1:4222,nats://10.0.0.2:4222\"\n",
+        );
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "cluster.nats_url");
+        assert!(
+            e[0].message
+                .contains("nats://***@10.0.0.1:4222,nats://10.0.0.2:4222")
+        );
+        assert!(e[0].message.contains("cluster.password_file"));
+        let e = errors("[cluster]\nnats_url = \"tok@en@ bad\"\n");
+        assert!(e.iter().all(|e| !e.message.contains("tok@en")), "{e:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "hunter2\n").unwrap();
+        let f = dir.path().join("pw").display().to_string();
+        let url = "[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\n";
+        assert_eq!(
+            keys(&format!("{url}user = \"hookfan\"\n")),
+            ["cluster.password_file"]
+        );
+        assert_eq!(
+            keys(&format!("{url}password_file = \"{f}\"\n")),
+            ["cluster.user"]
+        );
+        assert_eq!(
+            keys(&format!(
+                "{url}user = \"two words\"\npassword_file = \"{f}\"\n"
+            )),
+            ["cluster.user"]
+        );
+        assert_eq!(
+            keys(&format!(
+                "{url}user = \"u\"\npassword_file = \"{f}\"\ntoken_file = \"{f}\"\n"
+            )),
+            ["cluster.token_file"]
+        );
+        assert_eq!(
+            keys(&format!("{url}tls_cert_file = \"{f}\"\n")),
+            ["cluster.tls_key_file"]
+        );
+        let mut got = keys(&format!(
+            "{url}token_file = \"/nonexistent/t\"\ntls_cert_file = \"/nonexistent/c\"\ntls_key_file = \"k\"\n"
+        ));
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "cluster.tls_cert_file",
+                "cluster.tls_key_file",
+                "cluster.token_file"
+            ]
+        );
+        // Relative paths are resolved against the config's directory.
+        let ok = Config::parse(
+            &format!("{url}user = \"hookfan\"\npassword_file = \"pw\"\n"),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(ok.cluster.password_file, Some(dir.path().join("pw")));
     }
 
     #[test]

@@ -6,9 +6,11 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::pki::TestCa;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -454,4 +456,122 @@ async fn a_resume_older_than_the_node_is_served_from_the_stream() {
     let got = collect(&mut ws, 13).await;
     let want: Vec<(u64, String)> = (4..=16).map(|n| (n, format!("e-{n}"))).collect();
     assert_eq!(got, want);
+}
+
+/// A NATS deployment as run in production: TLS that verifies clients, and a
+/// password. A node given the CA, a client certificate and the password
+/// joins and delivers. A wrong password, no client certificate, or no
+/// credentials at all are refused at start, naming the key to fix, and no
+/// message shows the password. A token works the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_nats_with_tls_client_certificates_and_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let ca = TestCa::new("nats test CA");
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    ca.leaf().write(
+        Path::new(&path("server.pem")),
+        Path::new(&path("server.key")),
+    );
+    ca.leaf().write(
+        Path::new(&path("client.pem")),
+        Path::new(&path("client.key")),
+    );
+    const PASSWORD: &str = "s3cret-nats-password";
+    std::fs::write(path("password"), format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(path("wrong"), "not-the-password\n").unwrap();
+    let nats = Nats::start_with(&format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n\
+         authorization {{\n  user: hookfan\n  password: \"{PASSWORD}\"\n}}\n",
+        path("server.pem"),
+        path("server.key"),
+        path("ca.pem"),
+    ));
+    let ca_only = format!("tls_ca_file = \"{}\"\n", path("ca.pem"));
+    let tls = format!(
+        "{ca_only}tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        path("client.pem"),
+        path("client.key")
+    );
+    let login = |file: &str| format!("user = \"hookfan\"\npassword_file = \"{}\"\n", path(file));
+
+    let a = TestServer::start(&node_config(
+        &nats,
+        "S8",
+        &format!("{tls}{}", login("password")),
+    ))
+    .await;
+    let mut ws = subscribe(a.addr, "racer", json!({"organization": "org2"})).await;
+    let body = pr_payload("org2", "repo", 1, "someone", false);
+    assert_eq!(
+        a.webhook_with_id("pull_request", &body, "tls-1").await.0,
+        200
+    );
+    assert_eq!(collect(&mut ws, 1).await, [(1, "tls-1".to_owned())]);
+
+    let refusal = |extra: String| {
+        let config = node_config(&nats, "S8", &extra);
+        async move {
+            let text = TestServer::try_start(&config)
+                .await
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(!text.contains(PASSWORD), "{text}");
+            text
+        }
+    };
+    let text = refusal(format!("{tls}{}", login("wrong"))).await;
+    assert!(
+        text.contains("cluster.password_file: NATS at nats://127.0.0.1:")
+            && text.contains("refused this node's credentials"),
+        "{text}"
+    );
+    let text = refusal(tls.clone()).await;
+    assert!(
+        text.contains("cluster.nats_url: NATS at nats://127.0.0.1:")
+            && text.contains("wants credentials"),
+        "{text}"
+    );
+    let text = refusal(format!("{ca_only}{}", login("password"))).await;
+    assert!(
+        text.contains("cluster.tls_cert_file: no TLS connection to NATS")
+            && text.contains("CertificateRequired"),
+        "no client certificate: {text}"
+    );
+    let text = refusal(login("password")).await;
+    assert!(
+        text.contains("cluster.tls_ca_file: no TLS connection to NATS"),
+        "a server certificate from an unknown CA: {text}"
+    );
+
+    // Token authentication.
+    let nats = Nats::start_with("authorization {\n  token: \"t0ken-for-nats\"\n}\n");
+    std::fs::write(path("token"), "t0ken-for-nats\n").unwrap();
+    let b = TestServer::start(&node_config(
+        &nats,
+        "S9",
+        &format!("token_file = \"{}\"\n", path("token")),
+    ))
+    .await;
+    let mut ws = subscribe(b.addr, "racer", json!({"organization": "org2"})).await;
+    assert_eq!(
+        b.webhook_with_id("pull_request", &body, "tok-1").await.0,
+        200
+    );
+    assert_eq!(collect(&mut ws, 1).await, [(1, "tok-1".to_owned())]);
+    std::fs::write(path("token"), "another-token\n").unwrap();
+    let text = TestServer::try_start(&node_config(
+        &nats,
+        "S9",
+        &format!("token_file = \"{}\"\n", path("token")),
+    ))
+    .await
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        text.contains("cluster.token_file") && !text.contains("another-token"),
+        "{text}"
+    );
 }

@@ -21,13 +21,14 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use async_nats::ConnectErrorKind;
 use async_nats::connection::State;
 use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use crate::broker::{Backfill, BackfillFuture, Hub};
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, redact_userinfo};
 use crate::event::Event;
 use crate::event::EventParts;
 use crate::metrics::LatencyHistogram;
@@ -125,16 +126,17 @@ impl Cluster {
             .nats_url
             .as_deref()
             .ok_or_else(|| fail("cluster.nats_url", "not set"))?;
+        let shown = redact_userinfo(url);
         let addrs = url
             .split(',')
             .map(|u| u.trim().parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail("cluster.nats_url", format!("{url:?}: {e}")))?;
+            .map_err(|e| fail("cluster.nats_url", format!("{shown:?}: {e}")))?;
         let stats = Arc::new(ClusterStats {
             node: config.node(),
             ..ClusterStats::default()
         });
-        let mut options = async_nats::ConnectOptions::new()
+        let options = async_nats::ConnectOptions::new()
             .name(format!("hookfan {}", stats.node))
             .connection_timeout(Duration::from_secs(5))
             .reconnect_delay_callback(backoff)
@@ -145,24 +147,38 @@ impl Cluster {
                     async move { on_event(&stats, event) }
                 }
             });
-        if let Some(path) = &config.creds_file {
-            options = options.credentials_file(path).await.map_err(|e| {
-                fail(
-                    "cluster.creds_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-        }
-        if let Some(path) = &config.tls_ca_file {
-            options = options
-                .add_root_certificates(path.clone())
-                .require_tls(true);
-        }
-        let client = options.connect(addrs).await.map_err(|e| {
-            fail(
+        let (options, auth_key) = with_credentials(options, config).await?;
+        let client = options.connect(addrs).await.map_err(|e| match e.kind() {
+            ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                match auth_key {
+                    Some(key) => fail(
+                        key,
+                        format!("NATS at {shown} refused this node's credentials: {e}"),
+                    ),
+                    None => fail(
+                        "cluster.nats_url",
+                        format!(
+                            "NATS at {shown} wants credentials ({e}): set cluster.user and \
+                             cluster.password_file, cluster.token_file or cluster.creds_file"
+                        ),
+                    ),
+                }
+            }
+            _ if e.kind() == ConnectErrorKind::Tls || tls_failure(&e).is_some() => {
+                // An alert from the server refuses this node's certificate;
+                // anything else is about the server's.
+                let key = match tls_failure(&e) {
+                    Some(rustls::Error::AlertReceived(_)) => "cluster.tls_cert_file",
+                    Some(_) => "cluster.tls_ca_file",
+                    None if config.tls_cert_file.is_some() => "cluster.tls_cert_file",
+                    None => "cluster.tls_ca_file",
+                };
+                fail(key, format!("no TLS connection to NATS at {shown}: {e}"))
+            }
+            _ => fail(
                 "cluster.nats_url",
-                format!("cannot reach NATS at {url}: {e}"),
-            )
+                format!("cannot reach NATS at {shown}: {e}"),
+            ),
         })?;
         stats.connected.store(true, Relaxed);
         let mut js = jetstream::new(client.clone());
@@ -213,6 +229,73 @@ impl Cluster {
         tokio::spawn(async move { consume(inner, hub, cache).await });
         let inner = self.inner.clone();
         tokio::spawn(async move { watch_stream(inner).await });
+    }
+}
+
+/// Adds the configured credentials and TLS settings; also returns the key
+/// holding the credentials, to name should NATS refuse them.
+async fn with_credentials(
+    mut options: async_nats::ConnectOptions,
+    config: &ClusterConfig,
+) -> Result<(async_nats::ConnectOptions, Option<&'static str>), ClusterError> {
+    let mut auth_key = None;
+    if let Some(path) = &config.creds_file {
+        auth_key = Some("cluster.creds_file");
+        options = options.credentials_file(path).await.map_err(|e| {
+            fail(
+                "cluster.creds_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+    }
+    if let (Some(user), Some(path)) = (&config.user, &config.password_file) {
+        auth_key = Some("cluster.password_file");
+        let password = read_secret("cluster.password_file", path)?;
+        options = options.user_and_password(user.clone(), password);
+    }
+    if let Some(path) = &config.token_file {
+        auth_key = Some("cluster.token_file");
+        options = options.token(read_secret("cluster.token_file", path)?);
+    }
+    if let Some(path) = &config.tls_ca_file {
+        options = options
+            .add_root_certificates(path.clone())
+            .require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    Ok((options, auth_key))
+}
+
+/// The TLS error a failed connection ended with, if any. async-nats
+/// reports a handshake failure as an IO error wrapping rustls's.
+fn tls_failure<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        if let Some(tls) = inner.and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            return Some(tls);
+        }
+        cause = err.source();
+    }
+    None
+}
+
+/// The first line of a secret file; its content never reaches a message.
+fn read_secret(key: &'static str, path: &std::path::Path) -> Result<String, ClusterError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(key, format!("cannot read {}: {e}", path.display())))?;
+    match text.lines().next().map(str::trim) {
+        Some(line) if !line.is_empty() => Ok(line.to_owned()),
+        _ => Err(fail(key, format!("{} is empty", path.display()))),
     }
 }
 

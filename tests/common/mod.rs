@@ -638,6 +638,7 @@ pub struct Nats {
     child: Option<Child>,
     pub port: u16,
     store: tempfile::TempDir,
+    conf: Option<PathBuf>,
 }
 
 fn nats_binary() -> PathBuf {
@@ -663,20 +664,40 @@ fn nats_binary() -> PathBuf {
 impl Nats {
     /// Starts a server on a free port.
     pub fn start() -> Nats {
+        Self::start_inner(None)
+    }
+
+    /// Starts a server on a free port with `conf` (nats-server's config
+    /// syntax: `tls { ... }`, `authorization { ... }`) as its config file.
+    pub fn start_with(conf: &str) -> Nats {
+        Self::start_inner(Some(conf))
+    }
+
+    fn start_inner(conf: Option<&str>) -> Nats {
         let store = tempfile::tempdir().unwrap();
-        let (child, port) = Self::spawn(store.path(), -1);
+        let conf = conf.map(|text| {
+            let path = store.path().join("nats.conf");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let (child, port) = Self::spawn(store.path(), -1, conf.as_deref());
         Nats {
             child: Some(child),
             port,
             store,
+            conf,
         }
     }
 
-    fn spawn(store: &std::path::Path, port: i32) -> (Child, u16) {
+    fn spawn(store: &std::path::Path, port: i32, conf: Option<&std::path::Path>) -> (Child, u16) {
         let bin = nats_binary();
-        let mut child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(conf) = conf {
+            cmd.arg("-c").arg(conf);
+        }
+        let mut child = cmd
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store)
+            .arg(store.join("js"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -722,7 +743,7 @@ impl Nats {
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) {
         self.kill();
-        let (child, port) = Self::spawn(self.store.path(), self.port as i32);
+        let (child, port) = Self::spawn(self.store.path(), self.port as i32, self.conf.as_deref());
         assert_eq!(port, self.port);
         self.child = Some(child);
     }
