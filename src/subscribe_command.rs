@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use hookfan::Token;
@@ -61,6 +62,12 @@ pub struct SubscribeArgs {
     /// instead of printing it.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
+    /// Silence from the server this long (seconds) means a dead
+    /// connection: twice the server's `server.ping_interval_s` (54 s by
+    /// default).
+    #[arg(long, value_name = "SECONDS", default_value_t = 108,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout: u64,
     /// Connection status on stderr too (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -124,6 +131,7 @@ async fn subscribe(args: SubscribeArgs) -> ExitCode {
         },
     );
     config.position = position;
+    config.idle_timeout = Duration::from_secs(args.idle_timeout);
     let mut sub = match Subscriber::new(config) {
         Ok(s) => s,
         Err(e) => {

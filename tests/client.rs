@@ -425,6 +425,107 @@ async fn retryable_failures_back_off_with_full_jitter_under_the_cap() {
     }
 }
 
+/// The next update that is not an event, within `limit`.
+async fn next_status(sub: &mut Subscriber, limit: Duration) -> Option<Update> {
+    tokio::time::timeout(limit, async {
+        loop {
+            match sub.next().await.unwrap() {
+                Update::Event(_) => {}
+                other => return other,
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+/// Keepalive both ways. A daemon that pings every second and drops a
+/// client silent for 3 s keeps this one for 8 s: the client answers. A
+/// daemon that does not ping within the client's idle timeout is taken for
+/// dead: the client reconnects and resumes, missing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_are_answered_and_silence_means_a_dead_connection() {
+    let subscription = SubscriptionRequest {
+        organization: "acme".into(),
+        ..SubscriptionRequest::default()
+    };
+    let config = |addr, idle_timeout| {
+        let mut c = ClientConfig::new(
+            vec![ws_url(addr)],
+            Token::new(token("alice")),
+            subscription.clone(),
+        );
+        c.idle_timeout = idle_timeout;
+        c
+    };
+
+    let pinging = TestServer::start("[server]\nping_interval_s = 1\nread_timeout_s = 3\n").await;
+    let mut sub = Subscriber::new(config(pinging.addr, Duration::from_secs(3))).unwrap();
+    assert!(matches!(
+        sub.next().await.unwrap(),
+        Update::Connected { .. }
+    ));
+    let extra = next_status(&mut sub, Duration::from_secs(8)).await;
+    assert_eq!(extra, None, "the connection lived 8 s");
+    post_prs(&pinging, "k-", 1..=1).await;
+    match sub.next().await.unwrap() {
+        Update::Event(e) => assert_eq!(e.delivery_id, "k-1"),
+        other => panic!("{other:?}"),
+    }
+
+    let quiet = TestServer::start("[server]\nping_interval_s = 60\nread_timeout_s = 120\n").await;
+    let mut sub = Subscriber::new(config(quiet.addr, Duration::from_secs(1))).unwrap();
+    assert!(matches!(
+        sub.next().await.unwrap(),
+        Update::Connected { .. }
+    ));
+    post_prs(&quiet, "q-", 1..=1).await;
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let error = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match sub.next().await.unwrap() {
+                Update::Event(e) => got.push(e.delivery_id),
+                Update::Disconnected { error, .. } => break error,
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the silent connection is given up");
+    assert_eq!(error, "no message from the server in 1 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    post_prs(&quiet, "q-", 2..=2).await;
+    match next_status(&mut sub, Duration::from_secs(5)).await {
+        Some(Update::Connected { resumed, .. }) => assert_eq!(resumed, Some(true)),
+        other => panic!("{other:?}"),
+    }
+    match sub.next().await.unwrap() {
+        Update::Event(e) => got.push(e.delivery_id),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(got, ["q-1", "q-2"]);
+
+    // The command's option.
+    let cli = Sub::start(
+        &token("alice"),
+        &[
+            "--server",
+            &ws_url(quiet.addr),
+            "--org",
+            "acme",
+            "--idle-timeout",
+            "1",
+            "-v",
+        ],
+    );
+    cli.wait_stderr("no message from the server in 1 s").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_runs_in_order_and_commits_the_seq_after_the_command() {
     let server = TestServer::start("").await;
