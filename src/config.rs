@@ -962,15 +962,23 @@ impl Config {
                 ),
             );
         }
-        check(
-            c.user.is_some() == c.password_file.is_some(),
-            if c.user.is_some() {
-                "cluster.password_file"
-            } else {
-                "cluster.user"
-            },
-            "cluster.user and cluster.password_file go together".to_owned(),
-        );
+        // Keys that go together: the missing one is named.
+        for ((a, a_set), (b, b_set)) in [
+            (
+                ("cluster.user", c.user.is_some()),
+                ("cluster.password_file", c.password_file.is_some()),
+            ),
+            (
+                ("cluster.tls_cert_file", c.tls_cert_file.is_some()),
+                ("cluster.tls_key_file", c.tls_key_file.is_some()),
+            ),
+        ] {
+            check(
+                a_set == b_set,
+                if a_set { b } else { a },
+                format!("{a} and {b} go together"),
+            );
+        }
         if let Some(u) = &c.user {
             check(
                 !u.is_empty() && !u.chars().any(|ch| ch.is_whitespace() || ch.is_control()),
@@ -989,15 +997,6 @@ impl Config {
             "choose one way to authenticate to NATS: cluster.creds_file, cluster.user with \
              cluster.password_file, or cluster.token_file"
                 .to_owned(),
-        );
-        check(
-            c.tls_cert_file.is_some() == c.tls_key_file.is_some(),
-            if c.tls_cert_file.is_some() {
-                "cluster.tls_key_file"
-            } else {
-                "cluster.tls_cert_file"
-            },
-            "cluster.tls_cert_file and cluster.tls_key_file go together".to_owned(),
         );
         for (key, file) in [
             ("cluster.creds_file", &c.creds_file),

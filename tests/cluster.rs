@@ -495,19 +495,7 @@ async fn a_node_joins_nats_with_tls_client_certificates_and_credentials() {
     );
     let login = |file: &str| format!("user = \"hookfan\"\npassword_file = \"{}\"\n", path(file));
 
-    let a = TestServer::start(&node_config(
-        &nats,
-        "S8",
-        &format!("{tls}{}", login("password")),
-    ))
-    .await;
-    let mut ws = subscribe(a.addr, "racer", json!({"organization": "org2"})).await;
-    let body = pr_payload("org2", "repo", 1, "someone", false);
-    assert_eq!(
-        a.webhook_with_id("pull_request", &body, "tls-1").await.0,
-        200
-    );
-    assert_eq!(collect(&mut ws, 1).await, [(1, "tls-1".to_owned())]);
+    let _a = joins_and_delivers(&nats, "S8", &format!("{tls}{}", login("password"))).await;
 
     let refusal = |extra: String| {
         let config = node_config(&nats, "S8", &extra);
@@ -548,18 +536,12 @@ async fn a_node_joins_nats_with_tls_client_certificates_and_credentials() {
     // Token authentication.
     let nats = Nats::start_with("authorization {\n  token: \"t0ken-for-nats\"\n}\n");
     std::fs::write(path("token"), "t0ken-for-nats\n").unwrap();
-    let b = TestServer::start(&node_config(
+    let _b = joins_and_delivers(
         &nats,
         "S9",
         &format!("token_file = \"{}\"\n", path("token")),
-    ))
+    )
     .await;
-    let mut ws = subscribe(b.addr, "racer", json!({"organization": "org2"})).await;
-    assert_eq!(
-        b.webhook_with_id("pull_request", &body, "tok-1").await.0,
-        200
-    );
-    assert_eq!(collect(&mut ws, 1).await, [(1, "tok-1".to_owned())]);
     std::fs::write(path("token"), "another-token\n").unwrap();
     let text = TestServer::try_start(&node_config(
         &nats,
@@ -574,4 +556,16 @@ async fn a_node_joins_nats_with_tls_client_certificates_and_credentials() {
         text.contains("cluster.token_file") && !text.contains("another-token"),
         "{text}"
     );
+}
+
+/// Starts a node with `extra` config on `stream` (new: the event is its
+/// seq 1) and checks that a webhook reaches a client of it.
+async fn joins_and_delivers(nats: &Nats, stream: &str, extra: &str) -> TestServer {
+    let node = TestServer::start(&node_config(nats, stream, extra)).await;
+    let mut ws = subscribe(node.addr, "racer", json!({"organization": "org2"})).await;
+    let body = pr_payload("org2", "repo", 1, "someone", false);
+    let (status, _) = node.webhook_with_id("pull_request", &body, stream).await;
+    assert_eq!(status, 200);
+    assert_eq!(collect(&mut ws, 1).await, [(1, stream.to_owned())]);
+    node
 }
