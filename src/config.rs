@@ -1092,7 +1092,6 @@ fn is_known_section(s: &str) -> bool {
     )
 }
 
-/// A JetStream stream name.
 /// `url` (a comma-separated list) with any `user:password@` replaced by
 /// `***@`, for messages.
 pub(crate) fn redact_userinfo(url: &str) -> String {
@@ -1108,6 +1107,7 @@ pub(crate) fn redact_userinfo(url: &str) -> String {
         .join(",")
 }
 
+/// A JetStream stream name.
 fn is_nats_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
