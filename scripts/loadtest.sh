@@ -57,10 +57,7 @@ cleanup() {
   for pid in $DAEMON_PID "${NODE_PIDS[@]}"; do
     stop_process "$pid"
   done
-  if [ -s "$NATS_PID_FILE" ]; then
-    kill -TERM "$(cat "$NATS_PID_FILE")" 2>/dev/null || true
-    sleep 0.5
-  fi
+  [ -s "$NATS_PID_FILE" ] && stop_process "$(cat "$NATS_PID_FILE")"
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM

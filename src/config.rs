@@ -895,6 +895,15 @@ impl Config {
                     redact_userinfo(url)
                 ),
             );
+            check(
+                !url.contains('@'),
+                "cluster.nats_url",
+                format!(
+                    "{:?} carries credentials, which would show in logs and check-config: \
+                     put them in cluster.user and cluster.password_file, or cluster.token_file",
+                    redact_userinfo(url)
+                ),
+            );
         }
         check(
             is_nats_name(&c.stream),
@@ -949,17 +958,6 @@ impl Config {
                 !n.is_empty() && n.len() <= 64 && n.chars().all(|ch| ch.is_ascii_graphic()),
                 "cluster.node_name",
                 format!("{n:?} must be 1..=64 printable characters without spaces"),
-            );
-        }
-        if let Some(url) = &c.nats_url {
-            check(
-                !url.split(',').any(|u| u.contains('@')),
-                "cluster.nats_url",
-                format!(
-                    "{:?} carries credentials, which would show in logs and check-config: \
-                     put them in cluster.user and cluster.password_file, or cluster.token_file",
-                    redact_userinfo(url)
-                ),
             );
         }
         // Keys that go together: the missing one is named.

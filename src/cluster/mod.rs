@@ -148,38 +148,10 @@ impl Cluster {
                 }
             });
         let (options, auth_key) = with_credentials(options, config).await?;
-        let client = options.connect(addrs).await.map_err(|e| match e.kind() {
-            ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
-                match auth_key {
-                    Some(key) => fail(
-                        key,
-                        format!("NATS at {shown} refused this node's credentials: {e}"),
-                    ),
-                    None => fail(
-                        "cluster.nats_url",
-                        format!(
-                            "NATS at {shown} wants credentials ({e}): set cluster.user and \
-                             cluster.password_file, cluster.token_file or cluster.creds_file"
-                        ),
-                    ),
-                }
-            }
-            _ if e.kind() == ConnectErrorKind::Tls || tls_failure(&e).is_some() => {
-                // An alert from the server refuses this node's certificate;
-                // anything else is about the server's.
-                let key = match tls_failure(&e) {
-                    Some(rustls::Error::AlertReceived(_)) => "cluster.tls_cert_file",
-                    Some(_) => "cluster.tls_ca_file",
-                    None if config.tls_cert_file.is_some() => "cluster.tls_cert_file",
-                    None => "cluster.tls_ca_file",
-                };
-                fail(key, format!("no TLS connection to NATS at {shown}: {e}"))
-            }
-            _ => fail(
-                "cluster.nats_url",
-                format!("cannot reach NATS at {shown}: {e}"),
-            ),
-        })?;
+        let client = options
+            .connect(addrs)
+            .await
+            .map_err(|e| connect_failure(&e, config, auth_key, &shown))?;
         stats.connected.store(true, Relaxed);
         let mut js = jetstream::new(client.clone());
         let publish_timeout = Duration::from_secs(config.publish_timeout_s);
@@ -268,6 +240,50 @@ async fn with_credentials(
             .require_tls(true);
     }
     Ok((options, auth_key))
+}
+
+/// Names the key to fix when the first connection to NATS (at `shown`, the
+/// redacted URL) failed; `auth_key` holds the credentials, if any.
+fn connect_failure(
+    e: &async_nats::ConnectError,
+    config: &ClusterConfig,
+    auth_key: Option<&'static str>,
+    shown: &str,
+) -> ClusterError {
+    if matches!(
+        e.kind(),
+        ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication
+    ) {
+        return match auth_key {
+            Some(key) => fail(
+                key,
+                format!("NATS at {shown} refused this node's credentials: {e}"),
+            ),
+            None => fail(
+                "cluster.nats_url",
+                format!(
+                    "NATS at {shown} wants credentials ({e}): set cluster.user and \
+                     cluster.password_file, cluster.token_file or cluster.creds_file"
+                ),
+            ),
+        };
+    }
+    // An alert from the server refuses this node's certificate; any other
+    // TLS error is about the server's.
+    let tls_key = match tls_failure(e) {
+        Some(rustls::Error::AlertReceived(_)) => Some("cluster.tls_cert_file"),
+        Some(_) => Some("cluster.tls_ca_file"),
+        None if e.kind() != ConnectErrorKind::Tls => None,
+        None if config.tls_cert_file.is_some() => Some("cluster.tls_cert_file"),
+        None => Some("cluster.tls_ca_file"),
+    };
+    match tls_key {
+        Some(key) => fail(key, format!("no TLS connection to NATS at {shown}: {e}")),
+        None => fail(
+            "cluster.nats_url",
+            format!("cannot reach NATS at {shown}: {e}"),
+        ),
+    }
 }
 
 /// The TLS error a failed connection ended with, if any. async-nats
