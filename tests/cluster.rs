@@ -373,9 +373,80 @@ async fn the_commit_cache_learns_from_events_of_every_node() {
     assert!(
         b.handle()
             .commit_cache()
-            .get("5f3c8e1a9b7d2c4e6f8a0b2d4c6e8f0a1b3d5c7e")
+            .get("acme/api", "5f3c8e1a9b7d2c4e6f8a0b2d4c6e8f0a1b3d5c7e")
             .is_some()
     );
+}
+
+/// The commit cache every node learns from the stream answers for the
+/// event's own repository only: a check run of the same commit in another
+/// organization's repository, posted to another node, does not carry the
+/// (private) pull request (issue #23, part 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_pushed_elsewhere_never_resolves_to_another_repositorys_pr() {
+    let nats = Nats::start();
+    let a = node(&nats, "S10").await;
+    let b = node(&nats, "S10").await;
+    let c = node(&nats, "S10").await;
+    let types = json!(["pull_request", "check_run", "status"]);
+    let mut acme = subscribe(
+        c.addr,
+        "bob",
+        json!({"organization": "acme", "event_types": types}),
+    )
+    .await;
+    let mut evil = subscribe(
+        c.addr,
+        "mallory",
+        json!({"organization": "evilorg", "event_types": types}),
+    )
+    .await;
+
+    let secret_pr = "https://github.com/acme/secret/pull/7";
+    let pr = rehomed("pull_request.synchronize.json", "acme", "secret", true);
+    assert_eq!(a.webhook_with_id("pull_request", &pr, "pr-a").await.0, 200);
+    assert_eq!(next_event(&mut acme).await["url"], secret_pr);
+
+    let evil_check = rehomed(
+        "check_run.created.no-pull-requests.json",
+        "evilorg",
+        "pub",
+        false,
+    );
+    assert_eq!(
+        b.webhook_with_id("check_run", &evil_check, "evil-check")
+            .await
+            .1,
+        "OK"
+    );
+    let e = next_event(&mut evil).await;
+    assert_eq!(e["url"], "https://github.com/evilorg/pub", "{e}");
+    let evil_status = rehomed("status.json", "evilorg", "pub", false);
+    assert_eq!(
+        b.webhook_with_id("status", &evil_status, "evil-status")
+            .await
+            .1,
+        "ignored: event carries no pull request URL\n"
+    );
+
+    // acme's own check run, on yet another node, still resolves.
+    let check = rehomed(
+        "check_run.created.no-pull-requests.json",
+        "acme",
+        "secret",
+        true,
+    );
+    assert_eq!(
+        c.webhook_with_id("check_run", &check, "acme-check").await.1,
+        "OK"
+    );
+    let e = next_event(&mut acme).await;
+    assert_eq!(
+        (e["delivery_id"].as_str(), e["url"].as_str()),
+        (Some("acme-check"), Some(secret_pr))
+    );
+    let more = tokio::time::timeout(Duration::from_millis(300), evil.next()).await;
+    assert!(more.is_err(), "mallory got more: {:?}", more.ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

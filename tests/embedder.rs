@@ -171,7 +171,8 @@ fn pr(org: &str, n: u64) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "pull_request": {"html_url": format!("https://github.com/{org}/api/pull/{n}"), "number": n,
                          "head": {"sha": "0123456789abcdef0123456789abcdef01234567"}},
-        "repository": {"html_url": format!("https://github.com/{org}/api"), "owner": {"login": org}, "private": false},
+        "repository": {"html_url": format!("https://github.com/{org}/api"), "full_name": format!("{org}/api"),
+                       "owner": {"login": org}, "private": false},
         "sender": {"login": "someone"},
     }))
     .unwrap()
@@ -223,7 +224,7 @@ async fn an_embedded_hub_with_its_own_auth_provider() {
     let cached = svc
         .webhook
         .commit_cache()
-        .get("0123456789abcdef0123456789abcdef01234567")
+        .get("acme/api", "0123456789abcdef0123456789abcdef01234567")
         .unwrap();
     assert_eq!(
         (cached.url.as_str(), cached.number),

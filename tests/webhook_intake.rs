@@ -906,6 +906,99 @@ async fn commit_cache_links_early_check_events_to_their_pr() {
     assert_eq!(tap.try_recv().unwrap().url(), "https://github.com/acme/api");
 }
 
+/// The same commit in another organization's repository never carries
+/// this one's pull request (a private one here): the commit cache answers
+/// for the event's own repository only (issue #23, part 1).
+#[tokio::test]
+async fn a_commit_pushed_elsewhere_never_resolves_to_this_repositorys_pr() {
+    let server = TestServer::start("").await;
+    let types = json!([
+        "pull_request",
+        "check_run",
+        "check_suite",
+        "status",
+        "workflow_run"
+    ]);
+    let mut acme = subscribe(
+        server.addr,
+        "bob",
+        json!({"organization": "acme", "event_types": types}),
+    )
+    .await;
+    let mut evil = subscribe(
+        server.addr,
+        "mallory",
+        json!({"organization": "evilorg", "event_types": types}),
+    )
+    .await;
+    let secret_pr = "https://github.com/acme/secret/pull/7";
+    let pr = rehomed("pull_request.synchronize.json", "acme", "secret", true);
+    assert_eq!(server.webhook("pull_request", &pr).await.1, "OK");
+    assert_eq!(next_event(&mut acme).await["url"], secret_pr);
+
+    // evilorg/pub gets the same head SHA (H2) in every check and status.
+    let evil_repo = "https://github.com/evilorg/pub";
+    for (kind, file, answer, url) in [
+        (
+            "check_run",
+            "check_run.created.no-pull-requests.json",
+            "OK",
+            Some(evil_repo),
+        ),
+        (
+            "check_suite",
+            "check_suite.requested.no-pull-requests.json",
+            "OK",
+            Some(evil_repo),
+        ),
+        (
+            "status",
+            "status.json",
+            "ignored: event carries no pull request URL\n",
+            None,
+        ),
+        (
+            "workflow_run",
+            "workflow_run.requested.no-pull-requests.json",
+            "ignored: event carries no pull request URL\n",
+            None,
+        ),
+    ] {
+        let body = rehomed(file, "evilorg", "pub", false);
+        assert!(String::from_utf8_lossy(&body).contains(H2), "{file}");
+        assert_eq!(server.webhook(kind, &body).await.1, answer, "{kind}");
+        if let Some(url) = url {
+            let e = next_event(&mut evil).await;
+            assert_eq!(
+                (e["type"].as_str(), e["url"].as_str()),
+                (Some(kind), Some(url)),
+                "{e}"
+            );
+        }
+    }
+    // The same events in acme/secret still resolve to its pull request.
+    for (kind, file) in [
+        ("check_run", "check_run.created.no-pull-requests.json"),
+        ("status", "status.json"),
+        (
+            "workflow_run",
+            "workflow_run.requested.no-pull-requests.json",
+        ),
+    ] {
+        let body = rehomed(file, "acme", "secret", true);
+        assert_eq!(server.webhook(kind, &body).await.1, "OK", "{kind}");
+        let e = next_event(&mut acme).await;
+        assert_eq!(
+            (e["type"].as_str(), e["url"].as_str()),
+            (Some(kind), Some(secret_pr)),
+            "{e}"
+        );
+    }
+    // Nothing else reached mallory: no event of acme, in any form.
+    let more = tokio::time::timeout(Duration::from_millis(300), next_json(&mut evil)).await;
+    assert!(more.is_err(), "mallory got more: {:?}", more.ok());
+}
+
 #[tokio::test]
 async fn commit_cache_is_bounded_in_entries() {
     // One entry at most: a second PR's head evicts the first.
@@ -914,7 +1007,7 @@ async fn commit_cache_is_bounded_in_entries() {
     let check = |sha: &str| {
         serde_json::to_vec(&json!({
             "check_suite": {"head_sha": sha, "pull_requests": []},
-            "repository": {"html_url": "https://github.com/acme/api", "owner": {"login": "acme"}}
+            "repository": {"html_url": "https://github.com/acme/api", "full_name": "acme/api", "owner": {"login": "acme"}}
         }))
         .unwrap()
     };

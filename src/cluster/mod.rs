@@ -567,17 +567,21 @@ fn apply(inner: &Inner, hub: &Hub, cache: &CommitCache, seq: u64, payload: &[u8]
     inner.applied.send_replace(seq);
 }
 
-/// Records a pull request's head, wherever the webhook arrived.
+/// Records a pull request's head under its repository, wherever the
+/// webhook arrived.
 fn learn(cache: &CommitCache, event: &Event) {
     if event.kind() != "pull_request" {
         return;
     }
-    let (Some(sha), Some(number)) = (event.commit_sha(), event.pr_number()) else {
+    let (Some(repo), Some(sha), Some(number)) =
+        (event.repo(), event.commit_sha(), event.pr_number())
+    else {
         return;
     };
     let url = event.url();
     let repo_url = url.rsplit_once("/pull/").map_or("", |(repo, _)| repo);
     cache.record(
+        repo,
         sha,
         PrInfo {
             url: url.to_owned(),

@@ -1,8 +1,12 @@
-//! Head SHA -> pull request, learned from `pull_request` events.
+//! (Repository, head SHA) -> pull request, learned from `pull_request`
+//! events.
 //!
 //! GitHub often sends `check_run` / `check_suite` events before it has linked
 //! the commit to its pull request (their `pull_requests` array is empty);
-//! this cache lets such events still carry the PR URL. It is bounded in
+//! this cache lets such events still carry the PR URL. It is keyed by the
+//! repository as well as the SHA: the same commit can be pushed to any
+//! repository, and an event must never carry another repository's pull
+//! request (a private one, say) because its SHA is equal. It is bounded in
 //! entries (oldest evicted first) and in age.
 
 use std::collections::VecDeque;
@@ -24,8 +28,9 @@ pub struct PrInfo {
     pub cached_at: SystemTime,
 }
 
-/// A bounded, expiring map from commit SHA to pull request. Safe to share
-/// between threads; every call takes one short lock.
+/// A bounded, expiring map from (repository, commit SHA) to pull request.
+/// Repository names (`owner/name`) and SHAs are compared case-insensitively.
+/// Safe to share between threads; every call takes one short lock.
 pub struct CommitCache {
     inner: Mutex<Inner>,
     max_entries: usize,
@@ -71,14 +76,16 @@ impl CommitCache {
         }
     }
 
-    /// Records that `sha` is the head of the pull request `info`.
-    pub fn record(&self, sha: &str, info: PrInfo) {
-        self.record_at(sha, info, Instant::now());
+    /// Records that `sha` is the head of the pull request `info` of the
+    /// repository `repo` (`owner/name`).
+    pub fn record(&self, repo: &str, sha: &str, info: PrInfo) {
+        self.record_at(repo, sha, info, Instant::now());
     }
 
-    /// The pull request whose head is `sha`, if recorded and not expired.
-    pub fn get(&self, sha: &str) -> Option<PrInfo> {
-        self.get_at(sha, Instant::now())
+    /// The pull request of `repo` whose head is `sha`, if recorded and not
+    /// expired.
+    pub fn get(&self, repo: &str, sha: &str) -> Option<PrInfo> {
+        self.get_at(repo, sha, Instant::now())
     }
 
     /// Current counters.
@@ -97,14 +104,13 @@ impl CommitCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn record_at(&self, sha: &str, info: PrInfo, now: Instant) {
-        if self.max_entries == 0 || sha.is_empty() {
+    pub(crate) fn record_at(&self, repo: &str, sha: &str, info: PrInfo, now: Instant) {
+        let Some(key) = key(repo, sha).filter(|_| self.max_entries > 0) else {
             return;
-        }
+        };
         let mut inner = self.lock();
         let generation = inner.next_generation;
         inner.next_generation += 1;
-        let key: Box<str> = sha.into();
         inner.map.insert(
             key.clone(),
             Entry {
@@ -117,16 +123,16 @@ impl CommitCache {
         self.evict(&mut inner, now);
     }
 
-    pub(crate) fn get_at(&self, sha: &str, now: Instant) -> Option<PrInfo> {
+    pub(crate) fn get_at(&self, repo: &str, sha: &str, now: Instant) -> Option<PrInfo> {
         let mut inner = self.lock();
-        let live = match inner.map.get(sha) {
+        let live = key(repo, sha).and_then(|k| match inner.map.get(&k) {
             Some(e) if now.duration_since(e.inserted) < self.ttl => Some(e.info.clone()),
             Some(_) => {
-                inner.map.remove(sha);
+                inner.map.remove(&k);
                 None
             }
             None => None,
-        };
+        });
         if live.is_some() {
             inner.hits += 1;
         } else {
@@ -137,31 +143,46 @@ impl CommitCache {
 
     /// Drops expired entries and the oldest ones beyond `max_entries`.
     fn evict(&self, inner: &mut Inner, now: Instant) {
-        while let Some((sha, generation)) = inner.order.front() {
-            // None: a stale listing (the SHA was re-recorded or expired).
+        while let Some((key, generation)) = inner.order.front() {
+            // None: a stale listing (the key was re-recorded or expired).
             let fresh = inner
                 .map
-                .get(sha)
+                .get(key)
                 .filter(|e| e.generation == *generation)
                 .map(|e| now.duration_since(e.inserted) < self.ttl);
             match fresh {
                 Some(true) if inner.map.len() <= self.max_entries => break,
                 Some(_) => {
-                    let (sha, _) = inner.order.pop_front().expect("front exists");
-                    inner.map.remove(&sha);
+                    let (key, _) = inner.order.pop_front().expect("front exists");
+                    inner.map.remove(&key);
                 }
                 None => {
                     inner.order.pop_front();
                 }
             }
         }
-        // Re-recording the same SHAs leaves stale listings behind the front;
-        // keep the list proportional to the map.
+        // Re-recording the same keys leaves stale listings behind the
+        // front; keep the list proportional to the map.
         if inner.order.len() > 2 * inner.map.len() + 64 {
             let Inner { map, order, .. } = inner;
-            order.retain(|(sha, g)| map.get(sha).is_some_and(|e| e.generation == *g));
+            order.retain(|(key, g)| map.get(key).is_some_and(|e| e.generation == *g));
         }
     }
+}
+
+/// The map key of a (repository, SHA) pair: both lowercased, joined by a
+/// character neither can hold. `None` when either is empty: an event that
+/// does not name its repository is never resolved through the cache.
+fn key(repo: &str, sha: &str) -> Option<Box<str>> {
+    if repo.is_empty() || sha.is_empty() {
+        return None;
+    }
+    let mut k = String::with_capacity(repo.len() + 1 + sha.len());
+    k.push_str(repo);
+    k.push('@');
+    k.push_str(sha);
+    k.make_ascii_lowercase();
+    Some(k.into_boxed_str())
 }
 
 #[cfg(test)]
@@ -180,9 +201,9 @@ mod tests {
     #[test]
     fn records_and_finds() {
         let c = CommitCache::new(10, Duration::from_secs(60));
-        c.record("abc", info(1));
-        assert_eq!(c.get("abc"), Some(info(1)));
-        assert_eq!(c.get("def"), None);
+        c.record("o/r", "abc", info(1));
+        assert_eq!(c.get("o/r", "abc"), Some(info(1)));
+        assert_eq!(c.get("o/r", "def"), None);
         assert_eq!(
             c.stats(),
             CommitCacheStats {
@@ -198,13 +219,13 @@ mod tests {
         let c = CommitCache::new(3, Duration::from_secs(60));
         let t = Instant::now();
         for n in 1..=5 {
-            c.record_at(&format!("sha{n}"), info(n), t);
+            c.record_at("o/r", &format!("sha{n}"), info(n), t);
         }
         assert_eq!(c.stats().entries, 3);
-        assert_eq!(c.get_at("sha1", t), None);
-        assert_eq!(c.get_at("sha2", t), None);
+        assert_eq!(c.get_at("o/r", "sha1", t), None);
+        assert_eq!(c.get_at("o/r", "sha2", t), None);
         for n in 3..=5 {
-            assert_eq!(c.get_at(&format!("sha{n}"), t), Some(info(n)));
+            assert_eq!(c.get_at("o/r", &format!("sha{n}"), t), Some(info(n)));
         }
     }
 
@@ -212,13 +233,13 @@ mod tests {
     fn re_recording_refreshes_position_and_value() {
         let c = CommitCache::new(2, Duration::from_secs(60));
         let t = Instant::now();
-        c.record_at("a", info(1), t);
-        c.record_at("b", info(2), t);
-        c.record_at("a", info(3), t); // a is now the newest
-        c.record_at("c", info(4), t); // evicts b, not a
-        assert_eq!(c.get_at("a", t), Some(info(3)));
-        assert_eq!(c.get_at("b", t), None);
-        assert_eq!(c.get_at("c", t), Some(info(4)));
+        c.record_at("o/r", "a", info(1), t);
+        c.record_at("o/r", "b", info(2), t);
+        c.record_at("o/r", "a", info(3), t); // a is now the newest
+        c.record_at("o/r", "c", info(4), t); // evicts b, not a
+        assert_eq!(c.get_at("o/r", "a", t), Some(info(3)));
+        assert_eq!(c.get_at("o/r", "b", t), None);
+        assert_eq!(c.get_at("o/r", "c", t), Some(info(4)));
         assert_eq!(c.stats().entries, 2);
     }
 
@@ -226,24 +247,51 @@ mod tests {
     fn entries_expire_after_the_ttl() {
         let c = CommitCache::new(10, Duration::from_secs(60));
         let t = Instant::now();
-        c.record_at("old", info(1), t);
-        c.record_at("new", info(2), t + Duration::from_secs(30));
-        assert_eq!(c.get_at("old", t + Duration::from_secs(59)), Some(info(1)));
-        assert_eq!(c.get_at("old", t + Duration::from_secs(60)), None);
+        c.record_at("o/r", "old", info(1), t);
+        c.record_at("o/r", "new", info(2), t + Duration::from_secs(30));
+        assert_eq!(
+            c.get_at("o/r", "old", t + Duration::from_secs(59)),
+            Some(info(1))
+        );
+        assert_eq!(c.get_at("o/r", "old", t + Duration::from_secs(60)), None);
         // Recording later also prunes what expired meanwhile.
-        c.record_at("newer", info(3), t + Duration::from_secs(95));
+        c.record_at("o/r", "newer", info(3), t + Duration::from_secs(95));
         assert_eq!(c.stats().entries, 1);
         assert_eq!(
-            c.get_at("newer", t + Duration::from_secs(95)),
+            c.get_at("o/r", "newer", t + Duration::from_secs(95)),
             Some(info(3))
         );
     }
 
     #[test]
+    fn a_sha_resolves_only_within_its_repository() {
+        let c = CommitCache::new(10, Duration::from_secs(60));
+        c.record("Acme/Secret", "ABC123", info(5));
+        assert_eq!(c.get("acme/secret", "abc123"), Some(info(5)));
+        assert_eq!(c.get("ACME/SECRET", "Abc123"), Some(info(5)));
+        for (repo, sha) in [
+            ("evilorg/pub", "abc123"),
+            ("acme/secret2", "abc123"),
+            ("acme", "secret@abc123"),
+            ("", "abc123"),
+            ("acme/secret", ""),
+        ] {
+            assert_eq!(c.get(repo, sha), None, "{repo:?} {sha:?}");
+        }
+        // The same SHA in two repositories: two entries, each its own PR.
+        c.record("evilorg/pub", "abc123", info(9));
+        assert_eq!(c.get("acme/secret", "abc123"), Some(info(5)));
+        assert_eq!(c.get("evilorg/pub", "abc123"), Some(info(9)));
+        // Nothing is recorded without a repository.
+        c.record("", "def", info(1));
+        assert_eq!(c.stats().entries, 2);
+    }
+
+    #[test]
     fn zero_entries_disables_the_cache() {
         let c = CommitCache::new(0, Duration::from_secs(60));
-        c.record("a", info(1));
-        assert_eq!(c.get("a"), None);
+        c.record("o/r", "a", info(1));
+        assert_eq!(c.get("o/r", "a"), None);
         assert_eq!(c.stats().entries, 0);
     }
 }

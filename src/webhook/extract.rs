@@ -40,18 +40,30 @@ pub(crate) enum ExtractError {
 pub(crate) struct Extraction {
     /// The event to broadcast, or `None` when the payload carries no URL.
     pub event: Option<EventParts>,
-    /// A `pull_request` event's head SHA and PR, for the commit cache.
-    pub record: Option<(String, PrInfo)>,
+    /// A `pull_request` event's head, for the commit cache.
+    pub record: Option<PrHead>,
+}
+
+/// A pull request's head commit, as the commit cache records it.
+#[derive(Debug)]
+pub(crate) struct PrHead {
+    /// The repository (`owner/name`) the pull request belongs to.
+    pub repo: String,
+    /// Its head SHA.
+    pub sha: String,
+    pub info: PrInfo,
 }
 
 /// Extracts the event from a webhook body of type `kind`. `lookup` asks the
-/// commit cache for the PR whose head is a SHA. `body` is parsed in place.
+/// commit cache for the PR of a repository (`owner/name`) whose head is a
+/// SHA; it is only asked about the event's own repository. `body` is parsed
+/// in place.
 pub(crate) fn extract(
     kind: &str,
     delivery_id: &str,
     body: &mut [u8],
     accepted_at: SystemTime,
-    lookup: impl Fn(&str) -> Option<PrInfo>,
+    lookup: impl Fn(&str, &str) -> Option<PrInfo>,
 ) -> Result<Extraction, ExtractError> {
     let tape = simd_json::to_tape(body).map_err(|e| ExtractError::InvalidJson(e.to_string()))?;
     let root = tape.as_value();
@@ -61,7 +73,11 @@ pub(crate) fn extract(
 
     let repo = root.get("repository");
     let repo_url = repo.and_then(|r| r.text("html_url"));
+    let repo_name = repo.and_then(|r| r.text("full_name"));
     let pr = root.get("pull_request").filter(Value::is_object);
+    // A check or status event resolves through the PRs of its own
+    // repository only; without a repository name, not at all.
+    let cached = |sha: Option<&str>| lookup(repo_name?, sha?).map(|p| p.url);
 
     let url = match kind {
         "pull_request"
@@ -77,23 +93,17 @@ pub(crate) fn extract(
             let check = root.get(kind);
             let first = check.and_then(|c| first_pr(c, repo_url));
             first
-                .or_else(|| {
-                    let sha = check.and_then(|c| c.text("head_sha"))?;
-                    lookup(sha).map(|p| p.url)
-                })
+                .or_else(|| cached(check.and_then(|c| c.text("head_sha"))))
                 .or_else(|| repo_url.map(str::to_owned))
         }
-        "status" => root.text("sha").and_then(&lookup).map(|p| p.url),
+        "status" => cached(root.text("sha")),
         "workflow_run" => {
             let run = root.get("workflow_run");
             let first = run.and_then(|r| {
                 let n = r.get_array("pull_requests")?.get(0)?.get_u64("number")?;
                 Some(format!("{}/pull/{n}", repo_url?))
             });
-            first.or_else(|| {
-                let sha = run.and_then(|r| r.text("head_sha"))?;
-                lookup(sha).map(|p| p.url)
-            })
+            first.or_else(|| cached(run.and_then(|r| r.text("head_sha"))))
         }
         _ => None,
     };
@@ -108,7 +118,7 @@ pub(crate) fn extract(
     };
 
     let record = if kind == "pull_request" {
-        pr_record(pr, repo_url, commit_sha, accepted_at)
+        pr_head(pr, repo_name, repo_url, commit_sha, accepted_at)
     } else {
         None
     };
@@ -124,7 +134,7 @@ pub(crate) fn extract(
             accepted_at: Some(accepted_at),
             url,
             org: org.map(str::to_owned),
-            repo: repo.and_then(|r| r.text("full_name")).map(str::to_owned),
+            repo: repo_name.map(str::to_owned),
             private: repo.and_then(|r| r.get_bool("private")).unwrap_or(false),
             commit_sha: commit_sha.map(str::to_owned),
             users: involved_users(root, pr),
@@ -144,12 +154,13 @@ fn first_pr(check: Value<'_, '_>, repo_url: Option<&str>) -> Option<String> {
     Some(format!("{}/pull/{n}", repo_url?))
 }
 
-fn pr_record(
+fn pr_head(
     pr: Option<Value<'_, '_>>,
+    repo: Option<&str>,
     repo_url: Option<&str>,
     sha: Option<&str>,
     at: SystemTime,
-) -> Option<(String, PrInfo)> {
+) -> Option<PrHead> {
     let pr = pr?;
     let info = PrInfo {
         url: pr.text("html_url")?.to_owned(),
@@ -157,7 +168,11 @@ fn pr_record(
         number: pr.get_u64("number")?,
         cached_at: at,
     };
-    Some((sha.filter(|s| !s.is_empty())?.to_owned(), info))
+    Some(PrHead {
+        repo: repo.filter(|r| !r.is_empty())?.to_owned(),
+        sha: sha.filter(|s| !s.is_empty())?.to_owned(),
+        info,
+    })
 }
 
 /// Everyone involved: PR author, assignees, requested reviewers (also of a PR
@@ -225,10 +240,12 @@ pub(crate) fn mentions(body: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// Extracts with a commit cache that knows `cached` as the PR of
+    /// commit `s` in repository `o/r`, and nothing else.
     fn run(kind: &str, json: &str, cached: Option<PrInfo>) -> Result<Extraction, ExtractError> {
         let mut body = json.as_bytes().to_vec();
-        extract(kind, "d", &mut body, SystemTime::UNIX_EPOCH, |_| {
-            cached.clone()
+        extract(kind, "d", &mut body, SystemTime::UNIX_EPOCH, |repo, sha| {
+            cached.clone().filter(|_| (repo, sha) == ("o/r", "s"))
         })
     }
 
@@ -281,7 +298,7 @@ mod tests {
 
     #[test]
     fn check_url_rules_in_order() {
-        let repo = r#""repository":{"html_url":"https://github.com/o/r"}"#;
+        let repo = r#""repository":{"html_url":"https://github.com/o/r","full_name":"o/r"}"#;
         let html = format!(
             r#"{{"check_run":{{"head_sha":"s","pull_requests":[{{"html_url":"https://x/o/r/pull/9","number":2}}]}},{repo}}}"#
         );
@@ -322,22 +339,18 @@ mod tests {
 
     #[test]
     fn status_and_workflow_run_need_a_pr() {
-        assert_eq!(url("status", r#"{"sha":"s"}"#, None), None);
+        let status = r#"{"sha":"s","repository":{"full_name":"o/r"}}"#;
+        assert_eq!(url("status", status, None), None);
         assert_eq!(
-            url(
-                "status",
-                r#"{"sha":"s"}"#,
-                cached("https://github.com/o/r/pull/3")
-            )
-            .as_deref(),
+            url("status", status, cached("https://github.com/o/r/pull/3")).as_deref(),
             Some("https://github.com/o/r/pull/3")
         );
-        let wr = r#"{"workflow_run":{"head_sha":"s","pull_requests":[{"number":4}]},"repository":{"html_url":"https://github.com/o/r"}}"#;
+        let wr = r#"{"workflow_run":{"head_sha":"s","pull_requests":[{"number":4}]},"repository":{"html_url":"https://github.com/o/r","full_name":"o/r"}}"#;
         assert_eq!(
             url("workflow_run", wr, None).as_deref(),
             Some("https://github.com/o/r/pull/4")
         );
-        let wr_empty = r#"{"workflow_run":{"head_sha":"s","pull_requests":[]},"repository":{"html_url":"https://github.com/o/r"}}"#;
+        let wr_empty = r#"{"workflow_run":{"head_sha":"s","pull_requests":[]},"repository":{"html_url":"https://github.com/o/r","full_name":"o/r"}}"#;
         assert_eq!(url("workflow_run", wr_empty, None), None);
         assert_eq!(
             url(
@@ -348,6 +361,49 @@ mod tests {
             .as_deref(),
             Some("https://github.com/o/r/pull/8")
         );
+    }
+
+    /// The commit cache is asked about the event's own repository only: a
+    /// SHA known in another repository (or an event naming none) resolves
+    /// to nothing.
+    #[test]
+    fn the_cache_is_asked_only_about_the_events_repository() {
+        let pr5 = || cached("https://github.com/o/r/pull/5");
+        for (kind, json) in [
+            (
+                "status",
+                r#"{"sha":"s","repository":{"full_name":"evil/pub"}}"#,
+            ),
+            ("status", r#"{"sha":"s"}"#),
+            (
+                "workflow_run",
+                r#"{"workflow_run":{"head_sha":"s","pull_requests":[]},"repository":{"full_name":"evil/pub"}}"#,
+            ),
+        ] {
+            assert_eq!(url(kind, json, pr5()), None, "{json}");
+        }
+        let check = r#"{"check_run":{"head_sha":"s","pull_requests":[]},"repository":{"html_url":"https://github.com/evil/pub","full_name":"evil/pub"}}"#;
+        assert_eq!(
+            url("check_run", check, pr5()).as_deref(),
+            Some("https://github.com/evil/pub"),
+            "the repository's own URL, not o/r's pull request"
+        );
+        let mut asked = Vec::new();
+        let mut body =
+            br#"{"status":1,"sha":"ABC","repository":{"full_name":"Acme/Api"}}"#.to_vec();
+        let seen = std::cell::RefCell::new(&mut asked);
+        extract(
+            "status",
+            "d",
+            &mut body,
+            SystemTime::UNIX_EPOCH,
+            |repo, sha| {
+                seen.borrow_mut().push((repo.to_owned(), sha.to_owned()));
+                None
+            },
+        )
+        .unwrap();
+        assert_eq!(asked, [("Acme/Api".to_owned(), "ABC".to_owned())]);
     }
 
     #[test]
@@ -381,15 +437,23 @@ mod tests {
 
     #[test]
     fn pull_request_events_record_their_head() {
-        let j = r#"{"pull_request":{"html_url":"https://github.com/o/r/pull/3","number":3,"head":{"sha":"h"}},"repository":{"html_url":"https://github.com/o/r"}}"#;
+        let j = r#"{"pull_request":{"html_url":"https://github.com/o/r/pull/3","number":3,"head":{"sha":"h"}},"repository":{"html_url":"https://github.com/o/r","full_name":"o/r"}}"#;
         let x = run("pull_request", j, None).unwrap();
-        let (sha, info) = x.record.unwrap();
-        assert_eq!(sha, "h");
+        let PrHead { repo, sha, info } = x.record.unwrap();
+        assert_eq!((repo.as_str(), sha.as_str()), ("o/r", "h"));
         assert_eq!(info.url, "https://github.com/o/r/pull/3");
         assert_eq!(info.repo_url, "https://github.com/o/r");
         assert_eq!(info.number, 3);
         assert!(
             run("pull_request_review", j, None)
+                .unwrap()
+                .record
+                .is_none()
+        );
+        // A pull request of no named repository is not recorded.
+        let unnamed = j.replace(r#","full_name":"o/r""#, "");
+        assert!(
+            run("pull_request", &unnamed, None)
                 .unwrap()
                 .record
                 .is_none()

@@ -47,8 +47,8 @@ pub(crate) fn parse(
 ) -> Result<Parsed, ParseError> {
     let accepted_at = SystemTime::now();
     let missed = Cell::new(false);
-    let x = extract::extract(kind, delivery_id, body, accepted_at, |sha| {
-        let found = cache.get(sha);
+    let x = extract::extract(kind, delivery_id, body, accepted_at, |repo, sha| {
+        let found = cache.get(repo, sha);
         missed.set(missed.get() || found.is_none());
         found
     })
@@ -56,8 +56,8 @@ pub(crate) fn parse(
         ExtractError::InvalidJson(why) => ParseError::InvalidJson(why),
         ExtractError::NotObject => ParseError::NotObject,
     })?;
-    if let Some((sha, info)) = x.record {
-        cache.record(&sha, info);
+    if let Some(head) = x.record {
+        cache.record(&head.repo, &head.sha, head.info);
     }
     Ok(Parsed {
         event: x.event,

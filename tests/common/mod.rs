@@ -43,6 +43,7 @@ pub const USERS: &[(&str, &[&str], &str)] = &[
     ("octocat", &["acme"], "free"),
     ("hubot", &["acme", "zeta"], "pro"),
     ("racer", &["org0", "org1", "org2", "org3"], "pro"),
+    ("mallory", &["evilorg"], "pro"),
 ];
 
 /// The app installation token (pinned to acme).
@@ -243,6 +244,20 @@ pub async fn post(
     body: Vec<u8>,
 ) -> (u16, String) {
     request(addr, "POST", path, headers, body).await
+}
+
+/// A fixture of `acme/api` moved to the repository `org/repo`: its names,
+/// URLs and owner, with `repository.private` set to `private`. Commit SHAs
+/// are kept, so that the same commit appears in both repositories.
+pub fn rehomed(name: &str, org: &str, repo: &str, private: bool) -> Vec<u8> {
+    let text = String::from_utf8(fixture(name))
+        .unwrap()
+        .replace("acme/api", &format!("{org}/{repo}"))
+        .replace("\"login\": \"acme\"", &format!("\"login\": \"{org}\""))
+        .replace("\"name\": \"api\"", &format!("\"name\": \"{repo}\""));
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["repository"]["private"] = json!(private);
+    serde_json::to_vec(&v).unwrap()
 }
 
 /// A minimal `pull_request` payload.
