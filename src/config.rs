@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::tier::Tier;
+
 /// Environment variable holding the webhook secret when `webhook.secret_file`
 /// is not set.
 pub const SECRET_ENV: &str = "GITHUB_WEBHOOK_SECRET";
@@ -309,15 +311,31 @@ impl Default for LimitsConfig {
 }
 
 /// `[tiers]`
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TiersConfig {
-    /// Withhold private-repository events from free-tier clients.
+    /// Withhold private-repository events from clients whose tier may not
+    /// see them (on by default: a free client never receives them).
     pub enforce: bool,
+    /// The tier of an account listed nowhere (a static token without a
+    /// `tier`): `free`, or `pro` for an operator serving only their own
+    /// organization, whose members may all see its private repositories.
+    pub default_tier: Tier,
     /// Logins (users or organizations) of the pro tier.
     pub pro: Vec<String>,
     /// Logins (users or organizations) of the flock tier.
     pub flock: Vec<String>,
+}
+
+impl Default for TiersConfig {
+    fn default() -> Self {
+        Self {
+            enforce: true,
+            default_tier: Tier::Free,
+            pro: Vec::new(),
+            flock: Vec::new(),
+        }
+    }
 }
 
 /// Log line format.
@@ -1348,7 +1366,8 @@ mod tests {
         assert_eq!(c.limits.max_conns_per_ip, 10);
         assert_eq!(c.limits.max_conns_total, 100_000);
         assert!(c.limits.trusted_proxies.is_empty());
-        assert!(!c.tiers.enforce);
+        assert!(c.tiers.enforce, "private events are withheld by default");
+        assert_eq!(c.tiers.default_tier, Tier::Free);
         assert_eq!(c.log.level, "info");
         assert_eq!(c.log.format, LogFormat::Text);
         assert_eq!(c.replay.max_events, 100_000);
@@ -1395,6 +1414,7 @@ max_conns_total = -1
 trusted_proxies = ["10.0.0.0/33"]
 [tiers]
 enforce = "yes"
+default_tier = "gold"
 pro = ["bad login!"]
 [log]
 level = "loud"
@@ -1423,6 +1443,7 @@ max_age_s = 0
             "limits.max_conns_total",
             "limits.trusted_proxies",
             "tiers.enforce",
+            "tiers.default_tier",
             "tiers.pro",
             "log.level",
             "log.format",

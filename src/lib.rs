@@ -161,6 +161,7 @@ mod limits;
 mod metrics;
 pub mod server;
 mod subscription;
+mod tier;
 mod tls;
 mod webhook;
 mod ws;

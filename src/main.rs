@@ -108,6 +108,7 @@ fn prepare(
                 .expect("validated: the static provider has a tokens_file");
             match StaticTokens::load(&file) {
                 Ok(t) => {
+                    let t = t.with_default_tier(config.tiers.default_tier);
                     let summary = format!("static, {} tokens from {}", t.len(), file.display());
                     Some((Arc::new(t), summary))
                 }

@@ -397,7 +397,7 @@ async fn a_commit_pushed_elsewhere_never_resolves_to_another_repositorys_pr() {
     .await;
     let mut evil = subscribe(
         c.addr,
-        "mallory",
+        "trudy",
         json!({"organization": "evilorg", "event_types": types}),
     )
     .await;
@@ -446,7 +446,7 @@ async fn a_commit_pushed_elsewhere_never_resolves_to_another_repositorys_pr() {
         (Some("acme-check"), Some(secret_pr))
     );
     let more = tokio::time::timeout(Duration::from_millis(300), evil.next()).await;
-    assert!(more.is_err(), "mallory got more: {:?}", more.ok());
+    assert!(more.is_err(), "trudy got more: {:?}", more.ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

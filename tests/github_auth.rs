@@ -760,6 +760,31 @@ async fn tiers_come_from_the_login_and_the_orgs() {
     assert_eq!(next_event(&mut app).await["delivery_id"], "bigcorp");
 }
 
+/// Safe defaults: with no `[tiers]` section a user in no tier list is
+/// free and a private repository's events are withheld from it; an
+/// operator serving only their own organization sets `default_tier = "pro"`
+/// and its members get them.
+#[tokio::test]
+async fn private_events_are_withheld_unless_the_operator_says_otherwise() {
+    let mock = Mock::start().await;
+    let dave = token("dave");
+    mock.add(&dave, user("dave", &["freeorg"]));
+    for (extra, first) in [
+        ("", "public"),
+        ("[tiers]\ndefault_tier = \"pro\"\n", "private"),
+    ] {
+        let (server, _gh) = start(&mock, extra, |_| {}).await;
+        let (mut ws, v) =
+            subscribe_as(server.addr, &dave, json!({"organization": "freeorg"})).await;
+        confirmed(&v);
+        for (n, private, id) in [(1, true, "private"), (2, false, "public")] {
+            let pr = pr_payload("freeorg", "r", n, "x", private);
+            assert_eq!(server.webhook_with_id("pull_request", &pr, id).await.0, 200);
+        }
+        assert_eq!(next_event(&mut ws).await["delivery_id"], first, "{extra:?}");
+    }
+}
+
 #[tokio::test]
 async fn reloaded_tier_lists_apply_to_cached_tokens_too() {
     let mock = Mock::start().await;
@@ -789,7 +814,7 @@ async fn reloaded_tier_lists_apply_to_cached_tokens_too() {
     let tiers = TiersConfig {
         enforce: true,
         pro: vec!["DAVE".into()],
-        flock: vec![],
+        ..TiersConfig::default()
     };
     gh.reload(&AuthConfig::default(), &tiers).unwrap();
     let (mut ws, v) = subscribe_as(server.addr, &dave, sub).await;

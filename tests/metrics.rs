@@ -89,7 +89,7 @@ async fn counters_after_a_known_sequence() {
     }
     let check = serde_json::to_vec(&json!({
         "check_run": {"head_sha": format!("{:040x}", 1), "pull_requests": []},
-        "repository": {"html_url": "https://github.com/acme/api", "owner": {"login": "acme"}}
+        "repository": {"html_url": "https://github.com/acme/api", "full_name": "acme/api", "owner": {"login": "acme"}}
     }))
     .unwrap();
     assert_eq!(server.webhook("check_run", &check).await.0, 200); // cache hit: PR 1's head

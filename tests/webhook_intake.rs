@@ -927,7 +927,7 @@ async fn a_commit_pushed_elsewhere_never_resolves_to_this_repositorys_pr() {
     .await;
     let mut evil = subscribe(
         server.addr,
-        "mallory",
+        "trudy",
         json!({"organization": "evilorg", "event_types": types}),
     )
     .await;
@@ -994,9 +994,9 @@ async fn a_commit_pushed_elsewhere_never_resolves_to_this_repositorys_pr() {
             "{e}"
         );
     }
-    // Nothing else reached mallory: no event of acme, in any form.
+    // Nothing else reached trudy: no event of acme, in any form.
     let more = tokio::time::timeout(Duration::from_millis(300), next_json(&mut evil)).await;
-    assert!(more.is_err(), "mallory got more: {:?}", more.ok());
+    assert!(more.is_err(), "trudy got more: {:?}", more.ok());
 }
 
 #[tokio::test]

@@ -175,10 +175,11 @@ impl std::fmt::Debug for GithubProvider {
     }
 }
 
-/// `tiers.pro` and `tiers.flock`, lowercased.
+/// `tiers.pro` and `tiers.flock`, lowercased, and `tiers.default_tier`.
 struct TierLists {
     pro: HashSet<String>,
     flock: HashSet<String>,
+    default: Tier,
 }
 
 impl TierLists {
@@ -187,6 +188,7 @@ impl TierLists {
         Self {
             pro: lower(&tiers.pro),
             flock: lower(&tiers.flock),
+            default: tiers.default_tier,
         }
     }
 }
@@ -346,12 +348,14 @@ impl AuthProvider for GithubProvider {
         })
     }
 
-    /// Takes the tier lists of `tiers` (the rest of `auth` needs a restart).
+    /// Takes the tier lists and default tier of `tiers` (the rest of `auth`
+    /// needs a restart).
     fn reload(&self, _auth: &AuthConfig, tiers: &TiersConfig) -> Result<(), String> {
         *self.api.tiers.write().expect("tier lists lock") = TierLists::new(tiers);
         tracing::info!(
             pro = tiers.pro.len(),
             flock = tiers.flock.len(),
+            default_tier = tiers.default_tier.as_str(),
             "tier lists reloaded"
         );
         Ok(())
@@ -589,17 +593,17 @@ impl Api {
         }))
     }
 
-    /// The highest tier among `logins`.
+    /// The highest tier among `logins` and `tiers.default_tier`.
     fn tier<'a>(&self, logins: impl Iterator<Item = &'a str>) -> Tier {
         let lists = self.tiers.read().expect("tier lists lock");
-        let mut tier = Tier::Free;
+        let mut tier = lists.default;
         for l in logins {
             let l = l.to_ascii_lowercase();
             if lists.flock.contains(&l) {
                 return Tier::Flock;
             }
             if lists.pro.contains(&l) {
-                tier = Tier::Pro;
+                tier = tier.max(Tier::Pro);
             }
         }
         tier
@@ -776,9 +780,9 @@ mod tests {
             ..AuthConfig::default()
         };
         let tiers = TiersConfig {
-            enforce: false,
             pro: pro.iter().map(|s| s.to_string()).collect(),
             flock: flock.iter().map(|s| s.to_string()).collect(),
+            ..TiersConfig::default()
         };
         GithubProvider::new(&auth, &tiers).unwrap()
     }
@@ -813,6 +817,24 @@ mod tests {
         assert_eq!(t(&["bob", "acme"]), Tier::Pro);
         assert_eq!(t(&["alice", "bigcorp", "acme"]), Tier::Flock);
         assert_eq!(t(&[]), Tier::Free);
+    }
+
+    #[test]
+    fn the_default_tier_is_a_floor() {
+        let p = provider("http://127.0.0.1:1", &[], &["BigCorp"]);
+        p.reload(
+            &AuthConfig::default(),
+            &TiersConfig {
+                default_tier: Tier::Pro,
+                flock: vec!["BigCorp".into()],
+                ..TiersConfig::default()
+            },
+        )
+        .unwrap();
+        let t = |names: &[&str]| p.api.tier(names.iter().copied());
+        assert_eq!(t(&["dave"]), Tier::Pro);
+        assert_eq!(t(&[]), Tier::Pro);
+        assert_eq!(t(&["dave", "bigcorp"]), Tier::Flock);
     }
 
     #[test]

@@ -18,37 +18,8 @@ use std::pin::Pin;
 pub use orgs::OrgSet;
 
 use crate::config::{AuthConfig, TiersConfig};
+pub use crate::tier::Tier;
 pub use token::{Token, TokenRejection};
-
-/// The tier of an account: only `pro` and `flock` may receive events of
-/// private repositories.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// The default.
-    #[default]
-    Free,
-    /// Paid.
-    Pro,
-    /// Paid, for organizations.
-    Flock,
-}
-
-impl Tier {
-    /// Whether this tier may receive events of private repositories.
-    pub fn can_see_private(self) -> bool {
-        self >= Tier::Pro
-    }
-
-    /// Lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Free => "free",
-            Tier::Pro => "pro",
-            Tier::Flock => "flock",
-        }
-    }
-}
 
 /// What kind of account a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,7 +30,22 @@ pub const APP_LOGIN: &str = "app[installation]";
 /// A token table.
 #[derive(Debug, Default)]
 pub struct StaticTokens {
-    by_hash: RwLock<AHashMap<[u8; 32], Identity>>,
+    table: RwLock<Table>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    by_hash: AHashMap<[u8; 32], Listed>,
+    /// The tier of an entry that names none (`tiers.default_tier`).
+    default_tier: Tier,
+}
+
+/// A token's account; its tier is `tiers.default_tier` unless the entry
+/// gave one.
+#[derive(Debug)]
+struct Listed {
+    identity: Identity,
+    tier_given: bool,
 }
 
 #[derive(Deserialize)]
@@ -49,7 +64,7 @@ struct Entry {
     #[serde(default)]
     orgs: Vec<String>,
     #[serde(default)]
-    tier: Tier,
+    tier: Option<Tier>,
     #[serde(default)]
     app_installation: bool,
 }
@@ -69,9 +84,9 @@ impl StaticTokens {
         let mut errors = Vec::new();
         for (i, entry) in file.token.into_iter().enumerate() {
             let n = i + 1;
-            match entry.into_identity() {
-                Ok((hash, identity)) => {
-                    if table.insert(hash, identity).is_some() {
+            match entry.into_listed() {
+                Ok((hash, listed)) => {
+                    if table.insert(hash, listed).is_some() {
                         errors.push(err(format!(
                             "token entry {n}: the same token appears twice"
                         )));
@@ -82,21 +97,35 @@ impl StaticTokens {
         }
         if errors.is_empty() {
             Ok(StaticTokens {
-                by_hash: RwLock::new(table),
+                table: RwLock::new(Table {
+                    by_hash: table,
+                    default_tier: Tier::Free,
+                }),
             })
         } else {
             Err(errors)
         }
     }
 
-    /// Adds an entry (tests and embedders).
+    /// The table, with `tier` (`tiers.default_tier`) for entries that name
+    /// no tier.
+    pub fn with_default_tier(mut self, tier: Tier) -> Self {
+        self.table_mut().default_tier = tier;
+        self
+    }
+
+    /// Adds an entry (tests and embedders); its tier is the identity's.
     pub fn insert(&mut self, token: &Token, identity: Identity) {
-        self.table_mut().insert(token.sha256(), identity);
+        let listed = Listed {
+            identity,
+            tier_given: true,
+        };
+        self.table_mut().by_hash.insert(token.sha256(), listed);
     }
 
     /// Number of tokens.
     pub fn len(&self) -> usize {
-        self.by_hash.read().expect("token table lock").len()
+        self.table.read().expect("token table lock").by_hash.len()
     }
 
     /// Whether the table is empty.
@@ -104,13 +133,13 @@ impl StaticTokens {
         self.len() == 0
     }
 
-    fn table_mut(&mut self) -> &mut AHashMap<[u8; 32], Identity> {
-        self.by_hash.get_mut().expect("token table lock")
+    fn table_mut(&mut self) -> &mut Table {
+        self.table.get_mut().expect("token table lock")
     }
 }
 
 impl Entry {
-    fn into_identity(self) -> Result<([u8; 32], Identity), String> {
+    fn into_listed(self) -> Result<([u8; 32], Listed), String> {
         let hash = match (self.token, self.token_sha256) {
             (Some(t), None) => {
                 if !looks_like_github_token(&t) {
@@ -149,13 +178,18 @@ impl Entry {
             }
             (login, IdentityKind::User)
         };
+        let identity = Identity {
+            login,
+            orgs: OrgSet::new(self.orgs),
+            tier: self.tier.unwrap_or_default(),
+            kind,
+        };
+        let tier_given = self.tier.is_some();
         Ok((
             hash,
-            Identity {
-                login,
-                orgs: OrgSet::new(self.orgs),
-                tier: self.tier,
-                kind,
+            Listed {
+                identity,
+                tier_given,
             },
         ))
     }
@@ -163,15 +197,22 @@ impl Entry {
 
 impl AuthProvider for StaticTokens {
     fn authenticate<'a>(&'a self, token: &'a Token) -> AuthFuture<'a> {
-        let found = (self.by_hash.read().expect("token table lock"))
-            .get(&token.sha256())
-            .cloned();
+        let found = {
+            let table = self.table.read().expect("token table lock");
+            table.by_hash.get(&token.sha256()).map(|listed| {
+                let mut identity = listed.identity.clone();
+                if !listed.tier_given {
+                    identity.tier = table.default_tier;
+                }
+                identity
+            })
+        };
         Box::pin(async move { found.ok_or(AuthError::InvalidToken) })
     }
 
-    /// Loads `auth.tokens_file` again; a file with any bad entry replaces
-    /// nothing.
-    fn reload(&self, auth: &AuthConfig, _tiers: &TiersConfig) -> Result<(), String> {
+    /// Loads `auth.tokens_file` again, with `tiers.default_tier`; a file
+    /// with any bad entry replaces nothing.
+    fn reload(&self, auth: &AuthConfig, tiers: &TiersConfig) -> Result<(), String> {
         let Some(path) = &auth.tokens_file else {
             return Err("auth.tokens_file: not set; keeping the loaded tokens".into());
         };
@@ -179,9 +220,10 @@ impl AuthProvider for StaticTokens {
             let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
             all.join("; ")
         })?;
-        let fresh = fresh.by_hash.into_inner().expect("token table lock");
-        let n = fresh.len();
-        *self.by_hash.write().expect("token table lock") = fresh;
+        let fresh = fresh.with_default_tier(tiers.default_tier);
+        let fresh = fresh.table.into_inner().expect("token table lock");
+        let n = fresh.by_hash.len();
+        *self.table.write().expect("token table lock") = fresh;
         tracing::info!(tokens = n, file = %path.display(), "static tokens reloaded");
         Ok(())
     }
@@ -230,6 +272,26 @@ mod tests {
                 .await,
             Err(AuthError::InvalidToken)
         );
+    }
+
+    #[tokio::test]
+    async fn the_default_tier_applies_to_entries_without_one() {
+        let carol = format!("ghp_{}", "c".repeat(36));
+        let text = format!(
+            "[[token]]\ntoken = \"{ALICE}\"\nlogin = \"alice\"\ntier = \"free\"\n\
+             [[token]]\ntoken = \"{carol}\"\nlogin = \"carol\"\n"
+        );
+        let tier = |t: &StaticTokens, token: &str| {
+            let id = futures_util::FutureExt::now_or_never(t.authenticate(&Token::new(token)));
+            id.unwrap().unwrap().tier
+        };
+        let t = load(&text).unwrap();
+        assert_eq!(
+            (tier(&t, ALICE), tier(&t, &carol)),
+            (Tier::Free, Tier::Free)
+        );
+        let t = t.with_default_tier(Tier::Pro);
+        assert_eq!((tier(&t, ALICE), tier(&t, &carol)), (Tier::Free, Tier::Pro));
     }
 
     #[test]

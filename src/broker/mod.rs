@@ -71,7 +71,7 @@ impl Default for HubConfig {
             shards: 1,
             client_queue: 256,
             slow_client: SlowClientPolicy::Drop,
-            enforce_tiers: false,
+            enforce_tiers: true,
             replay: ReplayConfig::default(),
             epoch: None,
         }

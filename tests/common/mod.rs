@@ -43,7 +43,7 @@ pub const USERS: &[(&str, &[&str], &str)] = &[
     ("octocat", &["acme"], "free"),
     ("hubot", &["acme", "zeta"], "pro"),
     ("racer", &["org0", "org1", "org2", "org3"], "pro"),
-    ("mallory", &["evilorg"], "pro"),
+    ("trudy", &["evilorg"], "pro"),
 ];
 
 /// The app installation token (pinned to acme).
