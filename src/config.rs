@@ -270,6 +270,10 @@ pub struct AuthConfig {
     /// Seconds a whole token check (every request and retry) may take
     /// before the client gets `internal_error`.
     pub check_timeout_s: u64,
+    /// Seconds between checks of a connected client's token (through the
+    /// cache): a revoked token, a lost membership or a changed tier takes
+    /// effect on live connections within about this long.
+    pub recheck_interval_s: u64,
 }
 
 impl Default for AuthConfig {
@@ -284,6 +288,7 @@ impl Default for AuthConfig {
             max_concurrent_api_requests: 32,
             api_timeout_s: 10,
             check_timeout_s: 30,
+            recheck_interval_s: 300,
         }
     }
 }
@@ -856,6 +861,11 @@ impl Config {
             "auth.api_timeout_s",
             format!("must be 1..=120 seconds, got {}", a.api_timeout_s),
         );
+        check(
+            (1..=86_400).contains(&a.recheck_interval_s),
+            "auth.recheck_interval_s",
+            format!("must be 1..=86400 seconds, got {}", a.recheck_interval_s),
+        );
 
         let l = &self.limits;
         check(
@@ -1363,6 +1373,7 @@ mod tests {
         assert_eq!(c.auth.cache_ttl_s, 300);
         assert_eq!(c.auth.negative_cache_ttl_s, 30);
         assert_eq!(c.auth.max_concurrent_api_requests, 32);
+        assert_eq!(c.auth.recheck_interval_s, 300);
         assert_eq!(c.limits.max_conns_per_ip, 10);
         assert_eq!(c.limits.max_conns_total, 100_000);
         assert!(c.limits.trusted_proxies.is_empty());
@@ -1408,6 +1419,7 @@ slow_client = "explode"
 provider = "ldap"
 github_api_url = "ftp://example"
 max_concurrent_api_requests = 0
+recheck_interval_s = 0
 [limits]
 max_conns_per_ip = 0
 max_conns_total = -1
@@ -1439,6 +1451,7 @@ max_age_s = 0
             "auth.provider",
             "auth.github_api_url",
             "auth.max_concurrent_api_requests",
+            "auth.recheck_interval_s",
             "limits.max_conns_per_ip",
             "limits.max_conns_total",
             "limits.trusted_proxies",

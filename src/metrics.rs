@@ -52,6 +52,11 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabel {
+    change: &'static str,
+}
+
 /// Everything `/metrics` shows: the endpoints count into it, and it reads
 /// the hub's and the auth provider's own counters when encoded. Share one
 /// between a hub's [`WsEndpoint`](crate::WsEndpoint) and
@@ -62,6 +67,8 @@ pub struct Metrics {
     webhook_seconds: Histogram,
     handshakes: Family<OutcomeLabel, Counter>,
     auth_results: Family<ResultLabel, Counter>,
+    access_rechecks: Family<ResultLabel, Counter>,
+    access_changes: Family<ChangeLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
     /// Written by every session; read at scrape time.
     pub(crate) delivery_latency: Arc<LatencyHistogram>,
@@ -105,6 +112,18 @@ impl Metrics {
             "Token checks by result",
             auth_results.clone(),
         );
+        let access_rechecks = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "access_rechecks",
+            "Checks of connected clients' tokens (auth.recheck_interval_s, reloads) by result",
+            access_rechecks.clone(),
+        );
+        let access_changes = Family::<ChangeLabel, Counter>::default();
+        registry.register(
+            "access_changes",
+            "Connected clients whose access a recheck changed: updated (organizations or tier), or closed (token_rejected, token_forbidden, not_member)",
+            access_changes.clone(),
+        );
         let reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
             "config_reloads",
@@ -131,6 +150,8 @@ impl Metrics {
             webhook_seconds,
             handshakes,
             auth_results,
+            access_rechecks,
+            access_changes,
             reloads,
             delivery_latency,
             limiter,
@@ -187,6 +208,21 @@ impl Metrics {
     pub(crate) fn auth_result(&self, result: &'static str) {
         self.auth_results
             .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Counts a recheck of a connected client's token: `ok`, `rejected`,
+    /// `forbidden` or `unavailable`.
+    pub(crate) fn access_recheck(&self, result: &'static str) {
+        self.access_rechecks
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Counts a connected client whose access a recheck changed.
+    pub(crate) fn access_change(&self, change: &'static str) {
+        self.access_changes
+            .get_or_create(&ChangeLabel { change })
             .inc();
     }
 

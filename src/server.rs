@@ -153,6 +153,9 @@ pub async fn start(
             max_conns_per_ip: config.limits.max_conns_per_ip,
             max_conns_total: config.limits.max_conns_total,
             trusted_proxies: config.limits.trusted_proxies.clone(),
+            recheck_interval: Duration::from_secs(config.auth.recheck_interval_s),
+            // Half the API requests at most, the rest for handshakes.
+            recheck_concurrency: (config.auth.max_concurrent_api_requests / 2).max(1),
         },
         metrics.clone(),
     );
@@ -638,6 +641,8 @@ impl ServerHandle {
         if let Err(e) = self.auth.reload(&new.auth, &new.tiers) {
             failures.push(e);
         }
+        // Connected clients are held to the tokens and tiers of now.
+        self.ws.recheck_access();
         let restart = needs_restart(&running, &new);
         if !restart.is_empty() {
             tracing::warn!(sections = ?restart, "these changes take effect only at the next restart");

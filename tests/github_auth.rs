@@ -70,6 +70,9 @@ struct MockState {
     accounts: Mutex<HashMap<String, Account>>,
     /// Requests without the headers GitHub expects.
     bad_headers: AtomicUsize,
+    /// `/installation/repositories` requests (the first of every API round)
+    /// per token.
+    rounds: Mutex<HashMap<String, usize>>,
 }
 
 struct Mock {
@@ -122,6 +125,17 @@ impl Mock {
             .lock()
             .unwrap()
             .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// API rounds made for `token`.
+    fn rounds(&self, token: &str) -> usize {
+        self.state
+            .rounds
+            .lock()
+            .unwrap()
+            .get(token)
             .copied()
             .unwrap_or(0)
     }
@@ -189,6 +203,10 @@ async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>>
         st.bad_headers.fetch_add(1, Ordering::SeqCst);
     }
     let auth = h("authorization");
+    if path == INSTALL {
+        let token = auth.trim_start_matches("Bearer ").to_owned();
+        *st.rounds.lock().unwrap().entry(token).or_default() += 1;
+    }
     let delay = *st.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -966,4 +984,162 @@ fn check_config_accepts_the_github_provider() {
         stdout.contains("# auth: github, http://127.0.0.1:9/api/v3\n"),
         "{stdout}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Access checked again on live connections (auth.recheck_interval_s).
+
+/// Waits until `cond` holds (10 s at most).
+async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// With `recheck_interval_s = 2`: a token revoked on GitHub closes its
+/// connection with `authentication_failed` and a user who left the
+/// subscribed organization gets `access_denied`, both within 5 s; a user
+/// who joined an organization of `tiers.pro` receives private events from
+/// then on; the others stream on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_tokens_and_lost_memberships_close_live_connections() {
+    let mock = Mock::start().await;
+    let [alice, bob, carol, dave] = ["alice", "bob", "carol", "dave"].map(token);
+    for (t, login) in [
+        (&alice, "alice"),
+        (&bob, "bob"),
+        (&carol, "carol"),
+        (&dave, "dave"),
+    ] {
+        mock.add(t, user(login, &["acme"]));
+    }
+    let (server, _gh) = start(&mock, "[tiers]\npro = [\"paying\"]\n", |a| {
+        a.recheck_interval_s = 2;
+        a.cache_ttl_s = 1;
+    })
+    .await;
+    let mut ws = Vec::new();
+    for t in [&alice, &bob, &carol, &dave] {
+        let (w, v) = subscribe_as(server.addr, t, json!({"organization": "acme"})).await;
+        confirmed(&v);
+        ws.push(w);
+    }
+    let [mut a, mut b, mut c, mut d] = <[Ws; 4]>::try_from(ws).ok().unwrap();
+
+    mock.add(
+        &alice,
+        Account::Status {
+            status: 401,
+            rate_limited: false,
+        },
+    );
+    mock.add(&bob, user("bob", &["widgets"]));
+    mock.add(&carol, user("carol", &["acme", "paying"]));
+    let changed = Instant::now();
+    assert_eq!(next_json(&mut a).await["error"], "authentication_failed");
+    assert_eq!(
+        expect_close(&mut a).await,
+        (1008, "authentication_failed".to_owned())
+    );
+    let denied = next_json(&mut b).await;
+    assert_eq!(
+        (denied["error"].as_str(), denied["message"].as_str()),
+        (
+            Some("access_denied"),
+            Some("User 'bob' is not a member of organization 'acme'.")
+        ),
+    );
+    assert_eq!(
+        expect_close(&mut b).await,
+        (1008, "access_denied".to_owned())
+    );
+    assert!(
+        changed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        changed.elapsed()
+    );
+
+    let updated = "hookfan_access_changes_total{change=\"updated\"}";
+    wait_until("carol's new tier", async || {
+        metric_of(server.addr, updated).await >= 1.0
+    })
+    .await;
+    let private = pr_payload("acme", "r", 1, "x", true);
+    server
+        .webhook_with_id("pull_request", &private, "private")
+        .await;
+    let public = pr_payload("acme", "r", 2, "x", false);
+    server
+        .webhook_with_id("pull_request", &public, "public")
+        .await;
+    assert_eq!(
+        next_event(&mut c).await["delivery_id"],
+        "private",
+        "pro now"
+    );
+    assert_eq!(
+        next_event(&mut d).await["delivery_id"],
+        "public",
+        "still free"
+    );
+    let rechecks = "hookfan_access_rechecks_total{result=\"ok\"}";
+    assert!(metric_of(server.addr, rechecks).await >= 3.0);
+}
+
+/// Rechecks come as a steady stream within half the API cap, never a
+/// burst: 40 connections with distinct tokens coming due together, under
+/// `max_concurrent_api_requests = 8`, are each checked again while GitHub
+/// never sees more than 4 requests at once; five connections of one token
+/// share its checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rechecks_are_spread_within_half_the_api_cap() {
+    let mock = Mock::start().await;
+    mock.set_delay(Duration::from_millis(50));
+    let (server, _gh) = start(&mock, "[limits]\nmax_conns_per_ip = 100\n", |a| {
+        a.recheck_interval_s = 2;
+        a.cache_ttl_s = 0;
+        a.max_concurrent_api_requests = 8;
+    })
+    .await;
+    let tokens: Vec<String> = (0..40).map(|i| token(&format!("bulk{i:04}"))).collect();
+    let shared = &tokens[0];
+    let connects = tokens
+        .iter()
+        .chain(std::iter::repeat_n(shared, 4))
+        .map(|t| subscribe_as(server.addr, t, json!({"organization": "acme"})));
+    let clients: Vec<Ws> = join_all(connects)
+        .await
+        .into_iter()
+        .map(|(ws, v)| {
+            confirmed(&v);
+            ws
+        })
+        .collect();
+    let at_handshake: Vec<usize> = tokens.iter().map(|t| mock.rounds(t)).collect();
+    assert_eq!(
+        at_handshake[1..],
+        [1; 39],
+        "one round per token at the handshake"
+    );
+    mock.state.max.store(0, Ordering::SeqCst);
+
+    wait_until("every token checked again", async || {
+        tokens
+            .iter()
+            .zip(&at_handshake)
+            .all(|(t, n)| mock.rounds(t) > *n)
+    })
+    .await;
+    let most = mock.state.max.load(Ordering::SeqCst);
+    assert!((1..=4).contains(&most), "{most} requests at once");
+    // The shared token: one check for its five connections, not five.
+    let shared_rounds = mock.rounds(shared) - at_handshake[0];
+    let other_rounds = mock.rounds(&tokens[1]) - at_handshake[1];
+    assert!(
+        shared_rounds <= other_rounds + 1,
+        "{shared_rounds} vs {other_rounds}"
+    );
+    drop(clients);
 }

@@ -56,13 +56,6 @@ fn sighup(daemon: &Daemon) {
     assert!(ok);
 }
 
-/// The value of `name` (with its labels) in a metrics text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn pr(n: u64) -> Vec<u8> {
     pr_payload("acme", "widgets", n, "alice", false)
 }
@@ -384,6 +377,95 @@ async fn collect(ws: &mut Ws, n: usize) -> Vec<String> {
     ids
 }
 
+/// A SIGHUP holds connected clients to the edited tokens file (issue #23,
+/// part 3): a removed token closes its client with `authentication_failed`,
+/// a membership lost with `access_denied`, both within 2 s, and a new tier
+/// or a new organization changes what a client receives from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_holds_connected_clients_to_the_edited_tokens_file() {
+    let setup = Setup::start("", &tokens_toml());
+    let addr = setup.daemon.addr;
+    let acme = json!({"organization": "acme"});
+    let mut alice = subscribe(addr, "alice", acme.clone()).await; // free -> pro
+    let mut octocat = subscribe(addr, "octocat", acme.clone()).await; // free, unchanged
+    let mut bob = subscribe(addr, "bob", json!({"organization": "widgets"})).await; // removed
+    let mut carol = subscribe(addr, "carol", json!({"organization": "*"})).await; // + acme
+    let mut hubot = subscribe(addr, "hubot", json!({"organization": "zeta"})).await; // leaves zeta
+    let post = |n: u64, private: bool, id: &'static str| {
+        let body = pr_payload("acme", "api", n, "x", private);
+        let daemon = &setup.daemon;
+        async move { assert_eq!(daemon.webhook("pull_request", &body, id).await, 200) }
+    };
+    post(1, true, "private-before").await;
+    post(2, false, "public-before").await;
+    for ws in [&mut alice, &mut octocat] {
+        assert_eq!(next_event(ws).await["delivery_id"], "public-before", "free");
+    }
+
+    let edited = [
+        ("alice", &["acme"][..], "pro"),
+        ("octocat", &["acme"][..], "free"),
+        ("carol", &["widgets", "acme"][..], "flock"),
+        ("hubot", &["acme"][..], "pro"),
+    ];
+    std::fs::write(setup.path("tokens.toml"), tokens_toml_for(&edited)).unwrap();
+    let reloaded = Instant::now();
+    sighup(&setup.daemon);
+    let bob_error = next_json(&mut bob).await;
+    assert_eq!(
+        (bob_error["type"].as_str(), bob_error["error"].as_str()),
+        (Some("error"), Some("authentication_failed")),
+        "{bob_error}"
+    );
+    assert_eq!(
+        expect_close(&mut bob).await,
+        (1008, "authentication_failed".to_owned())
+    );
+    let hubot_error = next_json(&mut hubot).await;
+    assert_eq!(hubot_error["error"], "access_denied", "{hubot_error}");
+    assert_eq!(
+        hubot_error["message"],
+        "User 'hubot' is not a member of organization 'zeta'."
+    );
+    assert_eq!(
+        expect_close(&mut hubot).await,
+        (1008, "access_denied".to_owned())
+    );
+    assert!(
+        reloaded.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        reloaded.elapsed()
+    );
+
+    // alice's tier and carol's organizations changed.
+    let updated = "hookfan_access_changes_total{change=\"updated\"}";
+    while metric_of(addr, updated).await < 2.0 {
+        assert!(reloaded.elapsed() < Duration::from_secs(10), "not applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    post(3, true, "private-after").await;
+    post(4, false, "public-after").await;
+    assert_eq!(
+        next_event(&mut alice).await["delivery_id"],
+        "private-after",
+        "pro now"
+    );
+    assert_eq!(
+        next_event(&mut carol).await["delivery_id"],
+        "private-after",
+        "in acme now"
+    );
+    assert_eq!(
+        next_event(&mut octocat).await["delivery_id"],
+        "public-after",
+        "still free"
+    );
+    for (change, n) in [("token_rejected", 1.0), ("not_member", 1.0)] {
+        let name = format!("hookfan_access_changes_total{{change=\"{change}\"}}");
+        assert_eq!(metric_of(addr, &name).await, n, "{change}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_tokens_file_and_log_level_are_taken_up_on_sighup() {
     let setup = Setup::start("[log]\nlevel = \"warn\"\n", &tokens_toml());
@@ -418,14 +500,15 @@ async fn an_edited_tokens_file_and_log_level_are_taken_up_on_sighup() {
     assert_eq!(refused["error"], "authentication_failed", "{refused}");
     let (_, ok) = subscribe_as(addr, &dave, json!({"organization": "acme"})).await;
     assert_eq!(ok["type"], "subscription_confirmed", "{ok}");
-    // Already connected: bob stays until he reconnects (the token was valid
-    // when checked), and both keep streaming.
+    // Already connected: bob's token is checked again at the reload and
+    // refused; alice keeps streaming.
+    assert_eq!(next_json(&mut bob).await["error"], "authentication_failed");
+    assert_eq!(expect_close(&mut bob).await.0, 1008);
     assert_eq!(
         setup.daemon.webhook("pull_request", &pr(1), "tok-1").await,
         200
     );
     assert_eq!(next_event(&mut alice).await["delivery_id"], "tok-1");
-    assert_eq!(next_event(&mut bob).await["delivery_id"], "tok-1");
     // info lines now reach the log.
     wait_log(&setup.daemon, "client subscribed");
 

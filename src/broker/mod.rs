@@ -27,9 +27,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use ahash::AHashMap;
+use bytes::Bytes;
 use crossbeam_channel::Sender;
 use smallvec::SmallVec;
 
+use crate::auth::OrgSet;
 use crate::config::SlowClientPolicy;
 use crate::event::Event;
 use crate::subscription::ResumeFrom;
@@ -37,7 +39,7 @@ use crate::subscription::Subscription;
 use filter::Family;
 pub(crate) use filter::Filter;
 use index::FamilyMaps;
-pub(crate) use outbox::{CloseReason, Drained, Outbox, Outgoing};
+pub(crate) use outbox::{CloseReason, Drained, Outbox, Outgoing, Revocation};
 use replay::ReplayWindow;
 pub(crate) use replay::{Backfill, BackfillFuture, Replay};
 pub use replay::{ReplayConfig, ResumeRefusal, StreamState};
@@ -158,13 +160,27 @@ impl Registered {
     }
 }
 
-/// What is known about a client beyond its filter, for [`Client`].
+/// What is known about a client beyond its filter, for [`Client`] and
+/// for rechecks of its access.
 #[derive(Debug)]
 pub(crate) struct ClientProfile {
     /// The subscription as accepted (username filled in, org pinned).
     pub subscription: Subscription,
     /// Its tier may see private repositories.
     pub can_see_private: bool,
+    /// The organizations its account belongs to, as last checked.
+    pub orgs: OrgSet,
+}
+
+/// What a recheck of a client's access changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AccessUpdate {
+    /// Its organizations and tier are as they were.
+    Unchanged,
+    /// It receives by its new organizations or tier from the next event on.
+    Updated,
+    /// It is not registered (any more).
+    Gone,
 }
 
 /// What an embedder can read about a connected client: a snapshot.
@@ -529,13 +545,7 @@ impl Hub {
         };
         let stream = self.state_of(&r);
         if let Some((family, keys)) = &keys {
-            for k in keys.iter() {
-                let counts = &mut r.routes.entry(*family, k).0;
-                match counts.iter_mut().find(|(s, _)| *s as usize == shard) {
-                    Some((_, n)) => *n += 1,
-                    None => counts.push((shard as u16, 1)),
-                }
-            }
+            r.add_routes(*family, keys, shard as u16);
         }
         r.clients.insert(
             id,
@@ -582,21 +592,71 @@ impl Hub {
             return;
         };
         if let Some((family, keys)) = &gone.keys {
-            for k in keys.iter() {
-                r.routes.update(*family, k, |counts| {
-                    if let Some(i) = counts.0.iter().position(|(s, _)| *s == reg.shard) {
-                        counts.0[i].1 -= 1;
-                        if counts.0[i].1 == 0 {
-                            counts.0.swap_remove(i);
-                        }
-                    }
-                    counts.0.is_empty()
-                });
-            }
+            r.remove_routes(*family, keys, reg.shard);
         }
         let _ = self.inner.shards[reg.shard as usize]
             .tx
             .send(ShardMsg::Unregister(reg.id));
+    }
+
+    /// Applies a recheck of a client's account: the organizations it
+    /// belongs to and whether its tier may see private repositories now.
+    /// A client subscribed to every organization of its account (`*`) is
+    /// routed by the new list. Ordered with the events like everything the
+    /// hub sends its shards: every event accepted after the call is judged
+    /// with the new values.
+    pub(crate) fn update_access(
+        &self,
+        id: ClientId,
+        orgs: &OrgSet,
+        can_see_private: bool,
+    ) -> AccessUpdate {
+        let mut r = self.routing();
+        let Some(client) = r.clients.get(&id) else {
+            return AccessUpdate::Gone;
+        };
+        let old = &client.profile;
+        if old.orgs == *orgs && old.can_see_private == can_see_private {
+            return AccessUpdate::Unchanged;
+        }
+        let profile = Arc::new(ClientProfile {
+            subscription: old.subscription.clone(),
+            can_see_private,
+            orgs: orgs.clone(),
+        });
+        let shard = client.shard;
+        let rekey = match &client.keys {
+            Some((Family::Org, keys)) if profile.subscription.organization == "*" => {
+                Some(keys.clone())
+            }
+            _ => None,
+        };
+        if let Some(old_keys) = rekey {
+            let new_keys: Box<[Box<str>]> = orgs.lowercase().into();
+            r.remove_routes(Family::Org, &old_keys, shard);
+            r.add_routes(Family::Org, &new_keys, shard);
+            let client = r.clients.get_mut(&id).expect("looked up above");
+            client.keys = Some((Family::Org, new_keys));
+        }
+        r.clients.get_mut(&id).expect("looked up above").profile = profile;
+        let _ = self.inner.shards[shard as usize].tx.send(ShardMsg::Access {
+            id,
+            orgs: orgs.clone(),
+            can_see_private,
+        });
+        AccessUpdate::Updated
+    }
+
+    /// Closes a client whose access a recheck refused: its queued events
+    /// are discarded, it gets `farewell` (the error message) and a close
+    /// frame 1008 whose reason is `why`'s error code. Returns whether such
+    /// a client was connected.
+    pub(crate) fn revoke(&self, id: ClientId, why: Revocation, farewell: Bytes) -> bool {
+        let outbox = self.routing().clients.get(&id).map(|c| c.outbox.clone());
+        outbox.is_some_and(|o| {
+            o.close_with(CloseReason::Revoked(why), Outgoing::control(farewell));
+            true
+        })
     }
 
     /// A snapshot of one client, if it is connected.
@@ -728,6 +788,34 @@ impl Hub {
     }
 }
 
+impl Routing {
+    /// Counts a client of `shard` under each of `keys`.
+    fn add_routes(&mut self, family: Family, keys: &[Box<str>], shard: u16) {
+        for k in keys {
+            let counts = &mut self.routes.entry(family, k).0;
+            match counts.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((shard, 1)),
+            }
+        }
+    }
+
+    /// Takes a client of `shard` back out of each of `keys`.
+    fn remove_routes(&mut self, family: Family, keys: &[Box<str>], shard: u16) {
+        for k in keys {
+            self.routes.update(family, k, |counts| {
+                if let Some(i) = counts.0.iter().position(|(s, _)| *s == shard) {
+                    counts.0[i].1 -= 1;
+                    if counts.0[i].1 == 0 {
+                        counts.0.swap_remove(i);
+                    }
+                }
+                counts.0.is_empty()
+            });
+        }
+    }
+}
+
 impl Registration {
     /// The shard the client lives on.
     pub fn shard(&self) -> u16 {
@@ -808,6 +896,7 @@ mod tests {
         ClientProfile {
             subscription: Subscription::default(),
             can_see_private: true,
+            orgs: crate::auth::OrgSet::default(),
         }
     }
 

@@ -236,6 +236,7 @@ fn join(hub: &Hub, s: Sub, resume: Option<u64>, enforce_tiers: bool) -> Client {
             ClientProfile {
                 subscription: Subscription::default(),
                 can_see_private: f.can_see_private,
+                orgs: f.orgs.clone(),
             },
             resume
                 .map(|after| ResumeFrom {

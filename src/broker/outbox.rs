@@ -64,6 +64,30 @@ pub(crate) enum CloseReason {
     SlowClient,
     /// Disconnected through [`Hub::disconnect`](super::Hub::disconnect) (1000).
     Disconnected,
+    /// A recheck of its access refused it (1008, after an error message).
+    Revoked(Revocation),
+}
+
+/// Why a connected client lost its access when it was checked again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Revocation {
+    /// The token is rejected now (`authentication_failed`).
+    TokenRejected,
+    /// The token is forbidden now (`access_denied`).
+    TokenForbidden,
+    /// The user no longer belongs to the subscribed organization
+    /// (`access_denied`).
+    NotMember,
+}
+
+impl Revocation {
+    /// The protocol's error code, which is also the close frame's reason.
+    pub fn code(self) -> &'static str {
+        match self {
+            Revocation::TokenRejected => "authentication_failed",
+            Revocation::TokenForbidden | Revocation::NotMember => "access_denied",
+        }
+    }
 }
 
 impl CloseReason {
@@ -71,7 +95,7 @@ impl CloseReason {
     pub fn code(self) -> u16 {
         match self {
             CloseReason::Shutdown => 1001,
-            CloseReason::SlowClient => 1008,
+            CloseReason::SlowClient | CloseReason::Revoked(_) => 1008,
             CloseReason::Disconnected => 1000,
         }
     }
@@ -82,6 +106,7 @@ impl CloseReason {
             CloseReason::Shutdown => "server shutting down",
             CloseReason::SlowClient => "client too slow: outbound queue full",
             CloseReason::Disconnected => "disconnected by the server",
+            CloseReason::Revoked(why) => why.code(),
         }
     }
 }
@@ -166,6 +191,23 @@ impl Outbox {
         if discard {
             s.frames = VecDeque::new();
         }
+        let waker = s.waker.take();
+        drop(s);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Marks the client for closing with `last` as the only frame it still
+    /// gets (an error message): what was queued is thrown away. A client
+    /// already closing keeps its first reason.
+    pub fn close_with(&self, reason: CloseReason, last: Outgoing) {
+        let mut s = self.lock();
+        if s.closed.is_some() {
+            return;
+        }
+        s.closed = Some(reason);
+        s.frames = VecDeque::from([last]);
         let waker = s.waker.take();
         drop(s);
         if let Some(w) = waker {

@@ -16,6 +16,7 @@ use super::ClientId;
 use super::filter::{Filter, Verdict};
 use super::index::FamilyMaps;
 use super::outbox::{CloseReason, Outbox, Outgoing, Push};
+use crate::auth::OrgSet;
 use crate::config::SlowClientPolicy;
 use crate::event::Event;
 
@@ -33,6 +34,12 @@ pub(crate) struct Subscriber {
 pub(crate) enum ShardMsg {
     Register(Box<Subscriber>),
     Unregister(ClientId),
+    /// A recheck changed the client's organizations or tier.
+    Access {
+        id: ClientId,
+        orgs: OrgSet,
+        can_see_private: bool,
+    },
     Event(Arc<Event>),
     /// Answered once every earlier message has been handled.
     Sync(tokio::sync::oneshot::Sender<()>),
@@ -108,6 +115,11 @@ impl Shard {
         match msg {
             ShardMsg::Register(sub) => self.register(*sub),
             ShardMsg::Unregister(id) => self.unregister(id),
+            ShardMsg::Access {
+                id,
+                orgs,
+                can_see_private,
+            } => self.update_access(id, orgs, can_see_private),
             ShardMsg::Event(e) => self.deliver(&e),
             ShardMsg::Sync(done) => {
                 let _ = done.send(());
@@ -130,11 +142,7 @@ impl Shard {
                 (self.slots.len() - 1) as u32
             }
         };
-        if let Some((family, keys)) = sub.filter.index_keys() {
-            for k in keys {
-                self.index.entry(family, k).push(slot);
-            }
-        }
+        index(&mut self.index, &sub.filter, slot);
         self.by_id.insert(sub.id, slot);
         self.slots[slot as usize] = Some(sub);
         self.publish_sizes();
@@ -147,24 +155,24 @@ impl Shard {
         let sub = self.slots[slot as usize]
             .take()
             .expect("slot of a registered id");
-        if let Some((family, keys)) = sub.filter.index_keys() {
-            for k in keys {
-                self.index.update(family, k, |slots| {
-                    if let Some(i) = slots.iter().position(|&s| s == slot) {
-                        slots.swap_remove(i);
-                    }
-                    if slots.is_empty() {
-                        true
-                    } else {
-                        if slots.capacity() > 4 * slots.len() + 8 {
-                            slots.shrink_to_fit();
-                        }
-                        false
-                    }
-                });
-            }
-        }
+        unindex(&mut self.index, &sub.filter, slot);
         self.free.push(slot);
+        self.publish_sizes();
+    }
+
+    /// Judges the client's events by its rechecked organizations and tier,
+    /// and indexes it by them (they are its keys under `*`).
+    fn update_access(&mut self, id: ClientId, orgs: OrgSet, can_see_private: bool) {
+        let Some(&slot) = self.by_id.get(&id) else {
+            return;
+        };
+        let sub = self.slots[slot as usize]
+            .as_mut()
+            .expect("slot of a registered id");
+        unindex(&mut self.index, &sub.filter, slot);
+        sub.filter.orgs = orgs;
+        sub.filter.can_see_private = can_see_private;
+        index(&mut self.index, &sub.filter, slot);
         self.publish_sizes();
     }
 
@@ -236,6 +244,37 @@ impl Shard {
         if let Some(routed) = e.routing().add(delivered, dropped) {
             crate::event::log_routed(e, routed);
         }
+    }
+}
+
+/// Lists `slot` under each of its filter's index keys.
+fn index(index: &mut FamilyMaps<Vec<u32>>, filter: &Filter, slot: u32) {
+    if let Some((family, keys)) = filter.index_keys() {
+        for k in keys {
+            index.entry(family, k).push(slot);
+        }
+    }
+}
+
+/// Takes `slot` back out of each of its filter's index keys.
+fn unindex(index: &mut FamilyMaps<Vec<u32>>, filter: &Filter, slot: u32) {
+    let Some((family, keys)) = filter.index_keys() else {
+        return;
+    };
+    for k in keys {
+        index.update(family, k, |slots| {
+            if let Some(i) = slots.iter().position(|&s| s == slot) {
+                slots.swap_remove(i);
+            }
+            if slots.is_empty() {
+                true
+            } else {
+                if slots.capacity() > 4 * slots.len() + 8 {
+                    slots.shrink_to_fit();
+                }
+                false
+            }
+        });
     }
 }
 

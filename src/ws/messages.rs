@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec;
 use crate::auth::AuthError;
-use crate::broker::{ResumeRefusal, StreamState};
+use crate::broker::{ResumeRefusal, Revocation, StreamState};
 use crate::subscription::SubscriptionError;
 
 /// Error codes of PROTOCOL.md; programs match on these.
@@ -131,6 +131,21 @@ impl HandshakeError {
             ),
         }
     }
+}
+
+/// The error message of a client whose access a recheck revoked: the one
+/// its handshake would get now.
+pub(crate) fn revocation_frame(why: Revocation, login: &str, org: &str) -> Bytes {
+    let refusal = match why {
+        Revocation::TokenRejected => HandshakeError::Auth(AuthError::InvalidToken),
+        Revocation::TokenForbidden => HandshakeError::Auth(AuthError::Forbidden),
+        Revocation::NotMember => HandshakeError::NotMember {
+            login: login.to_owned(),
+            org: org.to_owned(),
+        },
+    };
+    let (code, message, _) = refusal.answer();
+    error_frame(code, &message)
 }
 
 #[derive(Serialize)]

@@ -2,6 +2,7 @@
 //! connection limits), the upgrade itself (fastwebsockets over hyper), then
 //! one session task per connection.
 
+mod access;
 pub(crate) mod codec;
 mod messages;
 mod session;
@@ -23,6 +24,7 @@ use crate::auth::{AuthProvider, Token, TokenRejection};
 use crate::broker::{Backfill, Hub};
 use crate::limits::{ConnCounts, ConnLimiter, LimitExceeded, Slot, client_ip};
 use crate::metrics::Metrics;
+use access::AccessWatch;
 
 /// Settings of a [`WsEndpoint`]; the defaults are PROTOCOL.md's.
 #[derive(Debug, Clone)]
@@ -45,6 +47,12 @@ pub struct WsOptions {
     pub max_conns_total: usize,
     /// Proxies whose `X-Forwarded-For` gives the client IP (none).
     pub trusted_proxies: Vec<IpNet>,
+    /// How often a connected client's token is checked again (300 s, the
+    /// token cache's lifetime).
+    pub recheck_interval: Duration,
+    /// Most rechecks running at once (16: half the GitHub provider's
+    /// default cap on API requests, leaving the rest to handshakes).
+    pub recheck_concurrency: usize,
 }
 
 impl Default for WsOptions {
@@ -59,6 +67,8 @@ impl Default for WsOptions {
             max_conns_per_ip: 10,
             max_conns_total: 100_000,
             trusted_proxies: Vec::new(),
+            recheck_interval: Duration::from_secs(300),
+            recheck_concurrency: 16,
         }
     }
 }
@@ -72,6 +82,8 @@ pub(crate) struct WsContext {
     pub metrics: Arc<Metrics>,
     /// Where resumes find what the hub no longer holds (a cluster's stream).
     pub backfill: Option<Arc<dyn Backfill>>,
+    /// The tokens of the connected clients, checked again as they come due.
+    pub access: Arc<AccessWatch>,
 }
 
 /// `GET /ws`: what an embedder routes WebSocket clients to.
@@ -154,6 +166,7 @@ impl WsEndpoint {
     ) -> Self {
         let limiter = ConnLimiter::new(options.max_conns_per_ip, options.max_conns_total);
         metrics.watch_limiter(limiter.clone());
+        let access = AccessWatch::new(options.recheck_interval, options.recheck_concurrency);
         Self {
             ctx: Arc::new(WsContext {
                 hub,
@@ -162,8 +175,19 @@ impl WsEndpoint {
                 limiter,
                 metrics,
                 backfill: None,
+                access,
             }),
         }
+    }
+
+    /// Checks every connected client's token again now, rather than when
+    /// it comes due (see [`WsOptions::recheck_interval`]): after the auth
+    /// provider's data changed (the daemon calls it on SIGHUP). A token
+    /// rejected now closes its clients; changed organizations or tier
+    /// apply from the next event on. Returns at once; the checks run in
+    /// the background.
+    pub fn recheck_access(&self) {
+        self.ctx.access.recheck_all();
     }
 
     /// Resumes reaching back past the hub's window are served from

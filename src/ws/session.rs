@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::WsContext;
+use super::access::Watching;
 use super::codec::{self, Decoder, Message, ProtocolError};
 use super::messages::{self, ClientMessage, HandshakeError};
 use super::wire::Wire;
@@ -236,7 +237,6 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
     let accepted = Box::pin(handshake(&mut conn, &token, &ctx)).await;
     // Refusals are logged with the token's short hash, never the token.
     let fingerprint = accepted.is_err().then(|| token.fingerprint());
-    drop(token);
     let accepted = match accepted {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -260,6 +260,7 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
         warnings,
         filter,
     } = accepted;
+    let orgs = filter.orgs.clone();
     let login = subscription.username.clone();
     let org = subscription.organization.clone();
     let resume = subscription.resume.clone();
@@ -270,6 +271,7 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
     let profile = ClientProfile {
         subscription,
         can_see_private,
+        orgs,
     };
     // In a cluster, a client may resume after a seq another node has
     // applied first: let this node catch up before judging `after`.
@@ -365,6 +367,7 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
     ctx.metrics.handshake("confirmed");
     let registration = joined.registration;
     let shard = registration.shard();
+    let access = ctx.access.watch(&ctx, token, id);
     tracing::info!(client = id, %peer, %login, %org, shard, seq = joined.stream.seq, "client subscribed");
     if let (Some(from), Some(Err(refusal))) = (&resume, resume_outcome) {
         tracing::info!(
@@ -379,6 +382,7 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
             outbox,
             replay,
             registration: Some(registration),
+            access: Some(access),
             ctx,
             held: Some(held),
             id,
@@ -415,6 +419,8 @@ struct Subscribed<W, H> {
     replay: Option<Box<Replay>>,
     /// Taken at the end: unregisters the client.
     registration: Option<Registration>,
+    /// Taken at the end: the client's token is no longer rechecked for it.
+    access: Option<Watching>,
     ctx: Arc<WsContext>,
     /// Taken at the end: the session count and the connection slot.
     held: Option<H>,
@@ -454,6 +460,7 @@ impl<W: Wire, H> Subscribed<W, H> {
             );
         }
         self.registration.take();
+        self.access.take();
         tracing::info!(
             client = self.id,
             peer = %self.peer,

@@ -76,8 +76,14 @@ pub fn fixture(name: &str) -> Vec<u8> {
 }
 
 pub fn tokens_toml() -> String {
+    tokens_toml_for(USERS)
+}
+
+/// A token table for `users` (login, orgs, tier), plus the app
+/// installation token.
+pub fn tokens_toml_for(users: &[(&str, &[&str], &str)]) -> String {
     let mut s = String::new();
-    for (login, orgs, tier) in USERS {
+    for (login, orgs, tier) in users {
         let orgs: Vec<String> = orgs.iter().map(|o| format!("\"{o}\"")).collect();
         s += &format!(
             "[[token]]\ntoken = \"{}\"\nlogin = \"{login}\"\norgs = [{}]\ntier = \"{tier}\"\n",
@@ -258,6 +264,19 @@ pub fn rehomed(name: &str, org: &str, repo: &str, private: bool) -> Vec<u8> {
     let mut v: Value = serde_json::from_str(&text).unwrap();
     v["repository"]["private"] = json!(private);
     serde_json::to_vec(&v).unwrap()
+}
+
+/// The value of `name` (with its labels) in a metrics text; 0 when absent.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The value of a metric of the server at `addr` (its public `/metrics`).
+pub async fn metric_of(addr: SocketAddr, name: &str) -> f64 {
+    let (_, text) = request(addr, "GET", "/metrics", &[], Vec::new()).await;
+    metric(&text, name)
 }
 
 /// A minimal `pull_request` payload.
