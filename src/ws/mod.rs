@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::auth::{AuthProvider, Token, TokenRejection};
 use crate::broker::{Backfill, Hub};
-use crate::limits::{ConnCounts, ConnLimiter, LimitExceeded, Slot, client_ip};
+use crate::limits::{ConnCounts, ConnLimiter, LimitExceeded, Slot, client_ip, client_key};
 use crate::metrics::Metrics;
 
 /// Settings of a [`WsEndpoint`]; the defaults are PROTOCOL.md's.
@@ -39,7 +39,8 @@ pub struct WsOptions {
     pub auth_timeout: Duration,
     /// Event types clients may subscribe to; `None` allows every type.
     pub allowed_events: Option<Vec<String>>,
-    /// Connections allowed per client IP (10).
+    /// Connections allowed per client IP (10): per IPv4 address, per IPv6
+    /// /64 (an IPv4-mapped IPv6 address counts as the IPv4 address).
     pub max_conns_per_ip: usize,
     /// Connections allowed in total (100,000).
     pub max_conns_total: usize,
@@ -129,7 +130,8 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// The client's IP (from `X-Forwarded-For` behind a trusted proxy).
+    /// The client's IP (from `X-Forwarded-For` behind a trusted proxy), an
+    /// IPv4-mapped IPv6 address given as the IPv4 address.
     pub fn client_ip(&self) -> IpAddr {
         self.ip
     }
@@ -198,7 +200,7 @@ impl WsEndpoint {
             }
         };
         let ip = client_ip(peer.ip(), req.headers(), &self.ctx.settings.trusted_proxies);
-        match self.ctx.limiter.try_acquire(ip) {
+        match self.ctx.limiter.try_acquire(client_key(ip)) {
             Ok(slot) => Ok(Admission { token, ip, slot }),
             Err(limit) => {
                 self.ctx.metrics.handshake(match limit {
