@@ -268,6 +268,10 @@ pub struct AuthConfig {
     /// Seconds a whole token check (every request and retry) may take
     /// before the client gets `internal_error`.
     pub check_timeout_s: u64,
+    /// Rejected tokens allowed per client IP (IPv6: per /64) and minute;
+    /// past them the client's upgrades are answered 429 without a check
+    /// until the minute has passed. 0: no limit.
+    pub max_failed_checks_per_ip: u32,
 }
 
 impl Default for AuthConfig {
@@ -282,6 +286,7 @@ impl Default for AuthConfig {
             max_concurrent_api_requests: 32,
             api_timeout_s: 10,
             check_timeout_s: 30,
+            max_failed_checks_per_ip: 30,
         }
     }
 }
@@ -838,6 +843,14 @@ impl Config {
             "auth.api_timeout_s",
             format!("must be 1..=120 seconds, got {}", a.api_timeout_s),
         );
+        check(
+            a.max_failed_checks_per_ip <= 10_000,
+            "auth.max_failed_checks_per_ip",
+            format!(
+                "must be 0 (no limit) ..=10000 a minute, got {}",
+                a.max_failed_checks_per_ip
+            ),
+        );
 
         let l = &self.limits;
         check(
@@ -1345,6 +1358,7 @@ mod tests {
         assert_eq!(c.auth.cache_ttl_s, 300);
         assert_eq!(c.auth.negative_cache_ttl_s, 30);
         assert_eq!(c.auth.max_concurrent_api_requests, 32);
+        assert_eq!(c.auth.max_failed_checks_per_ip, 30);
         assert_eq!(c.limits.max_conns_per_ip, 10);
         assert_eq!(c.limits.max_conns_total, 100_000);
         assert!(c.limits.trusted_proxies.is_empty());
@@ -1354,6 +1368,29 @@ mod tests {
         assert_eq!(c.replay.max_events, 100_000);
         assert_eq!(c.replay.max_bytes, 67_108_864);
         assert_eq!(c.replay.max_age_s, 3600);
+    }
+
+    #[test]
+    fn max_failed_checks_per_ip_is_range_checked_by_its_key() {
+        for ok in ["0", "1", "10000"] {
+            let c = Config::parse(
+                &format!("[auth]\nmax_failed_checks_per_ip = {ok}\n"),
+                Path::new("/x"),
+            )
+            .unwrap();
+            assert_eq!(c.auth.max_failed_checks_per_ip.to_string(), ok);
+        }
+        for bad in ["10001", "-1", "\"30\""] {
+            let e = errors(&format!("[auth]\nmax_failed_checks_per_ip = {bad}\n"));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert_eq!(e[0].key, "auth.max_failed_checks_per_ip", "{bad}");
+        }
+        let e = errors("[auth]\nmax_failed_checks_per_ip = 20000\n");
+        assert!(
+            e[0].message.contains("0 (no limit) ..=10000"),
+            "{}",
+            e[0].message
+        );
     }
 
     #[test]

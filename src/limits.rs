@@ -1,10 +1,13 @@
 //! WebSocket connection limits: per client and in total; the client's IP
-//! and the key per-client tables count it under.
+//! and the key per-client tables count it under. Failed token checks per
+//! client are in [`failed_checks`].
 //!
 //! A slot is reserved before the upgrade and released when the returned
 //! [`Slot`] is dropped, so it is given back on every path a connection can
 //! end by (refused upgrade, handshake timeout, bad subscription, failed auth,
 //! disconnect, shutdown) without any path having to remember to.
+
+mod failed_checks;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -13,6 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ahash::AHashMap;
 use hyper::HeaderMap;
 use ipnet::IpNet;
+
+pub(crate) use failed_checks::{FailedChecks, TooManyFailures};
 
 /// Which limit refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

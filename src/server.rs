@@ -153,6 +153,7 @@ pub async fn start(
             max_conns_per_ip: config.limits.max_conns_per_ip,
             max_conns_total: config.limits.max_conns_total,
             trusted_proxies: config.limits.trusted_proxies.clone(),
+            max_failed_checks_per_ip: config.auth.max_failed_checks_per_ip,
         },
         metrics.clone(),
     );

@@ -1,6 +1,6 @@
-//! The WebSocket endpoint: checks before the upgrade (token shape,
-//! connection limits), the upgrade itself (fastwebsockets over hyper), then
-//! one session task per connection.
+//! The WebSocket endpoint: checks before the upgrade (token shape, failed
+//! token checks, connection limits), the upgrade itself (fastwebsockets over
+//! hyper), then one session task per connection.
 
 pub(crate) mod codec;
 mod messages;
@@ -21,7 +21,10 @@ use tokio::net::TcpStream;
 
 use crate::auth::{AuthProvider, Token, TokenRejection};
 use crate::broker::{Backfill, Hub};
-use crate::limits::{ConnCounts, ConnLimiter, LimitExceeded, Slot, client_ip, client_key};
+use crate::limits::{
+    ConnCounts, ConnLimiter, FailedChecks, LimitExceeded, Slot, TooManyFailures, client_ip,
+    client_key,
+};
 use crate::metrics::Metrics;
 
 /// Settings of a [`WsEndpoint`]; the defaults are PROTOCOL.md's.
@@ -46,6 +49,10 @@ pub struct WsOptions {
     pub max_conns_total: usize,
     /// Proxies whose `X-Forwarded-For` gives the client IP (none).
     pub trusted_proxies: Vec<IpNet>,
+    /// Rejected tokens allowed per client IP (counted like
+    /// `max_conns_per_ip`) and minute before its upgrades are answered 429
+    /// without a check (30); 0: no limit.
+    pub max_failed_checks_per_ip: u32,
 }
 
 impl Default for WsOptions {
@@ -60,6 +67,7 @@ impl Default for WsOptions {
             max_conns_per_ip: 10,
             max_conns_total: 100_000,
             trusted_proxies: Vec::new(),
+            max_failed_checks_per_ip: 30,
         }
     }
 }
@@ -70,6 +78,9 @@ pub(crate) struct WsContext {
     pub auth: Arc<dyn AuthProvider>,
     pub settings: WsOptions,
     pub limiter: Arc<ConnLimiter>,
+    /// Rejected tokens per client: recorded by sessions, read before the
+    /// upgrade.
+    pub failed_checks: FailedChecks,
     pub metrics: Arc<Metrics>,
     /// Where resumes find what the hub no longer holds (a cluster's stream).
     pub backfill: Option<Arc<dyn Backfill>>,
@@ -96,6 +107,12 @@ pub enum Refusal {
     Forbidden(TokenRejection),
     /// A connection limit is reached (429).
     TooManyConnections,
+    /// The client had too many tokens rejected within a minute (429, with
+    /// `Retry-After`).
+    TooManyFailedChecks {
+        /// Seconds until the client's minute has passed.
+        retry_after_s: u64,
+    },
 }
 
 impl Refusal {
@@ -103,7 +120,9 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
-            Refusal::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::TooManyConnections | Refusal::TooManyFailedChecks { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
         }
     }
 
@@ -115,6 +134,18 @@ impl Refusal {
                 self.status(),
                 "429 Too Many Requests: Connection limit exceeded\n".into(),
             ),
+            Refusal::TooManyFailedChecks { retry_after_s } => {
+                let mut r = plain(
+                    self.status(),
+                    "429 Too Many Requests: too many failed token checks from this address\n"
+                        .into(),
+                );
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(*retry_after_s),
+                );
+                r
+            }
         }
     }
 }
@@ -156,12 +187,14 @@ impl WsEndpoint {
     ) -> Self {
         let limiter = ConnLimiter::new(options.max_conns_per_ip, options.max_conns_total);
         metrics.watch_limiter(limiter.clone());
+        let failed_checks = FailedChecks::new(options.max_failed_checks_per_ip);
         Self {
             ctx: Arc::new(WsContext {
                 hub,
                 auth,
                 settings: options,
                 limiter,
+                failed_checks,
                 metrics,
                 backfill: None,
             }),
@@ -183,9 +216,9 @@ impl WsEndpoint {
     }
 
     /// The checks made before the upgrade, usable on their own: the bearer
-    /// token's shape (403) and the connection limits (429); see
-    /// [`Refusal::response`] for the daemon's answer. `peer` is the TCP
-    /// peer's address.
+    /// token's shape (403), the client's failed token checks and the
+    /// connection limits (429); see [`Refusal::response`] for the daemon's
+    /// answer. `peer` is the TCP peer's address.
     pub fn check<B>(&self, req: &Request<B>, peer: SocketAddr) -> Result<Admission, Refusal> {
         let auth = req
             .headers()
@@ -200,7 +233,14 @@ impl WsEndpoint {
             }
         };
         let ip = client_ip(peer.ip(), req.headers(), &self.ctx.settings.trusted_proxies);
-        match self.ctx.limiter.try_acquire(client_key(ip)) {
+        let key = client_key(ip);
+        // Before a slot is taken: a refused client holds nothing.
+        if let Err(TooManyFailures { retry_after_s }) = self.ctx.failed_checks.check(key) {
+            self.ctx.metrics.handshake("limited_failed_checks");
+            tracing::debug!(%ip, retry_after_s, "upgrade refused: too many failed token checks");
+            return Err(Refusal::TooManyFailedChecks { retry_after_s });
+        }
+        match self.ctx.limiter.try_acquire(key) {
             Ok(slot) => Ok(Admission { token, ip, slot }),
             Err(limit) => {
                 self.ctx.metrics.handshake(match limit {
