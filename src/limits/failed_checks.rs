@@ -24,7 +24,8 @@ use super::ClientKey;
 /// failure.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
-/// Most clients whose failures are remembered at once (about 6 MiB at most).
+/// Most clients whose failures are remembered at once: about 10 MiB of
+/// table at most.
 pub(crate) const MAX_TRACKED: usize = 65_536;
 
 /// A client that has reached the limit: refused for this much longer.
@@ -99,17 +100,16 @@ impl FailedChecks {
         }
         let table = self.lock();
         let now = (self.clock)();
-        match table.windows.get(&key) {
-            Some(w) if w.failures >= self.limit => {
-                match (w.start + WINDOW).checked_duration_since(now) {
-                    Some(left) if !left.is_zero() => Err(TooManyFailures {
-                        retry_after_s: left.as_secs() + u64::from(left.subsec_nanos() > 0),
-                    }),
-                    _ => Ok(()),
-                }
-            }
-            _ => Ok(()),
+        let Some(w) = table.windows.get(&key).filter(|w| w.failures >= self.limit) else {
+            return Ok(());
+        };
+        let left = (w.start + WINDOW).saturating_duration_since(now);
+        if left.is_zero() {
+            return Ok(());
         }
+        Err(TooManyFailures {
+            retry_after_s: left.as_secs() + u64::from(left.subsec_nanos() > 0),
+        })
     }
 
     /// Counts a rejected token for `key`.

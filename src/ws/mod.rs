@@ -126,7 +126,8 @@ impl Refusal {
         }
     }
 
-    /// The answer the daemon gives: the status and a plain-text reason.
+    /// The answer the daemon gives: the status and a plain-text reason
+    /// (and `Retry-After` after too many failed token checks).
     pub fn response(&self) -> Response<Full<Bytes>> {
         match self {
             Refusal::Forbidden(why) => plain(self.status(), format!("403 Forbidden: {why}\n")),
@@ -233,6 +234,12 @@ impl WsEndpoint {
             }
         };
         let ip = client_ip(peer.ip(), req.headers(), &self.ctx.settings.trusted_proxies);
+        self.admit(token, ip)
+    }
+
+    /// The limits on the client at `ip`: its failed token checks, then a
+    /// connection slot.
+    fn admit(&self, token: Token, ip: IpAddr) -> Result<Admission, Refusal> {
         let key = client_key(ip);
         // Before a slot is taken: a refused client holds nothing.
         if let Err(TooManyFailures { retry_after_s }) = self.ctx.failed_checks.check(key) {
