@@ -14,6 +14,12 @@
 //! invalid subscription, event type not allowed) end the stream with
 //! [`ClientError::Refused`].
 //!
+//! The token is sent over `ws://` only to this machine (a loopback
+//! address, or `localhost`): elsewhere it would cross the network
+//! unencrypted. [`Subscriber::new`] refuses other `ws://` servers with
+//! [`ClientError::InsecureServer`] unless [`ClientConfig::allow_insecure`]
+//! is set.
+//!
 //! ```no_run
 //! use hookfan::client::{ClientConfig, SubscriptionRequest, Subscriber, Update};
 //! use hookfan::Token;
@@ -138,6 +144,10 @@ pub struct ClientConfig {
     pub idle_timeout: Duration,
     /// Time to connect and be confirmed.
     pub connect_timeout: Duration,
+    /// Send the token over `ws://` to hosts other than loopback
+    /// (127.0.0.0/8, `::1`, `localhost`), unencrypted: anyone on the path
+    /// can read it. Off by default.
+    pub allow_insecure: bool,
 }
 
 impl ClientConfig {
@@ -151,6 +161,7 @@ impl ClientConfig {
             backoff: Backoff::default(),
             idle_timeout: Duration::from_secs(108),
             connect_timeout: Duration::from_secs(15),
+            allow_insecure: false,
         }
     }
 }
@@ -244,6 +255,13 @@ pub enum ClientError {
     },
     /// The configuration cannot work.
     Config(String),
+    /// A `ws://` server that is not on this machine: the token would cross
+    /// the network unencrypted. Use `wss://`, or set
+    /// [`ClientConfig::allow_insecure`].
+    InsecureServer {
+        /// The server URL, as given.
+        server: String,
+    },
 }
 
 impl std::fmt::Display for ClientError {
@@ -251,6 +269,10 @@ impl std::fmt::Display for ClientError {
         match self {
             ClientError::Refused { code, message } => write!(f, "{message} ({code})"),
             ClientError::Config(m) => f.write_str(m),
+            ClientError::InsecureServer { server } => write!(
+                f,
+                "{server}: refusing to send the token unencrypted over ws:// to a host that is not loopback; use wss://"
+            ),
         }
     }
 }
@@ -295,6 +317,11 @@ impl Subscriber {
             .map(|s| normalize_url(s))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ClientError::Config)?;
+        if !config.allow_insecure {
+            for (server, url) in config.servers.iter().zip(&urls) {
+                refuse_insecure(server, url)?;
+            }
+        }
         let tls = if urls.iter().any(|u| u.starts_with("wss://")) {
             Some(Arc::new(
                 crate::tls::client_config("the server").map_err(ClientError::Config)?,
@@ -570,9 +597,117 @@ fn normalize_url(s: &str) -> Result<String, String> {
     })
 }
 
+/// Refuses `url` (normalized from `server`) when it is `ws://` to a host
+/// that is not loopback: the token would leave the machine unencrypted.
+/// The host is read as the connection will read it (`http::Uri`); a name
+/// other than `localhost` is not resolved, so it counts as remote.
+fn refuse_insecure(server: &str, url: &str) -> Result<(), ClientError> {
+    if !url.starts_with("ws://") {
+        return Ok(());
+    }
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| ClientError::Config(format!("{server}: {e}")))?;
+    if uri.host().is_some_and(is_loopback_host) {
+        Ok(())
+    } else {
+        Err(ClientError::InsecureServer {
+            server: server.to_owned(),
+        })
+    }
+}
+
+/// `localhost`, or an address in 127.0.0.0/8 or `::1` (in brackets, as in
+/// a URL; `::ffff:127.x.y.z` too).
+fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    literal
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(server: &str) -> bool {
+        let url = normalize_url(server).unwrap();
+        match refuse_insecure(server, &url) {
+            Ok(()) => false,
+            Err(ClientError::InsecureServer { server: s }) => {
+                assert_eq!(s, server);
+                true
+            }
+            Err(e) => panic!("{server}: {e}"),
+        }
+    }
+
+    #[test]
+    fn ws_only_to_loopback_hosts() {
+        for ok in [
+            "ws://127.0.0.1:8080",
+            "ws://127.1.2.3/ws",
+            "ws://[::1]:8080",
+            "ws://[::ffff:127.0.0.1]:8080",
+            "ws://localhost:8080",
+            "ws://LocalHost",
+            "wss://example.com",
+            "wss://203.0.113.1:443/ws",
+        ] {
+            assert!(!refused(ok), "{ok}");
+        }
+        for remote in [
+            "ws://example.com/ws",
+            "ws://203.0.113.1:8080",
+            "ws://10.0.0.1",
+            "ws://[::2]:8080",
+            "ws://[fe80::1]",
+            "ws://0.0.0.0:8080",
+            // Names are not resolved, however they look.
+            "ws://localhost.example.com",
+            "ws://127.0.0.1.nip.io",
+            "ws://localhost.",
+            // The host is what follows the user info.
+            "ws://127.0.0.1@example.com/ws",
+        ] {
+            assert!(refused(remote), "{remote}");
+        }
+    }
+
+    #[test]
+    fn the_refusal_is_made_by_new_unless_allowed() {
+        let config = |servers: &[&str], allow_insecure| ClientConfig {
+            allow_insecure,
+            ..ClientConfig::new(
+                servers.iter().map(|s| s.to_string()).collect(),
+                Token::new("ghp_secret000000000000000000000000000000"),
+                SubscriptionRequest::default(),
+            )
+        };
+        // One remote ws:// among the servers is enough to refuse.
+        let err = Subscriber::new(config(&["ws://127.0.0.1:1", "ws://example.com"], false))
+            .err()
+            .expect("refused");
+        assert_eq!(
+            err,
+            ClientError::InsecureServer {
+                server: "ws://example.com".into()
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("wss://") && !text.contains("secret"),
+            "{text}"
+        );
+        assert!(Subscriber::new(config(&["ws://example.com"], true)).is_ok());
+        assert!(Subscriber::new(config(&["ws://127.0.0.1:1"], false)).is_ok());
+    }
 
     #[test]
     fn urls_get_their_path() {

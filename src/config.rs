@@ -274,6 +274,10 @@ pub struct AuthConfig {
     /// cache): a revoked token, a lost membership or a changed tier takes
     /// effect on live connections within about this long.
     pub recheck_interval_s: u64,
+    /// Rejected tokens allowed per client IP (IPv6: per /64) and minute;
+    /// past them the client's upgrades are answered 429 without a check
+    /// until the minute has passed. 0: no limit.
+    pub max_failed_checks_per_ip: u32,
 }
 
 impl Default for AuthConfig {
@@ -289,6 +293,7 @@ impl Default for AuthConfig {
             api_timeout_s: 10,
             check_timeout_s: 30,
             recheck_interval_s: 300,
+            max_failed_checks_per_ip: 30,
         }
     }
 }
@@ -866,6 +871,14 @@ impl Config {
             "auth.recheck_interval_s",
             format!("must be 1..=86400 seconds, got {}", a.recheck_interval_s),
         );
+        check(
+            a.max_failed_checks_per_ip <= 10_000,
+            "auth.max_failed_checks_per_ip",
+            format!(
+                "must be 0 (no limit) ..=10000 a minute, got {}",
+                a.max_failed_checks_per_ip
+            ),
+        );
 
         let l = &self.limits;
         check(
@@ -1374,6 +1387,7 @@ mod tests {
         assert_eq!(c.auth.negative_cache_ttl_s, 30);
         assert_eq!(c.auth.max_concurrent_api_requests, 32);
         assert_eq!(c.auth.recheck_interval_s, 300);
+        assert_eq!(c.auth.max_failed_checks_per_ip, 30);
         assert_eq!(c.limits.max_conns_per_ip, 10);
         assert_eq!(c.limits.max_conns_total, 100_000);
         assert!(c.limits.trusted_proxies.is_empty());
@@ -1384,6 +1398,29 @@ mod tests {
         assert_eq!(c.replay.max_events, 100_000);
         assert_eq!(c.replay.max_bytes, 67_108_864);
         assert_eq!(c.replay.max_age_s, 3600);
+    }
+
+    #[test]
+    fn max_failed_checks_per_ip_is_range_checked_by_its_key() {
+        for ok in ["0", "1", "10000"] {
+            let c = Config::parse(
+                &format!("[auth]\nmax_failed_checks_per_ip = {ok}\n"),
+                Path::new("/x"),
+            )
+            .unwrap();
+            assert_eq!(c.auth.max_failed_checks_per_ip.to_string(), ok);
+        }
+        for bad in ["10001", "-1", "\"30\""] {
+            let e = errors(&format!("[auth]\nmax_failed_checks_per_ip = {bad}\n"));
+            assert_eq!(e.len(), 1, "{bad}: {e:?}");
+            assert_eq!(e[0].key, "auth.max_failed_checks_per_ip", "{bad}");
+        }
+        let e = errors("[auth]\nmax_failed_checks_per_ip = 20000\n");
+        assert!(
+            e[0].message.contains("0 (no limit) ..=10000"),
+            "{}",
+            e[0].message
+        );
     }
 
     #[test]

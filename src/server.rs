@@ -156,6 +156,7 @@ pub async fn start(
             recheck_interval: Duration::from_secs(config.auth.recheck_interval_s),
             // Half the API requests at most, the rest for handshakes.
             recheck_concurrency: (config.auth.max_concurrent_api_requests / 2).max(1),
+            max_failed_checks_per_ip: config.auth.max_failed_checks_per_ip,
         },
         metrics.clone(),
     );

@@ -14,7 +14,8 @@ use hookfan::client::{
 };
 use tokio::io::AsyncWriteExt;
 
-/// Exit status: the server refused in a way retrying cannot fix.
+/// Exit status: the server refused in a way retrying cannot fix, or the
+/// token would have been sent unencrypted to another machine.
 const EXIT_REFUSED: u8 = 2;
 /// Exit status: events may have been missed (`--on-gap exit`).
 const EXIT_GAP: u8 = 3;
@@ -68,6 +69,10 @@ pub struct SubscribeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 108,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     idle_timeout: u64,
+    /// Send the token over ws:// (unencrypted) to a host that is not
+    /// loopback; without it such a server is refused.
+    #[arg(long)]
+    allow_insecure: bool,
     /// Connection status on stderr too (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -132,8 +137,15 @@ async fn subscribe(args: SubscribeArgs) -> ExitCode {
     );
     config.position = position;
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
+    config.allow_insecure = args.allow_insecure;
     let mut sub = match Subscriber::new(config) {
         Ok(s) => s,
+        Err(ClientError::InsecureServer { server }) => {
+            eprintln!(
+                "hookfan: {server}: refusing to send the token unencrypted over ws:// to a host that is not loopback; use wss://, or --allow-insecure to send it anyway"
+            );
+            return ExitCode::from(EXIT_REFUSED);
+        }
         Err(e) => {
             eprintln!("hookfan: {e}");
             return ExitCode::FAILURE;

@@ -37,7 +37,19 @@ fn drain(pipe: impl std::io::Read + Send + 'static, into: impl Fn(String) + Send
 impl Sub {
     /// Runs `hookfan subscribe ARGS` with `GITHUB_TOKEN` = `token`.
     fn start(token: &str, args: &[&str]) -> Sub {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookfan"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_hookfan")), token, args)
+    }
+
+    /// Like `start`, in a new user and network namespace (`unshare -rn`)
+    /// that has no network: nothing it sends can leave the machine.
+    fn start_offline(token: &str, args: &[&str]) -> Sub {
+        let mut unshare = Command::new("unshare");
+        unshare.args(["-rn", env!("CARGO_BIN_EXE_hookfan")]);
+        Self::spawn(unshare, token, args)
+    }
+
+    fn spawn(mut command: Command, token: &str, args: &[&str]) -> Sub {
+        let mut child = command
             .arg("subscribe")
             .args(args)
             .env("GITHUB_TOKEN", token)
@@ -654,6 +666,38 @@ async fn the_token_never_shows_in_output_or_arguments() {
     let mut sub = Sub::start(&bad, &["--server", &url, "--org", "acme", "-vv"]);
     assert_eq!(sub.exit_code().await, 2);
     assert!(!sub.stderr().contains(&bad), "{}", sub.stderr());
+}
+
+#[tokio::test]
+async fn the_token_goes_over_ws_only_to_this_machine() {
+    let secret = token("alice");
+    let remote = "ws://example.com/ws";
+    // Refused before connecting: status 2, naming both ways out.
+    let mut sub = Sub::start_offline(&secret, &["--server", remote, "--org", "acme", "-v"]);
+    assert_eq!(sub.exit_code().await, 2, "{}", sub.stderr());
+    let err = sub.stderr();
+    assert!(
+        err.contains(remote) && err.contains("wss://") && err.contains("--allow-insecure"),
+        "{err}"
+    );
+    assert!(!err.contains(&secret[4..]), "{err}");
+    assert!(sub.out.lock().unwrap().is_empty());
+
+    // Opted in, or over wss://: past the check, trying to connect (and
+    // failing: there is no network in the namespace).
+    for args in [
+        &["--server", remote, "--allow-insecure", "-v"][..],
+        &["--server", "wss://example.com", "-v"][..],
+    ] {
+        let mut sub = Sub::start_offline(&secret, args);
+        sub.wait_stderr("trying again in").await;
+        assert!(sub.child.try_wait().unwrap().is_none(), "still retrying");
+        let err = sub.stderr();
+        assert!(
+            !err.contains("refusing") && !err.contains(&secret[4..]),
+            "{err}"
+        );
+    }
 }
 
 /// A webhook-sprinkler-like server: confirmations without a stream, events

@@ -2,7 +2,8 @@
 //! HTTP server that answers like the GitHub REST API and counts what it is
 //! asked: user and app installation tokens, every error mapping, retries,
 //! timeouts, pagination, the token cache (TTLs, single flight), the cap on
-//! concurrent API requests, tiers, and that the token never reaches a log.
+//! concurrent API requests, the limit on failed checks per client IP, tiers,
+//! and that the token never reaches a log.
 
 mod common;
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
+use futures_util::SinkExt;
 use futures_util::future::join_all;
 use hookfan::auth::AuthProvider;
 use hookfan::auth::github::GithubProvider;
@@ -25,6 +27,9 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 // ---------------------------------------------------------------------------
 // The mock GitHub API.
@@ -726,6 +731,207 @@ async fn the_outbound_cap_holds_under_500_distinct_tokens() {
     let s = gh.stats();
     assert_eq!((s.cache_misses, s.rounds_accepted), (500, 500), "{s:?}");
     assert_eq!((s.api_in_flight, s.api_queued), (0, 0), "{s:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Failed token checks per client IP (auth.max_failed_checks_per_ip).
+
+const FAILED_CHECKS_429: &str =
+    "429 Too Many Requests: too many failed token checks from this address\n";
+
+/// Upgrades as `client`: through the trusted proxy 127.0.0.1, which names
+/// the client in `X-Forwarded-For`.
+async fn connect_as(addr: SocketAddr, client: &str, tok: &str) -> Result<Ws, WsError> {
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    let h = req.headers_mut();
+    h.insert("authorization", format!("Bearer {tok}").parse().unwrap());
+    h.insert("x-forwarded-for", client.parse().unwrap());
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// How the server answered one attempt.
+#[derive(Debug, PartialEq)]
+enum Attempt {
+    /// Upgraded; the subscription's first answer.
+    Answered(Value),
+    /// 429 for failed checks, with its `Retry-After` in seconds.
+    FailedChecks429(u64),
+    /// 429 for the connection limit.
+    ConnectionLimit429,
+}
+
+async fn attempt(addr: SocketAddr, client: &str, tok: &str, sub: Value) -> Attempt {
+    match connect_as(addr, client, tok).await {
+        Ok(mut ws) => {
+            ws.send(WsMessage::text(sub.to_string())).await.unwrap();
+            let first = next_json(&mut ws).await;
+            if first["type"] == "error" {
+                expect_close(&mut ws).await;
+            }
+            Attempt::Answered(first)
+        }
+        Err(WsError::Http(r)) if r.status() == 429 => {
+            let body = String::from_utf8_lossy(r.body().as_deref().unwrap_or_default());
+            if body == FAILED_CHECKS_429 {
+                let retry_after = r.headers().get("retry-after").expect("Retry-After");
+                Attempt::FailedChecks429(retry_after.to_str().unwrap().parse().unwrap())
+            } else {
+                assert_eq!(body, "429 Too Many Requests: Connection limit exceeded\n");
+                Attempt::ConnectionLimit429
+            }
+        }
+        Err(e) => panic!("{client}: {e}"),
+    }
+}
+
+/// `hookfan_handshakes_total{outcome="OUTCOME"}` as `/metrics` shows it.
+async fn handshakes(server: &TestServer, outcome: &str) -> u64 {
+    let (status, text) = request(server.addr, "GET", "/metrics", &[], vec![]).await;
+    assert_eq!(status, 200);
+    let line = format!("hookfan_handshakes_total{{outcome=\"{outcome}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_tokens_from_one_address_stop_reaching_the_api() {
+    // The default auth.max_failed_checks_per_ip; PER_IP connections at once.
+    const LIMIT: usize = 30;
+    const PER_IP: usize = 5;
+    let mock = Mock::start().await;
+    // Slow enough that the checks of the PER_IP workers overlap.
+    mock.set_delay(Duration::from_millis(20));
+    let alice = token("alice");
+    mock.add(&alice, user("alice", &["acme"]));
+    let (server, _gh) = start(
+        &mock,
+        &format!("[limits]\nmax_conns_per_ip = {PER_IP}\ntrusted_proxies = [\"127.0.0.0/8\"]\n"),
+        |_| {},
+    )
+    .await;
+    let addr = server.addr;
+    const ATTACKER: &str = "203.0.113.66";
+
+    // 100 distinct made-up tokens from one address, PER_IP at a time. An
+    // attempt that meets the connection limit (the previous connection's
+    // slot not given back yet) is made again.
+    let workers = (0..PER_IP).map(|w| {
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for i in (w * 20)..(w + 1) * 20 {
+                let tok = format!("ghp_made{i:0>32}");
+                loop {
+                    match attempt(addr, ATTACKER, &tok, json!({"organization": "acme"})).await {
+                        Attempt::ConnectionLimit429 => {
+                            tokio::time::sleep(Duration::from_millis(5)).await
+                        }
+                        a => {
+                            answers.push(a);
+                            break;
+                        }
+                    }
+                }
+            }
+            answers
+        })
+    });
+    let answers: Vec<Attempt> = join_all(workers)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    let mut checked = 0;
+    let mut retry_afters = Vec::new();
+    for a in &answers {
+        match a {
+            Attempt::Answered(v) => {
+                assert_eq!(refused(v), "authentication_failed");
+                checked += 1;
+            }
+            Attempt::FailedChecks429(s) => retry_afters.push(*s),
+            Attempt::ConnectionLimit429 => unreachable!(),
+        }
+    }
+    assert_eq!(checked + retry_afters.len(), 100);
+    // Each token checked cost one request (401 ends the round), and none
+    // was refused before the address's 30th failure. A check is let in
+    // only while fewer than 30 failures are recorded; it records its own
+    // before its slot is given back, so at most PER_IP are in flight:
+    // at most 29 + PER_IP got through.
+    let requests = mock.hits(INSTALL);
+    assert_eq!(mock.total_hits(), requests);
+    assert_eq!(requests, checked);
+    assert!(
+        (LIMIT..LIMIT + PER_IP).contains(&requests),
+        "{requests} API requests, {checked} checks"
+    );
+    assert!(mock.state.max.load(Ordering::SeqCst) > 1, "no overlap");
+    // The rest were answered 429, saying when to come back (the window is
+    // a minute from the first failure; the test took less than that).
+    assert!(!retry_afters.is_empty());
+    assert!(
+        retry_afters.iter().all(|s| (1..=60).contains(s)),
+        "{retry_afters:?}"
+    );
+    assert_eq!(
+        handshakes(&server, "limited_failed_checks").await,
+        retry_afters.len() as u64
+    );
+
+    // Even a good token from that address is refused without a check.
+    let sub = json!({"organization": "acme"});
+    let again = attempt(addr, ATTACKER, &alice, sub.clone()).await;
+    assert!(matches!(again, Attempt::FailedChecks429(_)), "{again:?}");
+    assert_eq!(mock.total_hits(), requests);
+    // Another address is not affected.
+    let Attempt::Answered(v) = attempt(addr, "198.51.100.7", &alice, sub).await else {
+        panic!("refused");
+    };
+    assert_eq!(confirmed(&v), ("acme", "alice"));
+}
+
+#[tokio::test]
+async fn forbidden_tokens_count_and_not_member_refusals_do_not() {
+    let mock = Mock::start().await;
+    let alice = token("alice");
+    mock.add(&alice, user("alice", &["acme"]));
+    let forbidden = token("forbidden");
+    mock.add(
+        &forbidden,
+        Account::Status {
+            status: 403,
+            rate_limited: false,
+        },
+    );
+    let (server, _gh) = start(
+        &mock,
+        "[limits]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+        |a| a.max_failed_checks_per_ip = 2,
+    )
+    .await;
+    let addr = server.addr;
+    let client = "2001:db8:7:7::1";
+    // A member of acme asking for another org: the token is fine.
+    for _ in 0..5 {
+        let a = attempt(addr, client, &alice, json!({"organization": "other"})).await;
+        let Attempt::Answered(v) = a else {
+            panic!("{a:?}")
+        };
+        assert_eq!(refused(&v), "access_denied");
+    }
+    // A forbidden token and an unknown one: two failed checks.
+    for tok in [&forbidden, &token("nobody")] {
+        let Attempt::Answered(v) = attempt(addr, client, tok, json!({})).await else {
+            panic!("refused before the check");
+        };
+        assert!(["access_denied", "authentication_failed"].contains(&refused(&v)));
+    }
+    // Another address of the same /64 is the same client.
+    let a = attempt(addr, "2001:db8:7:7::2", &alice, json!({})).await;
+    assert!(matches!(a, Attempt::FailedChecks429(1..=60)), "{a:?}");
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Connection limits: 429 at exactly the limit, per IP and in total, slots
-//! given back on every path a connection can end by, and X-Forwarded-For
-//! honoured only from trusted proxies.
+//! given back on every path a connection can end by, X-Forwarded-For
+//! honoured only from trusted proxies, IPv6 clients counted per /64 and
+//! IPv4-mapped addresses as IPv4.
 
 mod common;
 
@@ -231,4 +232,42 @@ async fn forwarded_for_counts_only_behind_trusted_proxies() {
         )
         .await,
     );
+}
+
+#[tokio::test]
+async fn ipv6_clients_count_per_64_and_v4_mapped_as_ipv4() {
+    let server =
+        TestServer::start("[limits]\nmax_conns_per_ip = 1\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
+            .await;
+    let addr = server.addr;
+    let from = |client: &'static str| [("x-forwarded-for", client)];
+    let _a = subscribed_from(addr, "127.0.0.1", &from("2001:db8:1:2::1")).await;
+    // Another address of the same /64 is the same client.
+    assert_429(connect_from(addr, "127.0.0.1", &from("2001:db8:1:2:abcd:ef01:2345:6789")).await);
+    // The next /64 is another client.
+    let _b = subscribed_from(addr, "127.0.0.1", &from("2001:db8:1:3::1")).await;
+    // An IPv4 client counts the same in its IPv4-mapped form.
+    let _c = subscribed_from(addr, "127.0.0.1", &from("203.0.113.9")).await;
+    assert_429(connect_from(addr, "127.0.0.1", &from("::ffff:203.0.113.9")).await);
+    assert_eq!(server.handle().connection_counts().ips, 3);
+}
+
+#[tokio::test]
+async fn a_v4_mapped_peer_is_recognised_as_a_trusted_proxy() {
+    // A dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d.
+    if std::net::TcpListener::bind("[::]:0").is_err() {
+        eprintln!("no IPv6 on this machine: the dual-stack listener test did not run");
+        return;
+    }
+    let server = TestServer::start_with(
+        "[limits]\nmax_conns_per_ip = 1\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+        |c| c.server.listen = "[::]:0".parse().unwrap(),
+    )
+    .await;
+    assert!(server.addr.is_ipv6(), "{}", server.addr);
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
+    let _a = subscribed_from(addr, "127.0.0.1", &[("x-forwarded-for", "203.0.113.1")]).await;
+    let _b = subscribed_from(addr, "127.0.0.1", &[("x-forwarded-for", "203.0.113.2")]).await;
+    assert_429(connect_from(addr, "127.0.0.1", &[("x-forwarded-for", "203.0.113.1")]).await);
+    assert_eq!(server.handle().connection_counts().ips, 2);
 }

@@ -68,6 +68,19 @@ impl HandshakeError {
         }
     }
 
+    /// Whether the client's token was rejected: `authentication_failed`,
+    /// or `access_denied` because of the token. What
+    /// `auth.max_failed_checks_per_ip` counts. A user who is not a member
+    /// of the organization does not count: the token was accepted (and is
+    /// cached, so asking again costs no API request). Neither do rate
+    /// limits and outages: they are GitHub's state, not the token's.
+    pub fn rejects_token(&self) -> bool {
+        matches!(
+            self,
+            Self::Auth(AuthError::InvalidToken | AuthError::Forbidden)
+        )
+    }
+
     /// The error code, the message for people, and the close code.
     pub fn answer(&self) -> (ErrorCode, String, u16) {
         use ErrorCode::*;
@@ -261,6 +274,26 @@ mod tests {
     fn text(frame: &Bytes) -> &str {
         let at = if frame[1] == 126 { 4 } else { 2 };
         std::str::from_utf8(&frame[at..]).unwrap()
+    }
+
+    #[test]
+    fn only_rejected_tokens_count_as_failed_checks() {
+        use HandshakeError as H;
+        assert!(H::Auth(AuthError::InvalidToken).rejects_token());
+        assert!(H::Auth(AuthError::Forbidden).rejects_token());
+        for other in [
+            H::Auth(AuthError::RateLimited),
+            H::Auth(AuthError::Unavailable("down".into())),
+            H::NotMember {
+                login: "alice".into(),
+                org: "acme".into(),
+            },
+            H::Binary,
+            H::Timeout(Duration::from_secs(5)),
+            H::ShuttingDown,
+        ] {
+            assert!(!other.rejects_token(), "{other:?}");
+        }
     }
 
     #[test]

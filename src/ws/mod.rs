@@ -1,6 +1,6 @@
-//! The WebSocket endpoint: checks before the upgrade (token shape,
-//! connection limits), the upgrade itself (fastwebsockets over hyper), then
-//! one session task per connection.
+//! The WebSocket endpoint: checks before the upgrade (token shape, failed
+//! token checks, connection limits), the upgrade itself (fastwebsockets over
+//! hyper), then one session task per connection.
 
 mod access;
 pub(crate) mod codec;
@@ -22,7 +22,10 @@ use tokio::net::TcpStream;
 
 use crate::auth::{AuthProvider, Token, TokenRejection};
 use crate::broker::{Backfill, Hub};
-use crate::limits::{ConnCounts, ConnLimiter, LimitExceeded, Slot, client_ip};
+use crate::limits::{
+    ConnCounts, ConnLimiter, FailedChecks, LimitExceeded, Slot, TooManyFailures, client_ip,
+    client_key,
+};
 use crate::metrics::Metrics;
 use access::AccessWatch;
 
@@ -41,7 +44,8 @@ pub struct WsOptions {
     pub auth_timeout: Duration,
     /// Event types clients may subscribe to; `None` allows every type.
     pub allowed_events: Option<Vec<String>>,
-    /// Connections allowed per client IP (10).
+    /// Connections allowed per client IP (10): per IPv4 address, per IPv6
+    /// /64 (an IPv4-mapped IPv6 address counts as the IPv4 address).
     pub max_conns_per_ip: usize,
     /// Connections allowed in total (100,000).
     pub max_conns_total: usize,
@@ -53,6 +57,10 @@ pub struct WsOptions {
     /// Most rechecks running at once (16: half the GitHub provider's
     /// default cap on API requests, leaving the rest to handshakes).
     pub recheck_concurrency: usize,
+    /// Rejected tokens allowed per client IP (counted like
+    /// `max_conns_per_ip`) and minute before its upgrades are answered 429
+    /// without a check (30); 0: no limit.
+    pub max_failed_checks_per_ip: u32,
 }
 
 impl Default for WsOptions {
@@ -69,6 +77,7 @@ impl Default for WsOptions {
             trusted_proxies: Vec::new(),
             recheck_interval: Duration::from_secs(300),
             recheck_concurrency: 16,
+            max_failed_checks_per_ip: 30,
         }
     }
 }
@@ -79,6 +88,9 @@ pub(crate) struct WsContext {
     pub auth: Arc<dyn AuthProvider>,
     pub settings: WsOptions,
     pub limiter: Arc<ConnLimiter>,
+    /// Rejected tokens per client: recorded by sessions, read before the
+    /// upgrade.
+    pub failed_checks: FailedChecks,
     pub metrics: Arc<Metrics>,
     /// Where resumes find what the hub no longer holds (a cluster's stream).
     pub backfill: Option<Arc<dyn Backfill>>,
@@ -107,6 +119,12 @@ pub enum Refusal {
     Forbidden(TokenRejection),
     /// A connection limit is reached (429).
     TooManyConnections,
+    /// The client had too many tokens rejected within a minute (429, with
+    /// `Retry-After`).
+    TooManyFailedChecks {
+        /// Seconds until the client's minute has passed.
+        retry_after_s: u64,
+    },
 }
 
 impl Refusal {
@@ -114,11 +132,14 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
-            Refusal::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::TooManyConnections | Refusal::TooManyFailedChecks { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
         }
     }
 
-    /// The answer the daemon gives: the status and a plain-text reason.
+    /// The answer the daemon gives: the status and a plain-text reason
+    /// (and `Retry-After` after too many failed token checks).
     pub fn response(&self) -> Response<Full<Bytes>> {
         match self {
             Refusal::Forbidden(why) => plain(self.status(), format!("403 Forbidden: {why}\n")),
@@ -126,6 +147,18 @@ impl Refusal {
                 self.status(),
                 "429 Too Many Requests: Connection limit exceeded\n".into(),
             ),
+            Refusal::TooManyFailedChecks { retry_after_s } => {
+                let mut r = plain(
+                    self.status(),
+                    "429 Too Many Requests: too many failed token checks from this address\n"
+                        .into(),
+                );
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(*retry_after_s),
+                );
+                r
+            }
         }
     }
 }
@@ -141,7 +174,8 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// The client's IP (from `X-Forwarded-For` behind a trusted proxy).
+    /// The client's IP (from `X-Forwarded-For` behind a trusted proxy), an
+    /// IPv4-mapped IPv6 address given as the IPv4 address.
     pub fn client_ip(&self) -> IpAddr {
         self.ip
     }
@@ -167,12 +201,14 @@ impl WsEndpoint {
         let limiter = ConnLimiter::new(options.max_conns_per_ip, options.max_conns_total);
         metrics.watch_limiter(limiter.clone());
         let access = AccessWatch::new(options.recheck_interval, options.recheck_concurrency);
+        let failed_checks = FailedChecks::new(options.max_failed_checks_per_ip);
         Self {
             ctx: Arc::new(WsContext {
                 hub,
                 auth,
                 settings: options,
                 limiter,
+                failed_checks,
                 metrics,
                 backfill: None,
                 access,
@@ -205,9 +241,9 @@ impl WsEndpoint {
     }
 
     /// The checks made before the upgrade, usable on their own: the bearer
-    /// token's shape (403) and the connection limits (429); see
-    /// [`Refusal::response`] for the daemon's answer. `peer` is the TCP
-    /// peer's address.
+    /// token's shape (403), the client's failed token checks and the
+    /// connection limits (429); see [`Refusal::response`] for the daemon's
+    /// answer. `peer` is the TCP peer's address.
     pub fn check<B>(&self, req: &Request<B>, peer: SocketAddr) -> Result<Admission, Refusal> {
         let auth = req
             .headers()
@@ -222,7 +258,20 @@ impl WsEndpoint {
             }
         };
         let ip = client_ip(peer.ip(), req.headers(), &self.ctx.settings.trusted_proxies);
-        match self.ctx.limiter.try_acquire(ip) {
+        self.admit(token, ip)
+    }
+
+    /// The limits on the client at `ip`: its failed token checks, then a
+    /// connection slot.
+    fn admit(&self, token: Token, ip: IpAddr) -> Result<Admission, Refusal> {
+        let key = client_key(ip);
+        // Before a slot is taken: a refused client holds nothing.
+        if let Err(TooManyFailures { retry_after_s }) = self.ctx.failed_checks.check(key) {
+            self.ctx.metrics.handshake("limited_failed_checks");
+            tracing::debug!(%ip, retry_after_s, "upgrade refused: too many failed token checks");
+            return Err(Refusal::TooManyFailedChecks { retry_after_s });
+        }
+        match self.ctx.limiter.try_acquire(key) {
             Ok(slot) => Ok(Admission { token, ip, slot }),
             Err(limit) => {
                 self.ctx.metrics.handshake(match limit {

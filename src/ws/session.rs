@@ -244,6 +244,9 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
             return;
         }
         Err(e) => {
+            if e.rejects_token() {
+                ctx.failed_checks.record(crate::limits::client_key(peer));
+            }
             ctx.metrics.handshake(e.outcome());
             let (code, message, close) = e.answer();
             let token = fingerprint.unwrap_or_default();
