@@ -436,6 +436,13 @@ pub struct ClusterConfig {
     pub tls_cert_file: Option<PathBuf>,
     /// The private key (PEM) of [`Self::tls_cert_file`].
     pub tls_key_file: Option<PathBuf>,
+    /// Most seqs one resume may read back in the stream (beyond this
+    /// node's own window): an older resume is answered `too_old`.
+    pub backfill_max_events: u64,
+    /// Most bytes of events one resume may take from the stream.
+    pub backfill_max_bytes: usize,
+    /// Resumes reading the stream at once on this node; more wait.
+    pub backfill_concurrency: usize,
 }
 
 impl Default for ClusterConfig {
@@ -457,6 +464,9 @@ impl Default for ClusterConfig {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            backfill_max_events: 100_000,
+            backfill_max_bytes: 64 << 20,
+            backfill_concurrency: 4,
         }
     }
 }
@@ -994,6 +1004,24 @@ impl Config {
             "cluster.publish_timeout_s",
             format!("must be 1..=60 seconds, got {}", c.publish_timeout_s),
         );
+        check(
+            (1..=10_000_000).contains(&c.backfill_max_events),
+            "cluster.backfill_max_events",
+            format!("must be 1..=10000000, got {}", c.backfill_max_events),
+        );
+        check(
+            (1 << 16..=16 << 30).contains(&c.backfill_max_bytes),
+            "cluster.backfill_max_bytes",
+            format!(
+                "must be 65536 ..= 17179869184 bytes, got {}",
+                c.backfill_max_bytes
+            ),
+        );
+        check(
+            (1..=256).contains(&c.backfill_concurrency),
+            "cluster.backfill_concurrency",
+            format!("must be 1..=256, got {}", c.backfill_concurrency),
+        );
         if let Some(n) = &c.node_name {
             check(
                 !n.is_empty() && n.len() <= 64 && n.chars().all(|ch| ch.is_ascii_graphic()),
@@ -1521,6 +1549,14 @@ max_age_s = 0
             (c.cluster.duplicate_window_s, c.cluster.publish_timeout_s),
             (120, 5)
         );
+        assert_eq!(
+            (
+                c.cluster.backfill_max_events,
+                c.cluster.backfill_max_bytes,
+                c.cluster.backfill_concurrency
+            ),
+            (100_000, 64 << 20, 4)
+        );
         let text = r#"
 [cluster]
 nats_url = "nats://a:4222, "
@@ -1534,6 +1570,9 @@ publish_timeout_s = 0
 node_name = "two words"
 creds_file = "/nonexistent/creds"
 tls_ca_file = "/nonexistent/ca.pem"
+backfill_max_events = 0
+backfill_max_bytes = 10
+backfill_concurrency = 0
 "#;
         let mut got = keys(text);
         got.sort();
@@ -1549,6 +1588,9 @@ tls_ca_file = "/nonexistent/ca.pem"
             "cluster.node_name",
             "cluster.creds_file",
             "cluster.tls_ca_file",
+            "cluster.backfill_max_events",
+            "cluster.backfill_max_bytes",
+            "cluster.backfill_concurrency",
         ];
         want.sort();
         assert_eq!(got, want);

@@ -529,6 +529,62 @@ async fn a_resume_older_than_the_node_is_served_from_the_stream() {
     assert_eq!(got, want);
 }
 
+/// What one resume may read back in the stream is bounded per node
+/// (issue #23): more seqs than `cluster.backfill_max_events`, or more bytes
+/// of kept events than `cluster.backfill_max_bytes`, is `too_old`; within
+/// them it is served; resumes arriving together beyond
+/// `cluster.backfill_concurrency` wait their turn and are all served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_from_the_stream_are_bounded_per_node() {
+    let nats = Nats::start();
+    let a = node(&nats, "S11").await;
+    let post = |n: u64| {
+        let body = pr_payload("org3", "repo", n, "someone", false);
+        let a = &a;
+        async move {
+            let id = format!("e-{n}");
+            assert_eq!(a.webhook_with_id("pull_request", &body, &id).await.0, 200);
+        }
+    };
+    for n in 1..=300 {
+        post(n).await;
+    }
+    let bounds = "[replay]\nmax_events = 3\n";
+    let cluster =
+        "backfill_max_events = 200\nbackfill_max_bytes = 65536\nbackfill_concurrency = 1\n";
+    let b = TestServer::start(&node_config(&nats, "S11", &format!("{cluster}{bounds}"))).await;
+    for n in 301..=302 {
+        post(n).await;
+    }
+    b.wait_stats("b applied 302", |s| s.events_accepted == 302)
+        .await;
+    let racer = token("racer");
+    let resume = |after: u64| {
+        let epoch = b.hub().epoch().to_owned();
+        let sub = json!({"organization": "org3", "resume": {"epoch": epoch, "after": after}});
+        subscribe_as(b.addr, &racer, sub)
+    };
+    // 250 seqs back in the stream: over backfill_max_events, refused
+    // without reading.
+    let (_, first) = resume(50).await;
+    assert_eq!(
+        (first["resumed"].as_bool(), first["resume_error"].as_str()),
+        (Some(false), Some("too_old")),
+        "{first}"
+    );
+    // 190 seqs, all kept, of events of ~500 bytes: over 64 KiB.
+    let (_, first) = resume(110).await;
+    assert_eq!(first["resume_error"], "too_old", "{first}");
+    // 20 seqs, six resumes at once through one backfill at a time.
+    let resumes = futures_util::future::join_all((0..6).map(|_| resume(280))).await;
+    for (mut ws, first) in resumes {
+        assert_eq!(first["resumed"], true, "{first}");
+        let got = collect(&mut ws, 22).await;
+        let want: Vec<(u64, String)> = (281..=302).map(|n| (n, format!("e-{n}"))).collect();
+        assert_eq!(got, want);
+    }
+}
+
 /// A NATS deployment as run in production: TLS that verifies clients, and a
 /// password. A node given the CA, a client certificate and the password
 /// joins and delivers. A wrong password, no client certificate, or no

@@ -83,14 +83,27 @@ pub(crate) trait Backfill: Send + Sync + 'static {
     /// call (a client may resume after a seq another node has seen first).
     fn catch_up(&self) -> BackfillFuture<'_, ()>;
 
-    /// The events with seq in `from ..= to` that `keep` accepts, in order;
-    /// `Ok(None)` when the source no longer holds `from`.
+    /// The events with seq in `from ..= to` that `keep` accepts, in order,
+    /// within the source's own bounds on one resume. `Err` when the source
+    /// cannot be read now: nothing is lost, the client may come back.
     fn fetch<'a>(
         &'a self,
         from: u64,
         to: u64,
         keep: Box<dyn Fn(&Event) -> bool + Send + Sync + 'a>,
-    ) -> BackfillFuture<'a, Option<Vec<Arc<Event>>>>;
+    ) -> BackfillFuture<'a, Backfilled>;
+}
+
+/// What a [`Backfill`] gave a resume.
+#[derive(Debug)]
+pub(crate) enum Backfilled {
+    /// The events asked for, in order.
+    Events(Vec<Arc<Event>>),
+    /// The source no longer holds the start of the range.
+    NotHeld,
+    /// More than the source gives one resume: the resume is too old for
+    /// this node to replay.
+    TooLarge,
 }
 
 /// Events per chunk of the window.

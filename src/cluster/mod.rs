@@ -27,7 +27,7 @@ use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use crate::broker::{Backfill, BackfillFuture, Hub};
+use crate::broker::{Backfill, BackfillFuture, Backfilled, Hub};
 use crate::config::{ClusterConfig, redact_userinfo};
 use crate::event::Event;
 use crate::event::EventParts;
@@ -107,6 +107,27 @@ struct Inner {
     applied: watch::Sender<u64>,
     stats: Arc<ClusterStats>,
     hub: OnceLock<Hub>,
+    /// Resumes reading the stream at once on this node
+    /// (`cluster.backfill_concurrency`); more wait their turn, within the
+    /// read's time limit.
+    backfills: tokio::sync::Semaphore,
+    /// What one resume may read from the stream.
+    backfill_bounds: BackfillBounds,
+}
+
+/// How much one resume may take from the stream: `cluster.backfill_max_events`
+/// seqs, `cluster.backfill_max_bytes` of the events it keeps.
+#[derive(Debug, Clone, Copy)]
+struct BackfillBounds {
+    max_seqs: u64,
+    max_bytes: usize,
+}
+
+impl BackfillBounds {
+    /// Whether `from ..= to` spans more seqs than one resume may read.
+    fn refuse_range(&self, from: u64, to: u64) -> bool {
+        to.saturating_sub(from).saturating_add(1) > self.max_seqs
+    }
 }
 
 /// Back-off between attempts to reach NATS again: 100 ms doubling to 5 s,
@@ -178,6 +199,11 @@ impl Cluster {
                 applied: watch::Sender::new(last),
                 stats,
                 hub: OnceLock::new(),
+                backfills: tokio::sync::Semaphore::new(config.backfill_concurrency),
+                backfill_bounds: BackfillBounds {
+                    max_seqs: config.backfill_max_events,
+                    max_bytes: config.backfill_max_bytes,
+                },
             }),
         })
     }
@@ -711,30 +737,44 @@ impl Backfill for Cluster {
         from: u64,
         to: u64,
         keep: Box<dyn Fn(&Event) -> bool + Send + Sync + 'a>,
-    ) -> BackfillFuture<'a, Option<Vec<Arc<Event>>>> {
+    ) -> BackfillFuture<'a, Backfilled> {
         Box::pin(async move {
             let inner = &self.inner;
+            let bounds = inner.backfill_bounds;
+            if bounds.refuse_range(from, to) {
+                return Ok(Backfilled::TooLarge);
+            }
             if !inner.connected() {
                 return Err("NATS is not connected".into());
             }
             let limit = inner.publish_timeout * 6;
-            tokio::time::timeout(limit, fetch_range(inner, from, to, &*keep))
-                .await
-                .map_err(|_| {
-                    format!("reading seqs {from}..={to} took over {} s", limit.as_secs())
-                })?
+            let bounded = async {
+                let _turn = inner
+                    .backfills
+                    .acquire()
+                    .await
+                    .map_err(|_| "closed".to_owned())?;
+                fetch_range(inner, from, to, bounds, &*keep).await
+            };
+            tokio::time::timeout(limit, bounded).await.map_err(|_| {
+                format!(
+                    "reading seqs {from}..={to} (waiting for other resumes included) took over {} s",
+                    limit.as_secs()
+                )
+            })?
         })
     }
 }
 
-/// The events with seq in `from ..= to` that `keep` accepts; `None` when
-/// the stream no longer holds `from`.
+/// The events with seq in `from ..= to` that `keep` accepts, at most
+/// `bounds.max_bytes` of them.
 async fn fetch_range(
     inner: &Inner,
     from: u64,
     to: u64,
+    bounds: BackfillBounds,
     keep: &(dyn Fn(&Event) -> bool + Send + Sync),
-) -> Result<Option<Vec<Arc<Event>>>, String> {
+) -> Result<Backfilled, String> {
     let mut s = inner
         .js
         .get_stream(&inner.stream)
@@ -748,10 +788,11 @@ async fn fetch_range(
         .first_sequence;
     inner.stream_first.store(first.max(1), Relaxed);
     if first > from {
-        return Ok(None);
+        return Ok(Backfilled::NotHeld);
     }
     let mut messages = read_from(&s, from).await?;
     let mut out = Vec::new();
+    let mut bytes = 0usize;
     while let Some(m) = messages.next().await {
         // An ordered consumer recovers from errors by itself (from the seq
         // after the last it delivered): keep reading, within the caller's
@@ -772,6 +813,10 @@ async fn fetch_range(
             let mut event = Event::new(parts);
             event.set_seq(seq);
             if keep(&event) {
+                bytes += event.size();
+                if bytes > bounds.max_bytes {
+                    return Ok(Backfilled::TooLarge);
+                }
                 out.push(Arc::new(event));
             }
         }
@@ -779,5 +824,5 @@ async fn fetch_range(
             break;
         }
     }
-    Ok(Some(out))
+    Ok(Backfilled::Events(out))
 }

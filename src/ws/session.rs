@@ -23,8 +23,8 @@ use super::wire::Wire;
 use crate::auth::{AuthError, IdentityKind, Token};
 use crate::broker::filter::Verdict;
 use crate::broker::{
-    ClientId, ClientProfile, Drained, Filter, JoinError, Missed, Outbox, Outgoing, Registration,
-    Replay, ResumeRefusal, Subscriber,
+    Backfilled, ClientId, ClientProfile, Drained, Filter, JoinError, Missed, Outbox, Outgoing,
+    Registration, Replay, ResumeRefusal, Subscriber,
 };
 use crate::event::Event;
 use crate::metrics::LatencyHistogram;
@@ -319,7 +319,7 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
         (Some(Missed::Partly { floor, mut held }), Some(from), Some(filter)) => {
             // What this node no longer holds comes from the stream.
             let fetched = match &ctx.backfill {
-                None => Ok(None),
+                None => Ok(Backfilled::NotHeld),
                 Some(backfill) => {
                     let judge = filter.clone();
                     let keep = Box::new(move |e: &Event| judge.judge(e, enforce) != Verdict::Skip);
@@ -327,14 +327,16 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
                 }
             };
             match fetched {
-                Ok(Some(older)) => {
+                Ok(Backfilled::Events(older)) => {
                     held.prepend(older);
                     (
                         Some(Box::new(Replay::new(held, filter, enforce))),
                         Some(Ok(())),
                     )
                 }
-                Ok(None) => (None, Some(Err(ResumeRefusal::TooOld))),
+                Ok(Backfilled::NotHeld | Backfilled::TooLarge) => {
+                    (None, Some(Err(ResumeRefusal::TooOld)))
+                }
                 Err(e) => {
                     // Not "too_old": nothing is lost, it just cannot be
                     // read now. The client is told to come back.
