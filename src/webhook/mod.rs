@@ -7,6 +7,7 @@
 
 mod body;
 mod commit_cache;
+mod expiring;
 mod extract;
 mod parser;
 mod signature;
