@@ -569,3 +569,43 @@ async fn joins_and_delivers(nats: &Nats, stream: &str, extra: &str) -> TestServe
     assert_eq!(collect(&mut ws, 1).await, [(1, stream.to_owned())]);
     node
 }
+
+/// `/metrics` of a node.
+async fn metrics_of(node: &TestServer) -> String {
+    request(node.addr, "GET", "/metrics", &[], Vec::new())
+        .await
+        .1
+}
+
+/// A pull request with 500 requested reviewers: intake keeps the first
+/// users within the stream message's limit, so that every node applies the
+/// event instead of skipping it as malformed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_with_hundreds_of_users_reaches_every_node() {
+    let nats = Nats::start();
+    let a = node(&nats, "S12").await;
+    let b = node(&nats, "S12").await;
+    let mut alice = subscribe(b.addr, "alice", json!({"user_events_only": true})).await;
+    let mut body: Value =
+        serde_json::from_slice(&pr_payload("acme", "api", 9, "someone", false)).unwrap();
+    let reviewers: Vec<Value> = std::iter::once("alice".to_owned())
+        .chain((1..500).map(|i| format!("reviewer{i}")))
+        .map(|login| json!({"login": login}))
+        .collect();
+    body["pull_request"]["requested_reviewers"] = Value::Array(reviewers);
+    let body = serde_json::to_vec(&body).unwrap();
+    assert_eq!(
+        a.webhook_with_id("pull_request", &body, "crowded").await,
+        (200, "OK".to_owned())
+    );
+    assert_eq!(collect(&mut alice, 1).await, [(1, "crowded".to_owned())]);
+    for node in [&a, &b] {
+        node.wait_stats("applied", |s| s.events_accepted == 1).await;
+        let text = metrics_of(node).await;
+        assert!(
+            text.contains("hookfan_cluster_skipped_messages_total{reason=\"malformed\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("hookfan_cluster_applied_seq 1\n"), "{text}");
+    }
+}
