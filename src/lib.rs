@@ -181,8 +181,8 @@ pub use limits::ConnCounts;
 pub use metrics::Metrics;
 pub use subscription::{ResumeFrom, Subscription, SubscriptionError};
 pub use webhook::{
-    CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, SinkError, SinkFuture,
-    WebhookEndpoint, WebhookOptions, WebhookVerifier, sign,
+    CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, Signature, SignatureError,
+    SinkError, SinkFuture, WebhookEndpoint, WebhookOptions, WebhookVerifier, sign,
 };
 pub use ws::{Admission, Refusal, WsEndpoint, WsOptions};
 

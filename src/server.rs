@@ -170,6 +170,9 @@ pub async fn start(
             allowed_events: allowed,
             commit_cache_entries: config.webhook.commit_cache_entries,
             commit_cache_ttl: Duration::from_secs(config.webhook.commit_cache_ttl_s),
+            body_timeout: Duration::from_secs(config.webhook.body_timeout_s),
+            max_concurrent_requests: config.webhook.max_concurrent_requests,
+            max_inflight_bytes: config.webhook.max_inflight_bytes,
         },
         metrics.clone(),
     );
