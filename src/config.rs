@@ -175,6 +175,11 @@ pub struct WebhookConfig {
     /// Most bytes reserved at once for the bodies of webhooks in progress
     /// (more: 503).
     pub max_inflight_bytes: u64,
+    /// Most delivery ids remembered to answer redeliveries `duplicate`
+    /// (0 disables it).
+    pub dedup_entries: usize,
+    /// Seconds a delivery id is remembered.
+    pub dedup_window_s: u64,
 }
 
 impl Default for WebhookConfig {
@@ -188,12 +193,17 @@ impl Default for WebhookConfig {
             body_timeout_s: 10,
             max_concurrent_requests: 64,
             max_inflight_bytes: 256 << 20,
+            dedup_entries: 100_000,
+            dedup_window_s: 259_200,
         }
     }
 }
 
 /// Largest `webhook.max_inflight_bytes`: 16 GiB.
 const MAX_INFLIGHT_BYTES: u64 = 16 << 30;
+
+/// Longest `webhook.dedup_window_s`: 30 days (GitHub redelivers for 3).
+const MAX_DEDUP_WINDOW_S: u64 = 30 * 86_400;
 
 impl WebhookConfig {
     /// The allowed event types, or `None` when every type is allowed.
@@ -808,6 +818,19 @@ impl Config {
                 w.max_payload_bytes, w.max_inflight_bytes
             ),
         );
+        check(
+            w.dedup_entries <= 10_000_000,
+            "webhook.dedup_entries",
+            format!("must be at most 10000000, got {}", w.dedup_entries),
+        );
+        check(
+            (1..=MAX_DEDUP_WINDOW_S).contains(&w.dedup_window_s),
+            "webhook.dedup_window_s",
+            format!(
+                "must be 1..={MAX_DEDUP_WINDOW_S} seconds, got {}",
+                w.dedup_window_s
+            ),
+        );
 
         let b = &self.broker;
         check(
@@ -1372,6 +1395,8 @@ mod tests {
         assert_eq!(c.webhook.body_timeout_s, 10);
         assert_eq!(c.webhook.max_concurrent_requests, 64);
         assert_eq!(c.webhook.max_inflight_bytes, 268_435_456);
+        assert_eq!(c.webhook.dedup_entries, 100_000);
+        assert_eq!(c.webhook.dedup_window_s, 259_200);
         assert_eq!(c.broker.shards, 0);
         assert_eq!(c.broker.client_queue, 256);
         assert_eq!(c.broker.slow_client, SlowClientPolicy::Drop);
@@ -1623,6 +1648,9 @@ tls_ca_file = "/nonexistent/ca.pem"
                 "max_inflight_bytes = 17179869185",
                 "webhook.max_inflight_bytes",
             ),
+            ("dedup_entries = 10000001", "webhook.dedup_entries"),
+            ("dedup_window_s = 0", "webhook.dedup_window_s"),
+            ("dedup_window_s = 2592001", "webhook.dedup_window_s"),
         ] {
             assert_eq!(keys(&format!("[webhook]\n{text}\n")), [key], "{text}");
         }
@@ -1636,7 +1664,7 @@ tls_ca_file = "/nonexistent/ca.pem"
             e[0].message
         );
         let ok = Config::parse(
-            "[webhook]\nbody_timeout_s = 300\nmax_concurrent_requests = 1\nmax_inflight_bytes = 1048576\n",
+            "[webhook]\nbody_timeout_s = 300\nmax_concurrent_requests = 1\nmax_inflight_bytes = 1048576\ndedup_entries = 0\ndedup_window_s = 1\n",
             Path::new("/"),
         )
         .unwrap();

@@ -182,7 +182,7 @@ pub use metrics::Metrics;
 pub use subscription::{ResumeFrom, Subscription, SubscriptionError};
 pub use webhook::{
     CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, Signature, SignatureError,
-    SinkError, SinkFuture, WebhookEndpoint, WebhookOptions, WebhookVerifier, sign,
+    SinkError, SinkFuture, Stored, WebhookEndpoint, WebhookOptions, WebhookVerifier, sign,
 };
 pub use ws::{Admission, Refusal, WsEndpoint, WsOptions};
 
@@ -193,8 +193,11 @@ pub use broker::bench;
 /// A single node: intake broadcasts straight on the hub, and an event is
 /// ordered (and answered 200) as soon as the hub has it.
 impl EventSink for Hub {
-    fn submit(&self, event: EventParts) -> SinkFuture<'_, u64> {
+    fn submit(&self, event: EventParts) -> SinkFuture<'_, Stored> {
         let seq = self.broadcast(Event::new(event)).seq;
-        Box::pin(std::future::ready(Ok(seq)))
+        Box::pin(std::future::ready(Ok(Stored {
+            seq,
+            duplicate: false,
+        })))
     }
 }

@@ -27,7 +27,7 @@ use crate::cluster::ClusterStats;
 use crate::limits::ConnLimiter;
 use crate::tls::acme::AcmeStats;
 use crate::tls::server::CertStore;
-use crate::webhook::{Capacity, CommitCache};
+use crate::webhook::{Capacity, CommitCache, DeliveryIds};
 
 /// Latency bucket bounds, in seconds.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -68,9 +68,15 @@ pub struct Metrics {
     pub(crate) delivery_latency: Arc<LatencyHistogram>,
     limiter: Arc<OnceLock<Arc<ConnLimiter>>>,
     commit_cache: Arc<OnceLock<Arc<CommitCache>>>,
-    intake: Arc<OnceLock<Arc<Capacity>>>,
+    intake: Arc<OnceLock<IntakeWatch>>,
     cluster: Arc<OnceLock<Arc<ClusterStats>>>,
     tls: Arc<OnceLock<TlsWatch>>,
+}
+
+/// Webhook intake's caps and its table of delivery ids.
+struct IntakeWatch {
+    capacity: Arc<Capacity>,
+    deliveries: Arc<DeliveryIds>,
 }
 
 /// The listener's certificate, and the ACME client's counters.
@@ -172,9 +178,12 @@ impl Metrics {
         let _ = self.commit_cache.set(cache);
     }
 
-    /// Webhook intake's caps, whose use `/metrics` reports.
-    pub(crate) fn watch_intake(&self, capacity: Arc<Capacity>) {
-        let _ = self.intake.set(capacity);
+    /// Webhook intake's caps and delivery ids, whose use `/metrics` reports.
+    pub(crate) fn watch_intake(&self, capacity: Arc<Capacity>, deliveries: Arc<DeliveryIds>) {
+        let _ = self.intake.set(IntakeWatch {
+            capacity,
+            deliveries,
+        });
     }
 
     /// The connection limiter whose slots `/metrics` reports.
@@ -232,7 +241,7 @@ struct StateCollector {
     /// Set by the webhook endpoint that owns the cache.
     commit_cache: Arc<OnceLock<Arc<CommitCache>>>,
     /// Set by the webhook endpoint that owns them.
-    intake: Arc<OnceLock<Arc<Capacity>>>,
+    intake: Arc<OnceLock<IntakeWatch>>,
     /// Set in cluster mode.
     cluster: Arc<OnceLock<Arc<ClusterStats>>>,
     /// Set when the listener speaks TLS.
@@ -321,18 +330,24 @@ fn encode_cluster(e: &mut DescriptorEncoder, c: &ClusterStats) -> std::fmt::Resu
     )
 }
 
-fn encode_intake(e: &mut DescriptorEncoder, capacity: &Capacity) -> std::fmt::Result {
+fn encode_intake(e: &mut DescriptorEncoder, i: &IntakeWatch) -> std::fmt::Result {
     gauge(
         e,
         "webhook_requests_in_progress",
         "Webhook requests admitted (webhook.max_concurrent_requests) and not yet answered",
-        capacity.requests() as i64,
+        i.capacity.requests() as i64,
     )?;
     gauge(
         e,
         "webhook_reserved_bytes",
         "Bytes reserved for the bodies of webhook requests in progress (webhook.max_inflight_bytes)",
-        capacity.bytes() as i64,
+        i.capacity.bytes() as i64,
+    )?;
+    gauge(
+        e,
+        "delivery_ids",
+        "Delivery ids remembered to answer redeliveries duplicate",
+        i.deliveries.len() as i64,
     )
 }
 

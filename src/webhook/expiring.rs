@@ -1,6 +1,5 @@
 //! A map bounded in entries (oldest evicted first) and in age: what the
-//! commit cache is made of, generic over key and value so that other
-//! bounded tables of intake can be made of it too.
+//! commit cache and the delivery-id table are made of.
 //!
 //! Insertion order is a queue of (key, generation); re-inserting a key gives
 //! it a new generation and leaves its old listing behind as stale, which
@@ -89,6 +88,23 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
         self.map.get(key).map(|e| &e.value)
     }
 
+    /// Removes `key` if its entry is still the one of `generation` (not
+    /// replaced since); returns whether it did.
+    pub fn remove_generation<Q>(&mut self, key: &Q, generation: u64) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let ours = self
+            .map
+            .get(key)
+            .is_some_and(|e| e.generation == generation);
+        if ours {
+            self.map.remove(key);
+        }
+        ours
+    }
+
     /// Drops expired entries and the oldest ones beyond `max_entries`.
     fn evict(&mut self, now: Instant) {
         while let Some((key, generation)) = self.order.front() {
@@ -148,6 +164,18 @@ mod tests {
         assert_eq!(m.get("a", t + Duration::from_secs(59)), Some(&1));
         assert_eq!(m.get("a", t + Duration::from_secs(60)), None);
         assert_eq!(m.len(), 0);
+    }
+
+    #[test]
+    fn removal_by_generation_spares_a_newer_entry() {
+        let mut m = map(10);
+        let t = Instant::now();
+        let old = m.insert("a".into(), 1, t).unwrap();
+        let new = m.insert("a".into(), 2, t).unwrap();
+        assert!(!m.remove_generation("a", old));
+        assert_eq!(m.get("a", t), Some(&2));
+        assert!(m.remove_generation("a", new));
+        assert_eq!(m.get("a", t), None);
     }
 
     #[test]

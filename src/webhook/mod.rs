@@ -8,11 +8,13 @@
 //! A request is refused from its head alone when it can be (size,
 //! signature header, capacity), so that senders who declare much and send
 //! little hold no memory; its body is read under a deadline, into a buffer
-//! that grows with what arrives, within a shared byte budget.
+//! that grows with what arrives, within a shared byte budget. A delivery id
+//! already accepted is answered `duplicate` and not broadcast again.
 
 mod body;
 mod capacity;
 mod commit_cache;
+mod dedup;
 mod expiring;
 mod extract;
 mod outcome;
@@ -37,6 +39,8 @@ use body::{BodyError, check_declared, read_limited};
 pub(crate) use capacity::Capacity;
 use capacity::{Admitted, Full as CapacityFull};
 pub use commit_cache::{CommitCache, CommitCacheStats, PrInfo};
+use dedup::Claimed;
+pub(crate) use dedup::DeliveryIds;
 use outcome::Outcome;
 pub use parser::ParseError;
 pub(crate) use parser::parse;
@@ -58,12 +62,22 @@ impl std::fmt::Display for SinkError {
 
 impl std::error::Error for SinkError {}
 
+/// What a sink did with an event it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The event's sequence number (for a duplicate, the original's).
+    pub seq: u64,
+    /// The sink already held an event of the same delivery id (a cluster's
+    /// stream, within its duplicate window): it is not broadcast again.
+    pub duplicate: bool,
+}
+
 /// Where intake hands the events it builds: the [`Hub`](crate::Hub) itself
 /// on a single node, or the stream a cluster's nodes share.
 pub trait EventSink: Send + Sync + 'static {
-    /// Takes an event; resolves to its sequence number once it is stored
-    /// and ordered (the webhook is answered 200 only then).
-    fn submit(&self, event: EventParts) -> SinkFuture<'_, u64>;
+    /// Takes an event; resolves once it is stored and ordered (the webhook
+    /// is answered 200 only then), saying whether it was a duplicate.
+    fn submit(&self, event: EventParts) -> SinkFuture<'_, Stored>;
 
     /// Whether other nodes submit to the same stream, so that this node's
     /// commit cache may not yet know of a pull request just submitted
@@ -103,6 +117,10 @@ pub struct WebhookOptions {
     /// declared length whole, a body of unknown length as its buffer grows
     /// (more: 503).
     pub max_inflight_bytes: u64,
+    /// Most delivery ids remembered to refuse redeliveries (0 disables it).
+    pub dedup_entries: usize,
+    /// How long a delivery id is remembered.
+    pub dedup_window: Duration,
 }
 
 impl Default for WebhookOptions {
@@ -115,6 +133,8 @@ impl Default for WebhookOptions {
             body_timeout: Duration::from_secs(10),
             max_concurrent_requests: 64,
             max_inflight_bytes: 256 << 20,
+            dedup_entries: 100_000,
+            dedup_window: Duration::from_secs(259_200),
         }
     }
 }
@@ -124,7 +144,8 @@ impl Default for WebhookOptions {
 /// Checks in PROTOCOL.md's order: before the body is read, method 405,
 /// allowed type, declared size 413, signature header 401 and capacity 503;
 /// then the body, read under a deadline (408) and the size limit (413);
-/// then signature 401 and JSON 400. It parses the body once and submits the event to its sink, then answers
+/// then signature 401, JSON 400 and the delivery id (`duplicate`). It
+/// parses the body once and submits the event to its sink, then answers
 /// (503 when the sink could not store it); it never waits on clients. Safe
 /// to share between connections (`Send + Sync`); call
 /// [`WebhookEndpoint::handle`] from a tokio runtime.
@@ -135,6 +156,8 @@ pub struct WebhookEndpoint {
     allowed: Option<AHashSet<String>>,
     sink: Arc<dyn EventSink>,
     cache: Arc<CommitCache>,
+    /// Delivery ids accepted, to answer redeliveries `duplicate`.
+    deliveries: Arc<DeliveryIds>,
     /// Requests in progress and the bytes reserved for their bodies.
     capacity: Arc<Capacity>,
     body_timeout: Duration,
@@ -166,18 +189,23 @@ impl WebhookEndpoint {
             options.commit_cache_entries,
             options.commit_cache_ttl,
         ));
+        let deliveries = Arc::new(DeliveryIds::new(
+            options.dedup_entries,
+            options.dedup_window,
+        ));
         let capacity = Arc::new(Capacity::new(
             options.max_concurrent_requests,
             options.max_inflight_bytes,
         ));
         metrics.watch_commit_cache(cache.clone());
-        metrics.watch_intake(capacity.clone());
+        metrics.watch_intake(capacity.clone(), deliveries.clone());
         Self {
             verifier: WebhookVerifier::new(secret),
             max_payload: options.max_payload_bytes,
             allowed: options.allowed_events.map(|a| a.into_iter().collect()),
             sink,
             cache,
+            deliveries,
             capacity,
             body_timeout: options.body_timeout,
             retry_after: HeaderValue::from(options.body_timeout.as_secs().max(1)),
@@ -189,6 +217,12 @@ impl WebhookEndpoint {
     /// `pull_request` events and used to resolve check events.
     pub fn commit_cache(&self) -> &Arc<CommitCache> {
         &self.cache
+    }
+
+    /// The delivery ids accepted (a cluster node also teaches it the ids
+    /// of the events it applies from the stream).
+    pub(crate) fn delivery_ids(&self) -> &Arc<DeliveryIds> {
+        &self.deliveries
     }
 
     /// Parses a verified webhook body once (in place) into the parts of an
@@ -317,15 +351,36 @@ impl WebhookEndpoint {
         }
     }
 
-    /// A verified body: parsed and submitted.
+    /// A verified body: parsed, checked against the delivery ids accepted,
+    /// and submitted. The id is claimed before the submit, so that two
+    /// identical deliveries racing here broadcast once, and given back if
+    /// the sink fails, so that GitHub's redelivery goes through.
     async fn accept(&self, kind: &str, delivery: &str, mut body: Vec<u8>) -> Step<u64> {
         let Some(event) = self.parse_event(kind, delivery, &mut body).await? else {
-            return Err(Outcome::NoUrl);
+            return Err(if self.deliveries.contains(delivery) {
+                Outcome::Duplicate
+            } else {
+                Outcome::NoUrl
+            });
         };
-        self.sink.submit(event).await.map_err(|e| {
-            tracing::warn!(error = %e, kind, delivery, "webhook not stored: the stream is unavailable");
-            Outcome::Unavailable
-        })
+        let claim = match self.deliveries.claim(delivery) {
+            Claimed::Duplicate => return Err(Outcome::Duplicate),
+            Claimed::New(claim) => Some(claim),
+            Claimed::Untracked => None,
+        };
+        match self.sink.submit(event).await {
+            Ok(Stored {
+                duplicate: true, ..
+            }) => Err(Outcome::Duplicate),
+            Ok(stored) => Ok(stored.seq),
+            Err(e) => {
+                if let Some(claim) = claim {
+                    self.deliveries.release(delivery, claim);
+                }
+                tracing::warn!(error = %e, kind, delivery, "webhook not stored: the stream is unavailable");
+                Err(Outcome::Unavailable)
+            }
+        }
     }
 
     /// Parses a verified body (in place) into its event, `None` when it

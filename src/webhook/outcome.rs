@@ -33,6 +33,8 @@ pub(crate) enum Outcome {
     BadSignature,
     /// 400: the body is not JSON, or not a JSON object.
     InvalidJson,
+    /// 200, not broadcast again: this delivery id was already accepted.
+    Duplicate,
     /// 200, not broadcast: the event carries no URL.
     NoUrl,
     /// 200 `OK`: broadcast.
@@ -50,7 +52,9 @@ impl Outcome {
             Self::BadSignatureHeader | Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::ReadFailed | Self::InvalidJson => StatusCode::BAD_REQUEST,
-            Self::TypeNotAllowed | Self::NoUrl | Self::Broadcast => StatusCode::OK,
+            Self::TypeNotAllowed | Self::Duplicate | Self::NoUrl | Self::Broadcast => {
+                StatusCode::OK
+            }
             Self::BusyRequests | Self::BusyBytes | Self::Unavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -68,6 +72,7 @@ impl Outcome {
             Self::Timeout => "request timeout: the body was not received in time\n",
             Self::ReadFailed | Self::InvalidJson => "bad request\n",
             Self::TypeNotAllowed => "ignored: event type not allowed\n",
+            Self::Duplicate => "duplicate: delivery already accepted\n",
             Self::NoUrl => "ignored: event carries no pull request URL\n",
             Self::Broadcast => "OK",
             Self::Unavailable => "service unavailable: the event could not be stored\n",
@@ -87,6 +92,7 @@ impl Outcome {
             Self::ReadFailed => "read_failed",
             Self::BadSignature => "bad_signature",
             Self::InvalidJson => "invalid_json",
+            Self::Duplicate => "duplicate",
             Self::NoUrl => "no_url",
             Self::Broadcast => "broadcast",
             Self::Unavailable => "unavailable",
