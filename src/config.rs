@@ -169,6 +169,19 @@ pub struct WebhookConfig {
     pub commit_cache_entries: usize,
     /// Seconds a commit cache entry stays valid.
     pub commit_cache_ttl_s: u64,
+    /// Seconds a webhook body may take, counted from the moment its request
+    /// head has been received (longer: 408).
+    pub body_timeout_s: u64,
+    /// Most webhook requests in progress at once (more: 503).
+    pub max_concurrent_requests: usize,
+    /// Most bytes reserved at once for the bodies of webhooks in progress
+    /// (more: 503).
+    pub max_inflight_bytes: u64,
+    /// Most delivery ids remembered to answer redeliveries `duplicate`
+    /// (0 disables it).
+    pub dedup_entries: usize,
+    /// Seconds a delivery id is remembered.
+    pub dedup_window_s: u64,
 }
 
 impl Default for WebhookConfig {
@@ -179,9 +192,20 @@ impl Default for WebhookConfig {
             allowed_events: vec!["*".to_owned()],
             commit_cache_entries: 100_000,
             commit_cache_ttl_s: 86_400,
+            body_timeout_s: 10,
+            max_concurrent_requests: 64,
+            max_inflight_bytes: 256 << 20,
+            dedup_entries: 100_000,
+            dedup_window_s: 259_200,
         }
     }
 }
+
+/// Largest `webhook.max_inflight_bytes`: 16 GiB.
+const MAX_INFLIGHT_BYTES: u64 = 16 << 30;
+
+/// Longest `webhook.dedup_window_s`: 30 days (GitHub redelivers for 3).
+const MAX_DEDUP_WINDOW_S: u64 = 30 * 86_400;
 
 impl WebhookConfig {
     /// The allowed event types, or `None` when every type is allowed.
@@ -814,6 +838,37 @@ impl Config {
             "webhook.commit_cache_ttl_s",
             "must be at least 1 second".to_owned(),
         );
+        check(
+            (1..=300).contains(&w.body_timeout_s),
+            "webhook.body_timeout_s",
+            format!("must be 1..=300 seconds, got {}", w.body_timeout_s),
+        );
+        check(
+            (1..=65_536).contains(&w.max_concurrent_requests),
+            "webhook.max_concurrent_requests",
+            format!("must be 1..=65536, got {}", w.max_concurrent_requests),
+        );
+        check(
+            (w.max_payload_bytes..=MAX_INFLIGHT_BYTES).contains(&w.max_inflight_bytes),
+            "webhook.max_inflight_bytes",
+            format!(
+                "must be at least webhook.max_payload_bytes ({}) and at most {MAX_INFLIGHT_BYTES}, got {}",
+                w.max_payload_bytes, w.max_inflight_bytes
+            ),
+        );
+        check(
+            w.dedup_entries <= 10_000_000,
+            "webhook.dedup_entries",
+            format!("must be at most 10000000, got {}", w.dedup_entries),
+        );
+        check(
+            (1..=MAX_DEDUP_WINDOW_S).contains(&w.dedup_window_s),
+            "webhook.dedup_window_s",
+            format!(
+                "must be 1..={MAX_DEDUP_WINDOW_S} seconds, got {}",
+                w.dedup_window_s
+            ),
+        );
 
         let b = &self.broker;
         check(
@@ -1406,6 +1461,11 @@ mod tests {
         assert_eq!(c.webhook.allowed_events, vec!["*"]);
         assert_eq!(c.webhook.commit_cache_entries, 100_000);
         assert_eq!(c.webhook.commit_cache_ttl_s, 86_400);
+        assert_eq!(c.webhook.body_timeout_s, 10);
+        assert_eq!(c.webhook.max_concurrent_requests, 64);
+        assert_eq!(c.webhook.max_inflight_bytes, 268_435_456);
+        assert_eq!(c.webhook.dedup_entries, 100_000);
+        assert_eq!(c.webhook.dedup_window_s, 259_200);
         assert_eq!(c.broker.shards, 0);
         assert_eq!(c.broker.client_queue, 256);
         assert_eq!(c.broker.slow_client, SlowClientPolicy::Drop);
@@ -1681,6 +1741,47 @@ backfill_concurrency = 0
             keys("[auth]\nprovider = \"static\"\n"),
             vec!["auth.tokens_file"]
         );
+    }
+
+    #[test]
+    fn webhook_limits_are_checked_by_key() {
+        for (text, key) in [
+            ("body_timeout_s = 0", "webhook.body_timeout_s"),
+            ("body_timeout_s = 301", "webhook.body_timeout_s"),
+            (
+                "max_concurrent_requests = 0",
+                "webhook.max_concurrent_requests",
+            ),
+            (
+                "max_concurrent_requests = 65537",
+                "webhook.max_concurrent_requests",
+            ),
+            ("max_inflight_bytes = 1000", "webhook.max_inflight_bytes"),
+            (
+                "max_inflight_bytes = 17179869185",
+                "webhook.max_inflight_bytes",
+            ),
+            ("dedup_entries = 10000001", "webhook.dedup_entries"),
+            ("dedup_window_s = 0", "webhook.dedup_window_s"),
+            ("dedup_window_s = 2592001", "webhook.dedup_window_s"),
+        ] {
+            assert_eq!(keys(&format!("[webhook]\n{text}\n")), [key], "{text}");
+        }
+        // The byte budget must hold at least one largest body.
+        let e = errors("[webhook]\nmax_payload_bytes = 2097152\nmax_inflight_bytes = 1048576\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "webhook.max_inflight_bytes");
+        assert!(
+            e[0].message.contains("webhook.max_payload_bytes (2097152)"),
+            "{}",
+            e[0].message
+        );
+        let ok = Config::parse(
+            "[webhook]\nbody_timeout_s = 300\nmax_concurrent_requests = 1\nmax_inflight_bytes = 1048576\ndedup_entries = 0\ndedup_window_s = 1\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(ok.webhook.max_inflight_bytes, 1 << 20);
     }
 
     #[test]

@@ -112,6 +112,19 @@ pub fn type_label(kind: &str) -> &'static str {
 /// routed (it bounds the routing cost of a hostile or pathological body).
 pub const MAX_MENTIONS: usize = 100;
 
+/// Most users an event names: the involved logins plus the mentions.
+/// Intake keeps no more, and a cluster node refuses a stream message with
+/// more, so that every node builds the same event.
+pub const MAX_USERS: usize = MAX_MENTIONS + 64;
+
+/// Longest string field of an event (URL, organization, repository, commit
+/// SHA); intake counts a longer one as absent, and a cluster node refuses a
+/// stream message holding one.
+pub const MAX_FIELD: usize = 2048;
+
+/// Longest GitHub login; a longer name is not a login.
+pub const MAX_LOGIN: usize = 39;
+
 /// What an event is made from: the fields intake extracted, before
 /// normalization. Embedders broadcasting their own events fill this in.
 #[derive(Debug, Clone, Default)]

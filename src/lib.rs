@@ -182,8 +182,8 @@ pub use limits::ConnCounts;
 pub use metrics::Metrics;
 pub use subscription::{ResumeFrom, Subscription, SubscriptionError};
 pub use webhook::{
-    CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, SinkError, SinkFuture,
-    WebhookEndpoint, WebhookOptions, WebhookVerifier, sign,
+    CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, Signature, SignatureError,
+    SinkError, SinkFuture, Stored, WebhookEndpoint, WebhookOptions, WebhookVerifier, sign,
 };
 pub use ws::{Admission, Refusal, WsEndpoint, WsOptions};
 
@@ -194,8 +194,11 @@ pub use broker::bench;
 /// A single node: intake broadcasts straight on the hub, and an event is
 /// ordered (and answered 200) as soon as the hub has it.
 impl EventSink for Hub {
-    fn submit(&self, event: EventParts) -> SinkFuture<'_, u64> {
+    fn submit(&self, event: EventParts) -> SinkFuture<'_, Stored> {
         let seq = self.broadcast(Event::new(event)).seq;
-        Box::pin(std::future::ready(Ok(seq)))
+        Box::pin(std::future::ready(Ok(Stored {
+            seq,
+            duplicate: false,
+        })))
     }
 }

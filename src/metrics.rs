@@ -27,7 +27,7 @@ use crate::cluster::ClusterStats;
 use crate::limits::ConnLimiter;
 use crate::tls::acme::AcmeStats;
 use crate::tls::server::CertStore;
-use crate::webhook::CommitCache;
+use crate::webhook::{Capacity, CommitCache, DeliveryIds};
 
 /// Latency bucket bounds, in seconds.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -64,6 +64,7 @@ struct ChangeLabel {
 pub struct Metrics {
     registry: Registry,
     webhooks: Family<WebhookLabels, Counter>,
+    webhook_outcomes: Family<OutcomeLabel, Counter>,
     webhook_seconds: Histogram,
     handshakes: Family<OutcomeLabel, Counter>,
     auth_results: Family<ResultLabel, Counter>,
@@ -74,8 +75,15 @@ pub struct Metrics {
     pub(crate) delivery_latency: Arc<LatencyHistogram>,
     limiter: Arc<OnceLock<Arc<ConnLimiter>>>,
     commit_cache: Arc<OnceLock<Arc<CommitCache>>>,
+    intake: Arc<OnceLock<IntakeWatch>>,
     cluster: Arc<OnceLock<Arc<ClusterStats>>>,
     tls: Arc<OnceLock<TlsWatch>>,
+}
+
+/// Webhook intake's caps and its table of delivery ids.
+struct IntakeWatch {
+    capacity: Arc<Capacity>,
+    deliveries: Arc<DeliveryIds>,
 }
 
 /// The listener's certificate, and the ACME client's counters.
@@ -93,6 +101,12 @@ impl Metrics {
             "webhooks",
             "Webhook requests by event type and HTTP status",
             webhooks.clone(),
+        );
+        let webhook_outcomes = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "webhook_outcomes",
+            "Webhook requests by outcome (a row of the protocol's order of checks)",
+            webhook_outcomes.clone(),
         );
         let webhook_seconds = Histogram::new(LATENCY_BUCKETS);
         registry.register(
@@ -134,6 +148,7 @@ impl Metrics {
         let tls = Arc::new(OnceLock::new());
         let limiter = Arc::new(OnceLock::new());
         let commit_cache = Arc::new(OnceLock::new());
+        let intake = Arc::new(OnceLock::new());
         let cluster = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(StateCollector {
             cluster: cluster.clone(),
@@ -142,11 +157,13 @@ impl Metrics {
             latency: delivery_latency.clone(),
             limiter: limiter.clone(),
             commit_cache: commit_cache.clone(),
+            intake: intake.clone(),
             tls: tls.clone(),
         }));
         Arc::new(Self {
             registry,
             webhooks,
+            webhook_outcomes,
             webhook_seconds,
             handshakes,
             auth_results,
@@ -156,6 +173,7 @@ impl Metrics {
             delivery_latency,
             limiter,
             commit_cache,
+            intake,
             cluster,
             tls,
         })
@@ -181,18 +199,30 @@ impl Metrics {
         let _ = self.commit_cache.set(cache);
     }
 
+    /// Webhook intake's caps and delivery ids, whose use `/metrics` reports.
+    pub(crate) fn watch_intake(&self, capacity: Arc<Capacity>, deliveries: Arc<DeliveryIds>) {
+        let _ = self.intake.set(IntakeWatch {
+            capacity,
+            deliveries,
+        });
+    }
+
     /// The connection limiter whose slots `/metrics` reports.
     pub(crate) fn watch_limiter(&self, limiter: Arc<ConnLimiter>) {
         let _ = self.limiter.set(limiter);
     }
 
-    /// Counts a webhook request.
-    pub(crate) fn webhook(&self, kind: &str, status: u16, took: Duration) {
+    /// Counts a webhook request, by type and status and by outcome (a
+    /// fixed set of values).
+    pub(crate) fn webhook(&self, kind: &str, status: u16, outcome: &'static str, took: Duration) {
         self.webhooks
             .get_or_create(&WebhookLabels {
                 r#type: crate::event::type_label(kind),
                 status,
             })
+            .inc();
+        self.webhook_outcomes
+            .get_or_create(&OutcomeLabel { outcome })
             .inc();
         self.webhook_seconds.observe(took.as_secs_f64());
     }
@@ -246,6 +276,8 @@ struct StateCollector {
     limiter: Arc<OnceLock<Arc<ConnLimiter>>>,
     /// Set by the webhook endpoint that owns the cache.
     commit_cache: Arc<OnceLock<Arc<CommitCache>>>,
+    /// Set by the webhook endpoint that owns them.
+    intake: Arc<OnceLock<IntakeWatch>>,
     /// Set in cluster mode.
     cluster: Arc<OnceLock<Arc<ClusterStats>>>,
     /// Set when the listener speaks TLS.
@@ -331,6 +363,27 @@ fn encode_cluster(e: &mut DescriptorEncoder, c: &ClusterStats) -> std::fmt::Resu
         "cluster_consumer_starts",
         "Times the stream consumer was started (1 + restarts after failures)",
         c.consumer_starts.load(Relaxed),
+    )
+}
+
+fn encode_intake(e: &mut DescriptorEncoder, i: &IntakeWatch) -> std::fmt::Result {
+    gauge(
+        e,
+        "webhook_requests_in_progress",
+        "Webhook requests admitted (webhook.max_concurrent_requests) and not yet answered",
+        i.capacity.requests() as i64,
+    )?;
+    gauge(
+        e,
+        "webhook_reserved_bytes",
+        "Bytes reserved for the bodies of webhook requests in progress (webhook.max_inflight_bytes)",
+        i.capacity.bytes() as i64,
+    )?;
+    gauge(
+        e,
+        "delivery_ids",
+        "Delivery ids remembered to answer redeliveries duplicate",
+        i.deliveries.len() as i64,
     )
 }
 
@@ -490,6 +543,9 @@ impl Collector for StateCollector {
             for (result, v) in [("hit", c.hits), ("miss", c.misses)] {
                 ConstCounter::new(v).encode(m.encode_family(&[("result", result)])?)?;
             }
+        }
+        if let Some(i) = self.intake.get() {
+            encode_intake(&mut e, i)?;
         }
         if let Some(c) = self.cluster.get() {
             encode_cluster(&mut e, c)?;

@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Learners};
 use crate::config::{Config, ConfigError, TlsConfig, WebhookSecret};
 use crate::tls::acme::Acme;
 use crate::tls::server::{ACME_TLS_ALPN, CertFile, CertStore, Certificate};
@@ -174,12 +174,23 @@ pub async fn start(
             allowed_events: allowed,
             commit_cache_entries: config.webhook.commit_cache_entries,
             commit_cache_ttl: Duration::from_secs(config.webhook.commit_cache_ttl_s),
+            body_timeout: Duration::from_secs(config.webhook.body_timeout_s),
+            max_concurrent_requests: config.webhook.max_concurrent_requests,
+            max_inflight_bytes: config.webhook.max_inflight_bytes,
+            dedup_entries: config.webhook.dedup_entries,
+            dedup_window: Duration::from_secs(config.webhook.dedup_window_s),
         },
         metrics.clone(),
     );
     let commit_cache = webhook.commit_cache().clone();
     if let Some(c) = &cluster {
-        c.start(hub.clone(), commit_cache.clone());
+        c.start(
+            hub.clone(),
+            Learners {
+                commits: commit_cache.clone(),
+                deliveries: webhook.delivery_ids().clone(),
+            },
+        );
     }
     let (phase, phase_rx) = watch::channel(Phase::Serving);
     let app = Arc::new(App {

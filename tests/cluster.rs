@@ -16,6 +16,9 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The answer to a delivery id already accepted.
+const DUPLICATE: &str = "duplicate: delivery already accepted\n";
+
 /// A node's config: the test's NATS, `stream`, and room for many clients
 /// from 127.0.0.1.
 fn node_config(nats: &Nats, stream: &str, extra: &str) -> String {
@@ -300,12 +303,12 @@ async fn a_delivery_posted_twice_is_delivered_once_and_unknown_messages_are_skip
 
     let body = pr_payload("org2", "repo", 1, "someone", false);
     assert_eq!(
-        a.webhook_with_id("pull_request", &body, "twice").await.0,
-        200
+        a.webhook_with_id("pull_request", &body, "twice").await,
+        (200, "OK".to_owned())
     );
     assert_eq!(
-        b.webhook_with_id("pull_request", &body, "twice").await.0,
-        200
+        b.webhook_with_id("pull_request", &body, "twice").await,
+        (200, DUPLICATE.to_owned())
     );
     // A message from a newer release, straight onto the stream.
     let client = async_nats::connect(nats.url()).await.unwrap();
@@ -695,4 +698,127 @@ async fn joins_and_delivers(nats: &Nats, stream: &str, extra: &str) -> TestServe
     assert_eq!(status, 200);
     assert_eq!(collect(&mut ws, 1).await, [(1, stream.to_owned())]);
     node
+}
+
+/// `/metrics` of a node.
+async fn metrics_of(node: &TestServer) -> String {
+    request(node.addr, "GET", "/metrics", &[], Vec::new())
+        .await
+        .1
+}
+
+/// Whether a node reports itself connected to NATS.
+async fn connected(node: &TestServer) -> bool {
+    metrics_of(node)
+        .await
+        .lines()
+        .any(|l| l.starts_with("hookfan_cluster_connected{") && l.ends_with(" 1"))
+}
+
+/// A redelivery to another node is caught by that node's table of delivery
+/// ids, learnt from the stream: answered `duplicate` without asking
+/// JetStream, so it holds past the stream's (shorter) duplicate window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redelivery_to_another_node_is_answered_duplicate_from_its_table() {
+    let nats = Nats::start();
+    let config = node_config(&nats, "S10", "duplicate_window_s = 1\n");
+    let a = TestServer::start(&config).await;
+    let b = TestServer::start(&config).await;
+    let mut ws = subscribe(b.addr, "racer", json!({"organization": "org2"})).await;
+    let body = pr_payload("org2", "repo", 1, "someone", false);
+    assert_eq!(
+        a.webhook_with_id("pull_request", &body, "redelivered")
+            .await,
+        (200, "OK".to_owned())
+    );
+    b.wait_stats("b applied it", |s| s.events_accepted == 1)
+        .await;
+    assert_eq!(
+        b.webhook_with_id("pull_request", &body, "redelivered")
+            .await,
+        (200, DUPLICATE.to_owned())
+    );
+    let text = metrics_of(&b).await;
+    assert!(
+        text.contains("hookfan_cluster_published_total 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hookfan_webhook_outcomes_total{outcome=\"duplicate\"} 1\n"),
+        "{text}"
+    );
+    // A later delivery is the next event: nothing came in between.
+    assert_eq!(
+        b.webhook_with_id("pull_request", &body, "next").await,
+        (200, "OK".to_owned())
+    );
+    assert_eq!(
+        collect(&mut ws, 2).await,
+        [(1, "redelivered".to_owned()), (2, "next".to_owned())]
+    );
+}
+
+/// A webhook answered 503 (NATS down) gives its delivery id back: GitHub's
+/// redelivery, once NATS is back, is stored and delivered, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_refused_503_goes_through_when_redelivered() {
+    let mut nats = Nats::start();
+    let n = TestServer::start(&node_config(&nats, "S11", "")).await;
+    let mut ws = subscribe(n.addr, "racer", json!({"organization": "org1"})).await;
+    nats.kill();
+    // Once the node knows, it publishes nothing: the event is not stored.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while connected(&n).await {
+        assert!(Instant::now() < deadline, "the node never noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let body = pr_payload("org1", "repo", 1, "someone", false);
+    let (status, _) = n.webhook_with_id("pull_request", &body, "retried").await;
+    assert_eq!(status, 503);
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let (status, answer) = n.webhook_with_id("pull_request", &body, "retried").await;
+        if status == 200 {
+            break answer;
+        }
+        assert_eq!(status, 503, "{answer}");
+        assert!(Instant::now() < deadline, "NATS never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(answer, "OK", "not a duplicate: the 503 gave the id back");
+    assert_eq!(collect(&mut ws, 1).await, [(1, "retried".to_owned())]);
+}
+
+/// A pull request with 500 requested reviewers: intake keeps the first
+/// users within the stream message's limit, so that every node applies the
+/// event instead of skipping it as malformed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_with_hundreds_of_users_reaches_every_node() {
+    let nats = Nats::start();
+    let a = node(&nats, "S12").await;
+    let b = node(&nats, "S12").await;
+    let mut alice = subscribe(b.addr, "alice", json!({"user_events_only": true})).await;
+    let mut body: Value =
+        serde_json::from_slice(&pr_payload("acme", "api", 9, "someone", false)).unwrap();
+    let reviewers: Vec<Value> = std::iter::once("alice".to_owned())
+        .chain((1..500).map(|i| format!("reviewer{i}")))
+        .map(|login| json!({"login": login}))
+        .collect();
+    body["pull_request"]["requested_reviewers"] = Value::Array(reviewers);
+    let body = serde_json::to_vec(&body).unwrap();
+    assert_eq!(
+        a.webhook_with_id("pull_request", &body, "crowded").await,
+        (200, "OK".to_owned())
+    );
+    assert_eq!(collect(&mut alice, 1).await, [(1, "crowded".to_owned())]);
+    for node in [&a, &b] {
+        node.wait_stats("applied", |s| s.events_accepted == 1).await;
+        let text = metrics_of(node).await;
+        assert!(
+            text.contains("hookfan_cluster_skipped_messages_total{reason=\"malformed\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("hookfan_cluster_applied_seq 1\n"), "{text}");
+    }
 }

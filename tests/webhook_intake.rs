@@ -754,7 +754,12 @@ async fn status_codes_in_protocol_order_and_nothing_is_lost() {
 
     // 413: chunked body passing the limit; answered although the body never
     // ends (the terminating chunk is not sent), so the server stopped reading.
-    let mut req = b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: pull_request\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    // (With a well-formed signature header: without one, 401 comes first.)
+    let mut req = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\n{}Transfer-Encoding: chunked\r\n\r\n",
+        signed_headers("pull_request", &good)
+    )
+    .into_bytes();
     for _ in 0..3 {
         req.extend_from_slice(b"200\r\n");
         req.extend_from_slice(&[b'a'; 512]);

@@ -10,16 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventParts, MAX_MENTIONS};
+use crate::event::{EventParts, MAX_FIELD, MAX_USERS};
 
 /// The version this node writes and reads.
 pub const VERSION: u64 = 1;
-
-/// Most users a message may name: every involved login plus the mentions.
-const MAX_USERS: usize = MAX_MENTIONS + 64;
-
-/// Longest string field accepted (URLs, logins, ids).
-const MAX_FIELD: usize = 2048;
 
 /// Why a stream message could not be turned into an event.
 #[derive(Debug, Clone, PartialEq, Eq)]

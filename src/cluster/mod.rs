@@ -32,7 +32,7 @@ use crate::config::{ClusterConfig, redact_userinfo};
 use crate::event::Event;
 use crate::event::EventParts;
 use crate::metrics::LatencyHistogram;
-use crate::webhook::{CommitCache, EventSink, PrInfo, SinkError, SinkFuture};
+use crate::webhook::{CommitCache, DeliveryIds, EventSink, PrInfo, SinkError, SinkFuture, Stored};
 use facts::DecodeError;
 
 /// Why a node could not join its cluster at start.
@@ -84,6 +84,16 @@ pub(crate) struct ClusterStats {
     pub lost: AtomicU64,
     /// Times the consumer was (re)started.
     pub consumer_starts: AtomicU64,
+}
+
+/// What intake remembers and learns from every event applied, wherever
+/// its webhook arrived.
+pub(crate) struct Learners {
+    /// Pull request heads, to resolve check events.
+    pub commits: Arc<CommitCache>,
+    /// Delivery ids accepted, so that a redelivery to any node is answered
+    /// `duplicate`, also past JetStream's duplicate window.
+    pub deliveries: Arc<DeliveryIds>,
 }
 
 /// A node's link to the cluster's stream.
@@ -218,13 +228,13 @@ impl Cluster {
         self.inner.stats.clone()
     }
 
-    /// Starts applying the stream to `hub`, teaching `cache` every pull
-    /// request seen, until the hub stops.
-    pub fn start(&self, hub: Hub, cache: Arc<CommitCache>) {
+    /// Starts applying the stream to `hub`, teaching `learners` every pull
+    /// request and delivery id seen, until the hub stops.
+    pub fn start(&self, hub: Hub, learners: Learners) {
         hub.restart_at(self.inner.joined_at);
         let _ = self.inner.hub.set(hub.clone());
         let inner = self.inner.clone();
-        tokio::spawn(async move { consume(inner, hub, cache).await });
+        tokio::spawn(async move { consume(inner, hub, learners).await });
         let inner = self.inner.clone();
         tokio::spawn(async move { watch_stream(inner).await });
     }
@@ -482,12 +492,12 @@ fn epoch_of(info: &stream::Info) -> String {
 
 /// Applies the stream to the hub, in order, from the seq after the last
 /// applied; starts over (with back-off) whenever the consumer fails.
-async fn consume(inner: Arc<Inner>, hub: Hub, cache: Arc<CommitCache>) {
+async fn consume(inner: Arc<Inner>, hub: Hub, learners: Learners) {
     let mut attempt = 0usize;
     while !hub.is_stopped() {
         let from = *inner.applied.borrow() + 1;
         inner.stats.consumer_starts.fetch_add(1, Relaxed);
-        match consume_from(&inner, &hub, &cache, from).await {
+        match consume_from(&inner, &hub, &learners, from).await {
             Ok(()) => return,
             Err(e) => {
                 // It got somewhere: the next failure starts the backoff over.
@@ -510,7 +520,7 @@ async fn consume(inner: Arc<Inner>, hub: Hub, cache: Arc<CommitCache>) {
 async fn consume_from(
     inner: &Inner,
     hub: &Hub,
-    cache: &CommitCache,
+    learners: &Learners,
     from: u64,
 ) -> Result<(), String> {
     let stream = inner
@@ -533,7 +543,7 @@ async fn consume_from(
         let info = m.info().map_err(|e| e.to_string())?;
         let (seq, pending) = (info.stream_sequence, info.pending);
         inner.stats.stream_last.fetch_max(seq + pending, Relaxed);
-        apply(inner, hub, cache, seq, &m.payload);
+        apply(inner, hub, learners, seq, &m.payload);
     }
 }
 
@@ -556,7 +566,7 @@ async fn read_from(stream: &stream::Stream, from: u64) -> Result<consumer::pull:
 }
 
 /// Applies one stream message to the hub.
-fn apply(inner: &Inner, hub: &Hub, cache: &CommitCache, seq: u64, payload: &[u8]) {
+fn apply(inner: &Inner, hub: &Hub, learners: &Learners, seq: u64, payload: &[u8]) {
     let last = *inner.applied.borrow();
     if seq <= last {
         return;
@@ -576,7 +586,8 @@ fn apply(inner: &Inner, hub: &Hub, cache: &CommitCache, seq: u64, payload: &[u8]
     match facts::decode(payload) {
         Ok(parts) => {
             let event = Event::new(parts);
-            learn(cache, &event);
+            learn(&learners.commits, &event);
+            learners.deliveries.learn(event.delivery_id());
             hub.broadcast_at(event, seq);
         }
         Err(e) => {
@@ -672,7 +683,7 @@ impl Inner {
 }
 
 impl EventSink for Cluster {
-    fn submit(&self, event: EventParts) -> SinkFuture<'_, u64> {
+    fn submit(&self, event: EventParts) -> SinkFuture<'_, Stored> {
         Box::pin(async move {
             let inner = &self.inner;
             if !inner.connected() {
@@ -697,7 +708,12 @@ impl EventSink for Cluster {
                     inner.stats.publish_latency.observe(started.elapsed());
                     inner.stats.published.fetch_add(1, Relaxed);
                     inner.stats.stream_last.fetch_max(ack.sequence, Relaxed);
-                    Ok(ack.sequence)
+                    // A duplicate: the stream already held this delivery id
+                    // (within cluster.duplicate_window_s) and kept the first.
+                    Ok(Stored {
+                        seq: ack.sequence,
+                        duplicate: ack.duplicate,
+                    })
                 }
                 Ok(Err(e)) => {
                     inner.stats.publish_failures.fetch_add(1, Relaxed);

@@ -9,11 +9,10 @@
 //! request (a private one, say) because its SHA is equal. It is bounded in
 //! entries (oldest evicted first) and in age.
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use ahash::AHashMap;
+use super::expiring::ExpiringMap;
 
 /// What the cache knows about a pull request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,24 +32,10 @@ pub struct PrInfo {
 /// Safe to share between threads; every call takes one short lock.
 pub struct CommitCache {
     inner: Mutex<Inner>,
-    max_entries: usize,
-    ttl: Duration,
 }
 
-struct Entry {
-    info: PrInfo,
-    inserted: Instant,
-    /// Distinguishes this entry from older ones for the same SHA still
-    /// listed in `order`.
-    generation: u64,
-}
-
-#[derive(Default)]
 struct Inner {
-    map: AHashMap<Box<str>, Entry>,
-    /// Insertion order, oldest first; may hold stale generations.
-    order: VecDeque<(Box<str>, u64)>,
-    next_generation: u64,
+    map: ExpiringMap<Box<str>, PrInfo>,
     hits: u64,
     misses: u64,
 }
@@ -70,9 +55,11 @@ impl CommitCache {
     /// A cache of at most `max_entries` SHAs (0 disables it), each valid for `ttl`.
     pub fn new(max_entries: usize, ttl: Duration) -> Self {
         Self {
-            inner: Mutex::new(Inner::default()),
-            max_entries,
-            ttl,
+            inner: Mutex::new(Inner {
+                map: ExpiringMap::new(max_entries, ttl),
+                hits: 0,
+                misses: 0,
+            }),
         }
     }
 
@@ -105,68 +92,21 @@ impl CommitCache {
     }
 
     pub(crate) fn record_at(&self, repo: &str, sha: &str, info: PrInfo, now: Instant) {
-        let Some(key) = key(repo, sha).filter(|_| self.max_entries > 0) else {
-            return;
-        };
-        let mut inner = self.lock();
-        let generation = inner.next_generation;
-        inner.next_generation += 1;
-        inner.map.insert(
-            key.clone(),
-            Entry {
-                info,
-                inserted: now,
-                generation,
-            },
-        );
-        inner.order.push_back((key, generation));
-        self.evict(&mut inner, now);
+        if let Some(key) = key(repo, sha) {
+            self.lock().map.insert(key, info, now);
+        }
     }
 
     pub(crate) fn get_at(&self, repo: &str, sha: &str, now: Instant) -> Option<PrInfo> {
+        let key = key(repo, sha);
         let mut inner = self.lock();
-        let live = key(repo, sha).and_then(|k| match inner.map.get(&k) {
-            Some(e) if now.duration_since(e.inserted) < self.ttl => Some(e.info.clone()),
-            Some(_) => {
-                inner.map.remove(&k);
-                None
-            }
-            None => None,
-        });
+        let live = key.and_then(|k| inner.map.get(&*k, now).cloned());
         if live.is_some() {
             inner.hits += 1;
         } else {
             inner.misses += 1;
         }
         live
-    }
-
-    /// Drops expired entries and the oldest ones beyond `max_entries`.
-    fn evict(&self, inner: &mut Inner, now: Instant) {
-        while let Some((key, generation)) = inner.order.front() {
-            // None: a stale listing (the key was re-recorded or expired).
-            let fresh = inner
-                .map
-                .get(key)
-                .filter(|e| e.generation == *generation)
-                .map(|e| now.duration_since(e.inserted) < self.ttl);
-            match fresh {
-                Some(true) if inner.map.len() <= self.max_entries => break,
-                Some(_) => {
-                    let (key, _) = inner.order.pop_front().expect("front exists");
-                    inner.map.remove(&key);
-                }
-                None => {
-                    inner.order.pop_front();
-                }
-            }
-        }
-        // Re-recording the same keys leaves stale listings behind the
-        // front; keep the list proportional to the map.
-        if inner.order.len() > 2 * inner.map.len() + 64 {
-            let Inner { map, order, .. } = inner;
-            order.retain(|(key, g)| map.get(key).is_some_and(|e| e.generation == *g));
-        }
     }
 }
 

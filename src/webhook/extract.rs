@@ -5,6 +5,14 @@
 //! event carries", and collects org, private flag, commit SHA and involved
 //! users. Values of an unexpected JSON type count as absent: a valid JSON
 //! payload is never refused for its shape, only ignored when it carries no URL.
+//!
+//! The event is capped here, the one place every event is built from a
+//! payload, to the limits a cluster's stream message is held to
+//! ([`MAX_FIELD`], [`MAX_USERS`]), so that a single node and every node of
+//! a cluster build the same event: a string field longer than `MAX_FIELD`
+//! counts as absent (an over-long URL: no URL, so not broadcast), a name
+//! longer than [`MAX_LOGIN`] is not a login, and users past `MAX_USERS` are
+//! dropped.
 
 use std::time::SystemTime;
 
@@ -12,7 +20,7 @@ use simd_json::prelude::*;
 use simd_json::tape::Value;
 
 use super::commit_cache::PrInfo;
-use crate::event::{EventParts, MAX_MENTIONS};
+use crate::event::{EventParts, MAX_FIELD, MAX_LOGIN, MAX_MENTIONS, MAX_USERS};
 
 /// String fields that borrow the parsed input, not the tape value.
 trait Text<'i> {
@@ -73,7 +81,8 @@ pub(crate) fn extract(
 
     let repo = root.get("repository");
     let repo_url = repo.and_then(|r| r.text("html_url"));
-    let repo_name = repo.and_then(|r| r.text("full_name"));
+    // An over-long name counts as absent, here as in the event.
+    let repo_name = repo.and_then(|r| r.text("full_name")).filter(|r| fits(r));
     let pr = root.get("pull_request").filter(Value::is_object);
     // A check or status event resolves through the PRs of its own
     // repository only; without a repository name, not at all.
@@ -115,7 +124,8 @@ pub(crate) fn extract(
         }
         "status" => root.text("sha"),
         _ => None,
-    };
+    }
+    .filter(|s| fits(s));
 
     let record = if kind == "pull_request" {
         pr_head(pr, repo_name, repo_url, commit_sha, accepted_at)
@@ -123,7 +133,7 @@ pub(crate) fn extract(
         None
     };
 
-    let event = url.filter(|u| !u.is_empty()).map(|url| {
+    let event = url.filter(|u| !u.is_empty() && fits(u)).map(|url| {
         let org = repo
             .and_then(|r| r.get("owner"))
             .and_then(|o| o.text("login"))
@@ -133,7 +143,7 @@ pub(crate) fn extract(
             delivery_id: delivery_id.to_owned(),
             accepted_at: Some(accepted_at),
             url,
-            org: org.map(str::to_owned),
+            org: org.filter(|o| fits(o)).map(str::to_owned),
             repo: repo_name.map(str::to_owned),
             private: repo.and_then(|r| r.get_bool("private")).unwrap_or(false),
             commit_sha: commit_sha.map(str::to_owned),
@@ -141,6 +151,11 @@ pub(crate) fn extract(
         }
     });
     Ok(Extraction { event, record })
+}
+
+/// Whether a string field is short enough to be kept ([`MAX_FIELD`]).
+fn fits(s: &str) -> bool {
+    s.len() <= MAX_FIELD
 }
 
 /// The URL of a check object's first pull request: its `html_url`, else the
@@ -175,43 +190,78 @@ fn pr_head(
     })
 }
 
-/// Everyone involved: PR author, assignees, requested reviewers (also of a PR
-/// seen as an issue), the event's assignee / requested reviewer, review
-/// author, comment author, sender, and `@mentions` in the comment body.
+/// Everyone involved, at most [`MAX_USERS`] distinct logins: first those
+/// named one by one (PR author and assignee, also of a PR seen as an issue;
+/// the event's assignee and requested reviewer, review author, comment
+/// author, sender), then `@mentions` in the comment body, then the PR's
+/// `assignees` and `requested_reviewers` lists, whose tail the cap drops.
 fn involved_users(root: Value<'_, '_>, pr: Option<Value<'_, '_>>) -> Vec<String> {
-    let mut users = Vec::new();
-    let mut push = |v: Option<Value<'_, '_>>| {
-        if let Some(login) = v.and_then(|u| u.text("login")) {
-            users.push(login.to_owned());
-        }
-    };
+    let mut users = Users::default();
+    fn login<'i>(v: Option<Value<'_, 'i>>) -> Option<&'i str> {
+        v.and_then(|u| u.text("login"))
+    }
     let issue_pr = root
         .get("issue")
         .filter(|i| i.get("pull_request").is_some_and(|p| p.as_null().is_none()));
-    for p in [pr, issue_pr].into_iter().flatten() {
-        push(p.get("user"));
-        push(p.get("assignee"));
+    let prs = [pr, issue_pr];
+    for p in prs.iter().flatten() {
+        users.add(login(p.get("user")));
+        users.add(login(p.get("assignee")));
+    }
+    let comment = root.get("comment");
+    for v in [
+        root.get("assignee"),
+        root.get("requested_reviewer"),
+        root.get("review").and_then(|r| r.get("user")),
+        comment.and_then(|c| c.get("user")),
+        root.get("sender"),
+    ] {
+        users.add(login(v));
+    }
+    if let Some(body) = comment.and_then(|c| c.text("body")) {
+        for m in mentions(body) {
+            users.add(Some(&m));
+        }
+    }
+    for p in prs.iter().flatten() {
         for list in ["assignees", "requested_reviewers"] {
-            if let Some(a) = p.get_array(list) {
-                a.iter().for_each(|u| push(Some(u)));
+            let Some(list) = p.get_array(list) else {
+                continue;
+            };
+            for u in list.iter() {
+                if !users.add(login(Some(u))) {
+                    return users.0;
+                }
             }
         }
     }
-    push(root.get("assignee"));
-    push(root.get("requested_reviewer"));
-    push(root.get("review").and_then(|r| r.get("user")));
-    let comment = root.get("comment");
-    push(comment.and_then(|c| c.get("user")));
-    push(root.get("sender"));
-    if let Some(body) = comment.and_then(|c| c.text("body")) {
-        users.extend(mentions(body));
+    users.0
+}
+
+/// Distinct logins (compared case-insensitively), at most [`MAX_USERS`].
+#[derive(Default)]
+struct Users(Vec<String>);
+
+impl Users {
+    /// Adds `login` unless it is not a login (empty, or longer than
+    /// [`MAX_LOGIN`]) or already there; `false` once the list is full.
+    fn add(&mut self, login: Option<&str>) -> bool {
+        if self.0.len() == MAX_USERS {
+            return false;
+        }
+        if let Some(l) = login.filter(|l| (1..=MAX_LOGIN).contains(&l.len()))
+            && !self.0.iter().any(|u| u.eq_ignore_ascii_case(l))
+        {
+            self.0.push(l.to_owned());
+        }
+        true
     }
-    users
 }
 
 /// `@login` mentions in a comment body, in order, at most [`MAX_MENTIONS`]
 /// distinct ones. A mention is `@` followed by `[A-Za-z0-9-]`, ending at any
-/// other character; longer than a login can be (39) is not a mention.
+/// other character; longer than a login can be ([`MAX_LOGIN`]) is not a
+/// mention.
 pub(crate) fn mentions(body: &str) -> Vec<String> {
     let b = body.as_bytes();
     let mut out: Vec<String> = Vec::new();
@@ -223,7 +273,7 @@ pub(crate) fn mentions(body: &str) -> Vec<String> {
             .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-')
             .count();
         i = start + len;
-        if (1..=39).contains(&len) {
+        if (1..=MAX_LOGIN).contains(&len) {
             let login = body[start..start + len].to_ascii_lowercase();
             if !out.contains(&login) {
                 out.push(login);
@@ -458,6 +508,104 @@ mod tests {
                 .record
                 .is_none()
         );
+    }
+
+    fn event(kind: &str, v: serde_json::Value) -> Option<EventParts> {
+        run(kind, &v.to_string(), None).unwrap().event
+    }
+
+    fn logins(prefix: &str, n: usize) -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| serde_json::json!({"login": format!("{prefix}{i}")}))
+            .collect()
+    }
+
+    #[test]
+    fn users_are_capped_keeping_the_actors_and_the_head_of_the_lists() {
+        let long = "x".repeat(MAX_LOGIN + 1);
+        let p = event(
+            "pull_request",
+            serde_json::json!({
+                "pull_request": {
+                    "html_url": "https://github.com/o/r/pull/1",
+                    "user": {"login": "Author"},
+                    "assignees": [{"login": long}, {"login": "author"}, {"login": ""}],
+                    "requested_reviewers": logins("r", 500),
+                },
+                "sender": {"login": "sender"},
+            }),
+        )
+        .unwrap();
+        assert_eq!(p.users.len(), MAX_USERS);
+        assert_eq!(&p.users[..2], ["Author", "sender"]);
+        assert_eq!(
+            p.users[2], "r0",
+            "the over-long, duplicate and empty names are skipped"
+        );
+        assert_eq!(p.users[MAX_USERS - 1], format!("r{}", MAX_USERS - 3));
+        // What a cluster node decodes is the same event.
+        let back = crate::cluster::facts::decode(&crate::cluster::facts::encode(&p)).unwrap();
+        assert_eq!(back.users, p.users);
+    }
+
+    #[test]
+    fn mentions_come_before_the_long_lists() {
+        let body: String = (0..MAX_MENTIONS).map(|i| format!("@m{i} ")).collect();
+        let p = event(
+            "issue_comment",
+            serde_json::json!({
+                "issue": {
+                    "html_url": "https://github.com/o/r/pull/1",
+                    "pull_request": {"url": "u"},
+                    "requested_reviewers": logins("r", 500),
+                },
+                "comment": {"user": {"login": "commenter"}, "body": body},
+            }),
+        )
+        .unwrap();
+        assert_eq!(p.users.len(), MAX_USERS);
+        assert_eq!(p.users[0], "commenter");
+        assert_eq!(
+            p.users[1..=MAX_MENTIONS].last().unwrap(),
+            &format!("m{}", MAX_MENTIONS - 1)
+        );
+        assert_eq!(p.users[MAX_MENTIONS + 1], "r0");
+    }
+
+    #[test]
+    fn over_long_fields_count_as_absent() {
+        let long = "a".repeat(MAX_FIELD + 1);
+        let pr = |url: &str| {
+            serde_json::json!({
+                "pull_request": {"html_url": url, "number": 1, "head": {"sha": long}},
+                "repository": {"full_name": long, "owner": {"login": long}},
+                "organization": {"login": long},
+            })
+        };
+        let long_url = format!("https://github.com/o/r/pull/1?{long}");
+        assert!(
+            event("pull_request", pr(&long_url)).is_none(),
+            "no URL: ignored"
+        );
+        let mut body = pr("https://github.com/o/r/pull/1").to_string().into_bytes();
+        let x = extract(
+            "pull_request",
+            "d",
+            &mut body,
+            SystemTime::UNIX_EPOCH,
+            |_, _| None,
+        )
+        .unwrap();
+        let p = x.event.unwrap();
+        assert_eq!((p.org, p.repo, p.commit_sha), (None, None, None));
+        assert!(x.record.is_none(), "no SHA to remember");
+        // Exactly MAX_FIELD is kept.
+        let edge = format!(
+            "https://github.com/o/r/pull/1?{}",
+            "a".repeat(MAX_FIELD - 30)
+        );
+        assert_eq!(edge.len(), MAX_FIELD);
+        assert_eq!(event("pull_request", pr(&edge)).unwrap().url, edge);
     }
 
     #[test]

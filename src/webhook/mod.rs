@@ -4,10 +4,20 @@
 //! [`EventSink`] (the local hub, or a cluster's shared stream) and answer;
 //! the handler never waits on subscribers. Intake knows nothing of the
 //! broker: the sink is all it sees.
+//!
+//! A request is refused from its head alone when it can be (size,
+//! signature header, capacity), so that senders who declare much and send
+//! little hold no memory; its body is read under a deadline, into a buffer
+//! that grows with what arrives, within a shared byte budget. A delivery id
+//! already accepted is answered `duplicate` and not broadcast again.
 
 mod body;
+mod capacity;
 mod commit_cache;
+mod dedup;
+mod expiring;
 mod extract;
+mod outcome;
 mod parser;
 mod signature;
 
@@ -20,15 +30,21 @@ use ahash::AHashSet;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Incoming};
-use hyper::{Method, Request, Response, StatusCode, header};
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response, header};
 
 use crate::event::EventParts;
 use crate::metrics::Metrics;
-use body::{BodyError, read_limited};
+use body::{BodyError, check_declared, read_limited};
+pub(crate) use capacity::Capacity;
+use capacity::{Admitted, Full as CapacityFull};
 pub use commit_cache::{CommitCache, CommitCacheStats, PrInfo};
+use dedup::Claimed;
+pub(crate) use dedup::DeliveryIds;
+use outcome::Outcome;
 pub use parser::ParseError;
 pub(crate) use parser::parse;
-pub use signature::{WebhookVerifier, sign};
+pub use signature::{Signature, SignatureError, WebhookVerifier, sign};
 
 /// A boxed future, so that sinks can be trait objects.
 pub type SinkFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SinkError>> + Send + 'a>>;
@@ -46,12 +62,22 @@ impl std::fmt::Display for SinkError {
 
 impl std::error::Error for SinkError {}
 
+/// What a sink did with an event it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The event's sequence number (for a duplicate, the original's).
+    pub seq: u64,
+    /// The sink already held an event of the same delivery id (a cluster's
+    /// stream, within its duplicate window): it is not broadcast again.
+    pub duplicate: bool,
+}
+
 /// Where intake hands the events it builds: the [`Hub`](crate::Hub) itself
 /// on a single node, or the stream a cluster's nodes share.
 pub trait EventSink: Send + Sync + 'static {
-    /// Takes an event; resolves to its sequence number once it is stored
-    /// and ordered (the webhook is answered 200 only then).
-    fn submit(&self, event: EventParts) -> SinkFuture<'_, u64>;
+    /// Takes an event; resolves once it is stored and ordered (the webhook
+    /// is answered 200 only then), saying whether it was a duplicate.
+    fn submit(&self, event: EventParts) -> SinkFuture<'_, Stored>;
 
     /// Whether other nodes submit to the same stream, so that this node's
     /// commit cache may not yet know of a pull request just submitted
@@ -67,82 +93,6 @@ pub trait EventSink: Send + Sync + 'static {
     }
 }
 
-/// How intake answered a request: one variant per outcome of PROTOCOL.md's
-/// order of checks, mapped to a status code in one place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// 405: not a POST.
-    MethodNotAllowed,
-    /// 200, not broadcast: the event type is not in the allowed list.
-    TypeNotAllowed,
-    /// 413: declared or actual body over the limit.
-    TooLarge,
-    /// 401: signature missing, malformed or wrong (or no secret).
-    BadSignature,
-    /// 400: the body could not be read.
-    ReadFailed,
-    /// 400: the body is not JSON, or not a JSON object.
-    InvalidJson,
-    /// 200, not broadcast: the event carries no URL.
-    NoUrl,
-    /// 200 `OK`: broadcast.
-    Broadcast,
-    /// 503: the sink could not store the event.
-    Unavailable,
-}
-
-impl Outcome {
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadSignature => StatusCode::UNAUTHORIZED,
-            Self::ReadFailed | Self::InvalidJson => StatusCode::BAD_REQUEST,
-            Self::TypeNotAllowed | Self::NoUrl | Self::Broadcast => StatusCode::OK,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    fn body(self) -> &'static str {
-        match self {
-            Self::MethodNotAllowed => "method not allowed\n",
-            Self::TooLarge => "payload too large\n",
-            Self::BadSignature => "unauthorized\n",
-            Self::ReadFailed | Self::InvalidJson => "bad request\n",
-            Self::TypeNotAllowed => "ignored: event type not allowed\n",
-            Self::NoUrl => "ignored: event carries no pull request URL\n",
-            Self::Broadcast => "OK",
-            Self::Unavailable => "service unavailable: the event could not be stored\n",
-        }
-    }
-
-    /// A short name for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::TypeNotAllowed => "type_not_allowed",
-            Self::TooLarge => "too_large",
-            Self::BadSignature => "bad_signature",
-            Self::ReadFailed => "read_failed",
-            Self::InvalidJson => "invalid_json",
-            Self::NoUrl => "no_url",
-            Self::Broadcast => "broadcast",
-            Self::Unavailable => "unavailable",
-        }
-    }
-
-    pub fn response(self) -> Response<Full<Bytes>> {
-        let mut r = Response::builder()
-            .status(self.status())
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
-        if self == Self::MethodNotAllowed {
-            r = r.header(header::ALLOW, "POST");
-        }
-        r.body(Full::new(Bytes::from_static(self.body().as_bytes())))
-            .expect("valid response")
-    }
-}
-
 /// Settings of a [`WebhookEndpoint`].
 #[derive(Debug, Clone)]
 pub struct WebhookOptions {
@@ -155,6 +105,22 @@ pub struct WebhookOptions {
     pub commit_cache_entries: usize,
     /// How long a commit cache entry stays valid.
     pub commit_cache_ttl: Duration,
+    /// How long a body may take, counted from the moment the request head
+    /// has been received (longer: 408, connection closed). Also the
+    /// `Retry-After` of a 503 for capacity: by then every body being read
+    /// has been completed or cut off.
+    pub body_timeout: Duration,
+    /// Most webhook requests in progress at once, from the capacity check
+    /// to the answer (more: 503).
+    pub max_concurrent_requests: usize,
+    /// Most bytes reserved at once for the bodies of those requests: a
+    /// declared length whole, a body of unknown length as its buffer grows
+    /// (more: 503).
+    pub max_inflight_bytes: u64,
+    /// Most delivery ids remembered to refuse redeliveries (0 disables it).
+    pub dedup_entries: usize,
+    /// How long a delivery id is remembered.
+    pub dedup_window: Duration,
 }
 
 impl Default for WebhookOptions {
@@ -164,16 +130,24 @@ impl Default for WebhookOptions {
             allowed_events: None,
             commit_cache_entries: 100_000,
             commit_cache_ttl: Duration::from_secs(86_400),
+            body_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 64,
+            max_inflight_bytes: 256 << 20,
+            dedup_entries: 100_000,
+            dedup_window: Duration::from_secs(259_200),
         }
     }
 }
 
 /// `POST /webhook`: what an embedder routes GitHub's deliveries to.
 ///
-/// Checks in PROTOCOL.md's order (method 405, allowed type, size 413 read
-/// under the limit, signature 401, JSON 400), parses the body once and
-/// submits the event to its sink, then answers (503 when the sink could not
-/// store it); it never waits on clients. Safe to share between connections (`Send + Sync`); call
+/// Checks in PROTOCOL.md's order: before the body is read, method 405,
+/// allowed type, declared size 413, signature header 401 and capacity 503;
+/// then the body, read under a deadline (408) and the size limit (413);
+/// then signature 401, JSON 400 and the delivery id (`duplicate`). It
+/// parses the body once and submits the event to its sink, then answers
+/// (503 when the sink could not store it); it never waits on clients. Safe
+/// to share between connections (`Send + Sync`); call
 /// [`WebhookEndpoint::handle`] from a tokio runtime.
 pub struct WebhookEndpoint {
     verifier: WebhookVerifier,
@@ -182,6 +156,13 @@ pub struct WebhookEndpoint {
     allowed: Option<AHashSet<String>>,
     sink: Arc<dyn EventSink>,
     cache: Arc<CommitCache>,
+    /// Delivery ids accepted, to answer redeliveries `duplicate`.
+    deliveries: Arc<DeliveryIds>,
+    /// Requests in progress and the bytes reserved for their bodies.
+    capacity: Arc<Capacity>,
+    body_timeout: Duration,
+    /// `Retry-After` of a 503 for capacity: `body_timeout`, in seconds.
+    retry_after: HeaderValue,
     metrics: Arc<Metrics>,
 }
 
@@ -190,6 +171,9 @@ const RESOLVED_THROUGH_CACHE: [&str; 4] = ["check_run", "check_suite", "status",
 
 /// Longest delivery id kept; GitHub's are 36-character UUIDs.
 const MAX_DELIVERY_ID: usize = 128;
+
+/// A result of the checks: carry on with `T`, or answer with the outcome.
+type Step<T> = Result<T, Outcome>;
 
 impl WebhookEndpoint {
     /// An endpoint submitting to `sink` (e.g. a [`Hub`](crate::Hub)) the
@@ -205,13 +189,26 @@ impl WebhookEndpoint {
             options.commit_cache_entries,
             options.commit_cache_ttl,
         ));
+        let deliveries = Arc::new(DeliveryIds::new(
+            options.dedup_entries,
+            options.dedup_window,
+        ));
+        let capacity = Arc::new(Capacity::new(
+            options.max_concurrent_requests,
+            options.max_inflight_bytes,
+        ));
         metrics.watch_commit_cache(cache.clone());
+        metrics.watch_intake(capacity.clone(), deliveries.clone());
         Self {
             verifier: WebhookVerifier::new(secret),
             max_payload: options.max_payload_bytes,
             allowed: options.allowed_events.map(|a| a.into_iter().collect()),
             sink,
             cache,
+            deliveries,
+            capacity,
+            body_timeout: options.body_timeout,
+            retry_after: HeaderValue::from(options.body_timeout.as_secs().max(1)),
             metrics,
         }
     }
@@ -220,6 +217,12 @@ impl WebhookEndpoint {
     /// `pull_request` events and used to resolve check events.
     pub fn commit_cache(&self) -> &Arc<CommitCache> {
         &self.cache
+    }
+
+    /// The delivery ids accepted (a cluster node also teaches it the ids
+    /// of the events it applies from the stream).
+    pub(crate) fn delivery_ids(&self) -> &Arc<DeliveryIds> {
+        &self.deliveries
     }
 
     /// Parses a verified webhook body once (in place) into the parts of an
@@ -239,18 +242,23 @@ impl WebhookEndpoint {
     /// written once the shards have routed it (with the clients it matched);
     /// every other outcome is logged here.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        self.answer(req).await.response()
+        self.answer(req).await.response(&self.retry_after)
     }
 
-    /// [`WebhookEndpoint::handle`], returning the outcome (for the daemon's
-    /// drain handling and tests).
+    /// [`WebhookEndpoint::handle`], returning the outcome.
     async fn answer(&self, req: Request<Incoming>) -> Outcome {
         let started = Instant::now();
+        // The head has been received: the body's deadline counts from now.
+        let deadline = tokio::time::Instant::now() + self.body_timeout;
         let kind = header_str(&req, "x-github-event").to_owned();
         let delivery = sanitize_delivery_id(header_str(&req, "x-github-delivery"));
-        let (outcome, seq) = self.process(req, &kind, &delivery).await;
+        let (outcome, seq) = match self.process(req, &kind, &delivery, deadline).await {
+            Ok(seq) => (Outcome::Broadcast, Some(seq)),
+            Err(outcome) => (outcome, None),
+        };
         let took = started.elapsed();
-        self.metrics.webhook(&kind, outcome.status().as_u16(), took);
+        self.metrics
+            .webhook(&kind, outcome.status().as_u16(), outcome.as_str(), took);
         let elapsed_us = took.as_micros() as u64;
         match seq {
             Some(seq) => tracing::debug!(
@@ -266,75 +274,145 @@ impl WebhookEndpoint {
         outcome
     }
 
+    /// The checks in order; the broadcast event's seq, or the outcome that
+    /// stopped it.
     async fn process(
         &self,
         req: Request<Incoming>,
         kind: &str,
         delivery: &str,
-    ) -> (Outcome, Option<u64>) {
+        deadline: tokio::time::Instant,
+    ) -> Step<u64> {
+        let (signature, declared) = self.check_head(&req, kind)?;
+        // Held until the answer: the slot, and the bytes the body may use.
+        let mut admitted =
+            self.capacity
+                .admit(declared.unwrap_or(0))
+                .map_err(|full| match full {
+                    CapacityFull::Requests => Outcome::BusyRequests,
+                    CapacityFull::Bytes => Outcome::BusyBytes,
+                })?;
+        let body = self
+            .read_body(req.into_body(), declared, &mut admitted, deadline)
+            .await?;
+        self.verifier
+            .check(&signature, &body)
+            .map_err(|_| Outcome::BadSignature)?;
+        self.accept(kind, delivery, body).await
+    }
+
+    /// What is decided from the head alone, before a byte of the body is
+    /// read: the signature it names and the declared length.
+    fn check_head(&self, req: &Request<Incoming>, kind: &str) -> Step<(Signature, Option<u64>)> {
         if req.method() != Method::POST {
-            return (Outcome::MethodNotAllowed, None);
+            return Err(Outcome::MethodNotAllowed);
         }
         if let Some(allowed) = &self.allowed
             && !allowed.contains(kind)
         {
-            return (Outcome::TypeNotAllowed, None);
+            return Err(Outcome::TypeNotAllowed);
         }
-        let signature = req
-            .headers()
-            .get("x-hub-signature-256")
-            .map(|v| v.as_bytes().to_vec());
         let declared = req.body().size_hint().exact().or_else(|| {
             req.headers()
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse().ok())
         });
-        let mut body = match read_limited(req.into_body(), declared, self.max_payload).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => return (Outcome::TooLarge, None),
-            Err(BodyError::Read(e)) => {
+        check_declared(declared, self.max_payload).map_err(|_| Outcome::TooLarge)?;
+        let header = req.headers().get("x-hub-signature-256");
+        let signature = self
+            .verifier
+            .parse_header(header.map(HeaderValue::as_bytes))
+            .map_err(|e| {
+                tracing::debug!(error = %e, "webhook signature refused before its body");
+                Outcome::BadSignatureHeader
+            })?;
+        Ok((signature, declared))
+    }
+
+    /// Reads the body by `deadline`, its buffer growing within the byte
+    /// budget of `admitted`.
+    async fn read_body(
+        &self,
+        body: Incoming,
+        declared: Option<u64>,
+        admitted: &mut Admitted<'_>,
+        deadline: tokio::time::Instant,
+    ) -> Step<Vec<u8>> {
+        let read = read_limited(body, declared, self.max_payload, |c| admitted.cover(c));
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(BodyError::TooLarge)) => Err(Outcome::TooLarge),
+            Ok(Err(BodyError::OverBudget)) => Err(Outcome::BusyBytes),
+            Ok(Err(BodyError::Read(e))) => {
                 tracing::debug!(error = %e, "webhook body read failed");
-                return (Outcome::ReadFailed, None);
+                Err(Outcome::ReadFailed)
             }
-        };
-        if !self.verifier.verify(signature.as_deref(), &body) {
-            return (Outcome::BadSignature, None);
+            Err(_) => Err(Outcome::Timeout),
         }
+    }
+
+    /// A verified body: parsed, checked against the delivery ids accepted,
+    /// and submitted. The id is claimed before the submit, so that two
+    /// identical deliveries racing here broadcast once, and given back if
+    /// the sink fails, so that GitHub's redelivery goes through.
+    async fn accept(&self, kind: &str, delivery: &str, mut body: Vec<u8>) -> Step<u64> {
+        let Some(event) = self.parse_event(kind, delivery, &mut body).await? else {
+            return Err(if self.deliveries.contains(delivery) {
+                Outcome::Duplicate
+            } else {
+                Outcome::NoUrl
+            });
+        };
+        let claim = match self.deliveries.claim(delivery) {
+            Claimed::Duplicate => return Err(Outcome::Duplicate),
+            Claimed::New(claim) => Some(claim),
+            Claimed::Untracked => None,
+        };
+        match self.sink.submit(event).await {
+            Ok(Stored {
+                duplicate: true, ..
+            }) => Err(Outcome::Duplicate),
+            Ok(stored) => Ok(stored.seq),
+            Err(e) => {
+                if let Some(claim) = claim {
+                    self.deliveries.release(delivery, claim);
+                }
+                tracing::warn!(error = %e, kind, delivery, "webhook not stored: the stream is unavailable");
+                Err(Outcome::Unavailable)
+            }
+        }
+    }
+
+    /// Parses a verified body (in place) into its event, `None` when it
+    /// carries no URL.
+    async fn parse_event(
+        &self,
+        kind: &str,
+        delivery: &str,
+        body: &mut [u8],
+    ) -> Step<Option<EventParts>> {
         // When other nodes feed the same stream, a check event's pull
         // request may have been stored elsewhere a moment ago: on a cache
         // miss, wait until this node has applied everything stored so far,
         // then parse again (from a copy: parsing works in place).
         let retry = (self.sink.is_shared() && RESOLVED_THROUGH_CACHE.contains(&kind))
             .then(|| body.to_vec());
-        let mut parsed = match parse(kind, delivery, &mut body, &self.cache) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(error = %e, "webhook refused");
-                return (Outcome::InvalidJson, None);
-            }
+        let parsed = parse(kind, delivery, body, &self.cache).map_err(|e| {
+            tracing::debug!(error = %e, "webhook refused");
+            Outcome::InvalidJson
+        })?;
+        let (true, Some(mut copy)) = (parsed.cache_missed, retry) else {
+            return Ok(parsed.event);
         };
-        if parsed.cache_missed
-            && let Some(mut copy) = retry
-        {
-            if let Err(e) = self.sink.sync().await {
-                tracing::warn!(error = %e, kind, delivery, "webhook not stored: the stream is unavailable");
-                return (Outcome::Unavailable, None);
-            }
-            // The same body parsed a moment ago: it cannot fail now.
-            if let Ok(p) = parse(kind, delivery, &mut copy, &self.cache) {
-                parsed = p;
-            }
+        if let Err(e) = self.sink.sync().await {
+            tracing::warn!(error = %e, kind, delivery, "webhook not stored: the stream is unavailable");
+            return Err(Outcome::Unavailable);
         }
-        let Some(event) = parsed.event else {
-            return (Outcome::NoUrl, None);
-        };
-        match self.sink.submit(event).await {
-            Ok(seq) => (Outcome::Broadcast, Some(seq)),
-            Err(e) => {
-                tracing::warn!(error = %e, kind, delivery, "webhook not stored: the stream is unavailable");
-                (Outcome::Unavailable, None)
-            }
-        }
+        // The same body parsed a moment ago: it cannot fail now.
+        Ok(match parse(kind, delivery, &mut copy, &self.cache) {
+            Ok(p) => p.event,
+            Err(_) => parsed.event,
+        })
     }
 }
 

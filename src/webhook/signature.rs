@@ -5,10 +5,50 @@ use ring::hmac;
 
 /// Verifies `X-Hub-Signature-256` headers with one secret, in constant time.
 /// Cheap to share between threads (`Send + Sync`).
+///
+/// In two steps, so that a request whose header cannot be right is refused
+/// before its body is read: [`WebhookVerifier::parse_header`], then
+/// [`WebhookVerifier::check`] once the body is in.
 pub struct WebhookVerifier {
     /// `None` when no secret is configured: every signature is then refused.
     key: Option<hmac::Key>,
 }
+
+/// A well-formed `X-Hub-Signature-256`: the 32-byte tag it names. Its
+/// `Debug` output is masked: signatures stay out of logs.
+pub struct Signature([u8; 32]);
+
+impl std::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signature(****)")
+    }
+}
+
+/// Why a webhook's signature was refused (401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    /// No secret is configured: every webhook is refused.
+    NoSecret,
+    /// No `X-Hub-Signature-256` header.
+    Missing,
+    /// Not `sha256=` followed by exactly 64 hex digits.
+    Malformed,
+    /// Well-formed, but not the HMAC of the body under the secret.
+    Wrong,
+}
+
+impl std::fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NoSecret => "no webhook secret is configured",
+            Self::Missing => "no X-Hub-Signature-256 header",
+            Self::Malformed => "X-Hub-Signature-256 is not sha256= and 64 hex digits",
+            Self::Wrong => "X-Hub-Signature-256 does not match the body",
+        })
+    }
+}
+
+impl std::error::Error for SignatureError {}
 
 impl std::fmt::Debug for WebhookVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -24,20 +64,35 @@ impl WebhookVerifier {
         }
     }
 
-    /// Whether `header` (the `X-Hub-Signature-256` value) is `sha256=` followed
-    /// by the hex HMAC of `body`.
-    pub fn verify(&self, header: Option<&[u8]>, body: &[u8]) -> bool {
-        let (Some(key), Some(header)) = (&self.key, header) else {
-            return false;
-        };
-        let Some(hex_digest) = header.strip_prefix(b"sha256=") else {
-            return false;
-        };
-        let mut tag = [0u8; 32];
-        if hex::decode_to_slice(hex_digest, &mut tag).is_err() {
-            return false;
+    /// The tag named by `header` (the `X-Hub-Signature-256` value), before
+    /// the body is read: refused when there is no secret, no header, or a
+    /// header other than `sha256=` and 64 hex digits.
+    pub fn parse_header(&self, header: Option<&[u8]>) -> Result<Signature, SignatureError> {
+        if self.key.is_none() {
+            return Err(SignatureError::NoSecret);
         }
-        hmac::verify(key, body, &tag).is_ok()
+        let header = header.ok_or(SignatureError::Missing)?;
+        let hex_digest = header
+            .strip_prefix(b"sha256=")
+            .ok_or(SignatureError::Malformed)?;
+        let mut tag = [0u8; 32];
+        // Exactly 64 digits: decoding into 32 bytes refuses any other length.
+        hex::decode_to_slice(hex_digest, &mut tag).map_err(|_| SignatureError::Malformed)?;
+        Ok(Signature(tag))
+    }
+
+    /// Whether `signature` is the HMAC of `body`, compared in constant time.
+    pub fn check(&self, signature: &Signature, body: &[u8]) -> Result<(), SignatureError> {
+        let key = self.key.as_ref().ok_or(SignatureError::NoSecret)?;
+        hmac::verify(key, body, &signature.0).map_err(|_| SignatureError::Wrong)
+    }
+
+    /// Both steps at once: whether `header` is `sha256=` followed by the hex
+    /// HMAC of `body`.
+    pub fn verify(&self, header: Option<&[u8]>, body: &[u8]) -> bool {
+        self.parse_header(header)
+            .and_then(|s| self.check(&s, body))
+            .is_ok()
     }
 }
 
@@ -82,6 +137,47 @@ mod tests {
             assert!(!v.verify(bad.map(str::as_bytes), body), "{bad:?}");
         }
         assert!(!v.verify(Some(GITHUB_VECTOR.as_bytes()), b"Hello, World?"));
+    }
+
+    #[test]
+    fn the_header_is_parsed_before_the_body() {
+        let v = WebhookVerifier::new(SECRET);
+        let tag = v.parse_header(Some(GITHUB_VECTOR.as_bytes())).unwrap();
+        assert_eq!(v.check(&tag, b"Hello, World!"), Ok(()));
+        assert_eq!(v.check(&tag, b"Hello, World?"), Err(SignatureError::Wrong));
+        assert_eq!(format!("{tag:?}"), "Signature(****)");
+        let upper = format!("sha256={}", GITHUB_VECTOR[7..].to_uppercase());
+        assert!(
+            v.parse_header(Some(upper.as_bytes())).is_ok(),
+            "hex is case-insensitive"
+        );
+        assert_eq!(v.parse_header(None).unwrap_err(), SignatureError::Missing);
+        let long = format!("{GITHUB_VECTOR}00");
+        let spaced = format!("{GITHUB_VECTOR} ");
+        for bad in [
+            "",
+            "sha256=",
+            &GITHUB_VECTOR[..GITHUB_VECTOR.len() - 1],
+            &GITHUB_VECTOR[..GITHUB_VECTOR.len() - 2],
+            long.as_str(),
+            spaced.as_str(),
+            &GITHUB_VECTOR.replace("sha256=", "sha1="),
+            &GITHUB_VECTOR.replace("sha256=", "SHA256="),
+            &GITHUB_VECTOR[7..],
+            "sha256=zz07ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+        ] {
+            assert_eq!(
+                v.parse_header(Some(bad.as_bytes())).unwrap_err(),
+                SignatureError::Malformed,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            WebhookVerifier::new(b"")
+                .parse_header(Some(GITHUB_VECTOR.as_bytes()))
+                .unwrap_err(),
+            SignatureError::NoSecret
+        );
     }
 
     #[test]

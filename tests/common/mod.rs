@@ -175,9 +175,13 @@ impl TestServer {
         self.handle().hub()
     }
 
-    /// Posts a webhook signed with the test secret.
+    /// Posts a webhook signed with the test secret, with a delivery id of
+    /// its own (a delivery id already accepted is not broadcast again).
     pub async fn webhook(&self, kind: &str, body: &[u8]) -> (u16, String) {
-        self.webhook_with_id(kind, body, "test-delivery").await
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.webhook_with_id(kind, body, &format!("test-delivery-{n}"))
+            .await
     }
 
     /// Posts a webhook with a given delivery id.
