@@ -168,8 +168,9 @@ Try it (from $ROOT). Subscribe on node$NODES, as alice (a member of acme):
   GITHUB_TOKEN=$ALICE $HOOKFAN subscribe --server ws://$LAST --server ws://$FIRST --org acme
 
 Post a signed webhook to node1; it arrives on every node's clients, with the
-same seq everywhere. Posting it again with the same delivery id within
-cluster.duplicate_window_s (120 s) answers 200 and stores nothing new:
+same seq everywhere. Posting it again with the same delivery id (to any
+node) answers 200 "duplicate: delivery already accepted" and stores nothing
+new:
 
   BODY=$FIXTURE
   SECRET=\$(cat config/dev-webhook-secret.txt)
@@ -328,7 +329,7 @@ if grep -q '^ready' "$WORK/check.out"; then
   [ "${answer%% *}" = 200 ] || RESULT=1
   answer=$(post_webhook "$SENDER" "$DELIVERY")
   echo "   POST $SENDER/webhook again, same delivery id: $answer"
-  [ "${answer%% *}" = 200 ] || RESULT=1
+  [ "$answer" = "200 duplicate: delivery already accepted" ] || RESULT=1
 fi
 wait "$SUB_PID" || RESULT=1
 SUB_PID=""
