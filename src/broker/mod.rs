@@ -59,7 +59,7 @@ pub struct HubConfig {
     /// What happens to a client whose queue is full.
     pub slow_client: SlowClientPolicy,
     /// Withhold private-repository events from clients whose tier may not
-    /// see them.
+    /// see them (the default); `false` delivers them and counts each.
     pub enforce_tiers: bool,
     /// The window of recent events clients resume from.
     pub replay: ReplayConfig,
