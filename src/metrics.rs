@@ -96,53 +96,36 @@ impl Metrics {
     /// Metrics of `hub` and of the token checks of `auth`.
     pub fn new(hub: &Hub, auth: Arc<dyn AuthProvider>) -> Arc<Self> {
         let mut registry = Registry::with_prefix("hookfan");
-        let webhooks = Family::<WebhookLabels, Counter>::default();
-        registry.register(
-            "webhooks",
-            "Webhook requests by event type and HTTP status",
-            webhooks.clone(),
-        );
-        let webhook_outcomes = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
+        let mut counters = Counters(&mut registry);
+        let webhooks: Family<WebhookLabels, Counter> =
+            counters.family("webhooks", "Webhook requests by event type and HTTP status");
+        let webhook_outcomes: Family<OutcomeLabel, Counter> = counters.family(
             "webhook_outcomes",
             "Webhook requests by outcome (a row of the protocol's order of checks)",
-            webhook_outcomes.clone(),
+        );
+        let handshakes: Family<OutcomeLabel, Counter> = counters.family(
+            "handshakes",
+            "WebSocket handshakes by outcome (confirmed, an error code, or a refusal before the upgrade)",
+        );
+        let auth_results: Family<ResultLabel, Counter> =
+            counters.family("auth_results", "Token checks by result");
+        let access_rechecks: Family<ResultLabel, Counter> = counters.family(
+            "access_rechecks",
+            "Checks of connected clients' tokens (auth.recheck_interval_s, reloads) by result",
+        );
+        let access_changes: Family<ChangeLabel, Counter> = counters.family(
+            "access_changes",
+            "Connected clients whose access a recheck changed: updated (organizations or tier), or closed (token_rejected, token_forbidden, not_member)",
+        );
+        let reloads: Family<ResultLabel, Counter> = counters.family(
+            "config_reloads",
+            "Configuration reloads (SIGHUP) by result; a failed one kept the previous values",
         );
         let webhook_seconds = Histogram::new(LATENCY_BUCKETS);
         registry.register(
             "webhook_handling_seconds",
             "Time to answer a webhook request, body read included",
             webhook_seconds.clone(),
-        );
-        let handshakes = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
-            "handshakes",
-            "WebSocket handshakes by outcome (confirmed, an error code, or a refusal before the upgrade)",
-            handshakes.clone(),
-        );
-        let auth_results = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "auth_results",
-            "Token checks by result",
-            auth_results.clone(),
-        );
-        let access_rechecks = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "access_rechecks",
-            "Checks of connected clients' tokens (auth.recheck_interval_s, reloads) by result",
-            access_rechecks.clone(),
-        );
-        let access_changes = Family::<ChangeLabel, Counter>::default();
-        registry.register(
-            "access_changes",
-            "Connected clients whose access a recheck changed: updated (organizations or tier), or closed (token_rejected, token_forbidden, not_member)",
-            access_changes.clone(),
-        );
-        let reloads = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "config_reloads",
-            "Configuration reloads (SIGHUP) by result; a failed one kept the previous values",
-            reloads.clone(),
         );
         let delivery_latency = Arc::new(LatencyHistogram::default());
         let tls = Arc::new(OnceLock::new());
@@ -385,6 +368,20 @@ fn encode_intake(e: &mut DescriptorEncoder, i: &IntakeWatch) -> std::fmt::Result
         "Delivery ids remembered to answer redeliveries duplicate",
         i.deliveries.len() as i64,
     )
+}
+
+/// Registers counter families, each with its own label set.
+struct Counters<'r>(&'r mut Registry);
+
+impl Counters<'_> {
+    fn family<L>(&mut self, name: &str, help: &str) -> Family<L, Counter>
+    where
+        L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let family = Family::default();
+        self.0.register(name, help, family.clone());
+        family
+    }
 }
 
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {

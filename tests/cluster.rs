@@ -702,9 +702,7 @@ async fn joins_and_delivers(nats: &Nats, stream: &str, extra: &str) -> TestServe
 
 /// `/metrics` of a node.
 async fn metrics_of(node: &TestServer) -> String {
-    request(node.addr, "GET", "/metrics", &[], Vec::new())
-        .await
-        .1
+    metrics_text(node.addr).await
 }
 
 /// Whether a node reports itself connected to NATS.

@@ -147,11 +147,7 @@ fn signed_request(secret: &[u8], body: &[u8], delivery: &str) -> Vec<u8> {
 
 /// A metric's value from `/metrics` (`name` with its labels, as printed).
 async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
-    let (_, text) = request(addr, "GET", "/metrics", &[], Vec::new()).await;
-    text.lines().find_map(|l| {
-        let v = l.strip_prefix(name)?.strip_prefix(' ')?;
-        v.trim().parse().ok()
-    })
+    metric_value(&metrics_text(addr).await, name)
 }
 
 /// Waits until `/metrics` shows `name` at `want`.

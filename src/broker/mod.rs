@@ -545,7 +545,7 @@ impl Hub {
         };
         let stream = self.state_of(&r);
         if let Some((family, keys)) = &keys {
-            r.add_routes(*family, keys, shard as u16);
+            add_routes(&mut r.routes, *family, keys, shard as u16);
         }
         r.clients.insert(
             id,
@@ -592,7 +592,7 @@ impl Hub {
             return;
         };
         if let Some((family, keys)) = &gone.keys {
-            r.remove_routes(*family, keys, reg.shard);
+            remove_routes(&mut r.routes, *family, keys, reg.shard);
         }
         let _ = self.inner.shards[reg.shard as usize]
             .tx
@@ -612,38 +612,38 @@ impl Hub {
         can_see_private: bool,
     ) -> AccessUpdate {
         let mut r = self.routing();
-        let Some(client) = r.clients.get(&id) else {
+        let Routing {
+            clients, routes, ..
+        } = &mut *r;
+        let Some(client) = clients.get_mut(&id) else {
             return AccessUpdate::Gone;
         };
         let old = &client.profile;
         if old.orgs == *orgs && old.can_see_private == can_see_private {
             return AccessUpdate::Unchanged;
         }
-        let profile = Arc::new(ClientProfile {
-            subscription: old.subscription.clone(),
-            can_see_private,
-            orgs: orgs.clone(),
-        });
-        let shard = client.shard;
-        let rekey = match &client.keys {
-            Some((Family::Org, keys)) if profile.subscription.organization == "*" => {
-                Some(keys.clone())
-            }
-            _ => None,
-        };
-        if let Some(old_keys) = rekey {
+        let subscription = old.subscription.clone();
+        // Subscribed to every organization of the account: routed by them.
+        if let Some((Family::Org, keys)) = &mut client.keys
+            && subscription.organization == "*"
+        {
             let new_keys: Box<[Box<str>]> = orgs.lowercase().into();
-            r.remove_routes(Family::Org, &old_keys, shard);
-            r.add_routes(Family::Org, &new_keys, shard);
-            let client = r.clients.get_mut(&id).expect("looked up above");
-            client.keys = Some((Family::Org, new_keys));
+            remove_routes(routes, Family::Org, keys, client.shard);
+            add_routes(routes, Family::Org, &new_keys, client.shard);
+            *keys = new_keys;
         }
-        r.clients.get_mut(&id).expect("looked up above").profile = profile;
-        let _ = self.inner.shards[shard as usize].tx.send(ShardMsg::Access {
-            id,
-            orgs: orgs.clone(),
+        client.profile = Arc::new(ClientProfile {
+            subscription,
             can_see_private,
+            orgs: orgs.clone(),
         });
+        let _ = self.inner.shards[client.shard as usize]
+            .tx
+            .send(ShardMsg::Access {
+                id,
+                orgs: orgs.clone(),
+                can_see_private,
+            });
         AccessUpdate::Updated
     }
 
@@ -788,31 +788,34 @@ impl Hub {
     }
 }
 
-impl Routing {
-    /// Counts a client of `shard` under each of `keys`.
-    fn add_routes(&mut self, family: Family, keys: &[Box<str>], shard: u16) {
-        for k in keys {
-            let counts = &mut self.routes.entry(family, k).0;
-            match counts.iter_mut().find(|(s, _)| *s == shard) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((shard, 1)),
-            }
+/// Counts a client of `shard` under each of `keys`.
+fn add_routes(routes: &mut FamilyMaps<ShardCounts>, family: Family, keys: &[Box<str>], shard: u16) {
+    for k in keys {
+        let counts = &mut routes.entry(family, k).0;
+        match counts.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((shard, 1)),
         }
     }
+}
 
-    /// Takes a client of `shard` back out of each of `keys`.
-    fn remove_routes(&mut self, family: Family, keys: &[Box<str>], shard: u16) {
-        for k in keys {
-            self.routes.update(family, k, |counts| {
-                if let Some(i) = counts.0.iter().position(|(s, _)| *s == shard) {
-                    counts.0[i].1 -= 1;
-                    if counts.0[i].1 == 0 {
-                        counts.0.swap_remove(i);
-                    }
+/// Takes a client of `shard` back out of each of `keys`.
+fn remove_routes(
+    routes: &mut FamilyMaps<ShardCounts>,
+    family: Family,
+    keys: &[Box<str>],
+    shard: u16,
+) {
+    for k in keys {
+        routes.update(family, k, |counts| {
+            if let Some(i) = counts.0.iter().position(|(s, _)| *s == shard) {
+                counts.0[i].1 -= 1;
+                if counts.0[i].1 == 0 {
+                    counts.0.swap_remove(i);
                 }
-                counts.0.is_empty()
-            });
-        }
+            }
+            counts.0.is_empty()
+        });
     }
 }
 
