@@ -41,7 +41,7 @@ pub(crate) use filter::Filter;
 use index::FamilyMaps;
 pub(crate) use outbox::{CloseReason, Drained, Outbox, Outgoing, Revocation};
 use replay::ReplayWindow;
-pub(crate) use replay::{Backfill, BackfillFuture, Backfilled, Replay};
+pub(crate) use replay::{Backfill, BackfillError, BackfillFuture, Backfilled, Replay};
 pub use replay::{ReplayConfig, ResumeRefusal, StreamState};
 pub(crate) use shard::Subscriber;
 use shard::{Shard, ShardCounters, ShardMsg, ShardSettings};

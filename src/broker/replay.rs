@@ -71,7 +71,20 @@ impl ResumeRefusal {
 
 /// A boxed future, so that a backfill can be a trait object.
 pub(crate) type BackfillFuture<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, BackfillError>> + Send + 'a>>;
+
+/// Why a [`Backfill`] cannot be read now; the source's own error, shown
+/// as it is (the broker only logs it and tells the client to come back).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub(crate) struct BackfillError(Box<dyn std::error::Error + Send + Sync>);
+
+impl BackfillError {
+    /// Wraps the source's error.
+    pub(crate) fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(e.into())
+    }
+}
 
 /// Where a resume finds the events the hub no longer holds: a cluster's
 /// stream, which holds far more than a node's window.

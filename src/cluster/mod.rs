@@ -27,7 +27,7 @@ use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use crate::broker::{Backfill, BackfillFuture, Backfilled, Hub};
+use crate::broker::{Backfill, BackfillError, BackfillFuture, Backfilled, Hub};
 use crate::config::{ClusterConfig, redact_userinfo};
 use crate::event::Event;
 use crate::event::EventParts;
@@ -745,7 +745,7 @@ impl Backfill for Cluster {
     }
 
     fn catch_up(&self) -> BackfillFuture<'_, ()> {
-        Box::pin(self.inner.catch_up())
+        Box::pin(async move { self.inner.catch_up().await.map_err(BackfillError::new) })
     }
 
     fn fetch<'a>(
@@ -755,29 +755,32 @@ impl Backfill for Cluster {
         keep: Box<dyn Fn(&Event) -> bool + Send + Sync + 'a>,
     ) -> BackfillFuture<'a, Backfilled> {
         Box::pin(async move {
-            let inner = &self.inner;
-            let bounds = inner.backfill_bounds;
-            if bounds.refuse_range(from, to) {
-                return Ok(Backfilled::TooLarge);
-            }
-            if !inner.connected() {
-                return Err("NATS is not connected".into());
-            }
-            let limit = inner.publish_timeout * 6;
-            let bounded = async {
-                let _turn = inner
-                    .backfills
-                    .acquire()
-                    .await
-                    .map_err(|_| "closed".to_owned())?;
-                fetch_range(inner, from, to, bounds, &*keep).await
-            };
-            tokio::time::timeout(limit, bounded).await.map_err(|_| {
+            let read = async {
+                let inner = &self.inner;
+                let bounds = inner.backfill_bounds;
+                if bounds.refuse_range(from, to) {
+                    return Ok(Backfilled::TooLarge);
+                }
+                if !inner.connected() {
+                    return Err("NATS is not connected".into());
+                }
+                let limit = inner.publish_timeout * 6;
+                let bounded = async {
+                    let _turn = inner
+                        .backfills
+                        .acquire()
+                        .await
+                        .map_err(|_| "closed".to_owned())?;
+                    fetch_range(inner, from, to, bounds, &*keep).await
+                };
+                tokio::time::timeout(limit, bounded).await.map_err(|_| {
                 format!(
                     "reading seqs {from}..={to} (waiting for other resumes included) took over {} s",
                     limit.as_secs()
                 )
             })?
+            };
+            read.await.map_err(BackfillError::new)
         })
     }
 }
