@@ -324,7 +324,7 @@ impl Subscriber {
         }
         let tls = if urls.iter().any(|u| u.starts_with("wss://")) {
             Some(Arc::new(
-                crate::tls::client_config("the server").map_err(ClientError::Config)?,
+                crate::tls::client_config("the server").map_err(|e| ClientError::Config(e.to_string()))?,
             ))
         } else {
             None
