@@ -124,7 +124,7 @@ fn prepare(
                 Some((Arc::new(p), summary))
             }
             Err(e) => {
-                errors.push(ConfigError::new("auth.github_api_url", e));
+                errors.push(ConfigError::new("auth.github_api_url", e.to_string()));
                 None
             }
         },

@@ -265,7 +265,7 @@ fn prepare_tls(t: &TlsConfig) -> io::Result<PreparedTls> {
         (Some(a), _, _) => {
             let store = CertStore::new(None);
             let acme = Acme::new(a.clone(), store.clone());
-            let cached = acme.prepare().map_err(invalid)?;
+            let cached = acme.prepare().map_err(|e| invalid(e.to_string()))?;
             if let Some(c) = &cached {
                 store.set(c);
             }
@@ -651,7 +651,7 @@ impl ServerHandle {
             }
         }
         if let Err(e) = self.auth.reload(&new.auth, &new.tiers) {
-            failures.push(e);
+            failures.push(e.to_string());
         }
         // Connected clients are held to the tokens and tiers of now.
         self.ws.recheck_access();

@@ -17,7 +17,7 @@ use std::pin::Pin;
 
 pub use orgs::OrgSet;
 
-use crate::config::{AuthConfig, TiersConfig};
+use crate::config::{AuthConfig, ConfigError, TiersConfig};
 pub use crate::tier::Tier;
 pub use token::{Token, TokenRejection};
 
@@ -79,6 +79,29 @@ impl fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
+/// Why [`AuthProvider::reload`] kept what the provider had. The text names
+/// the file or key, and never holds a token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The static provider was reloaded without `auth.tokens_file`.
+    #[error("auth.tokens_file: not set; keeping the loaded tokens")]
+    TokensFileNotSet,
+    /// The tokens file has problems (each names `auth.tokens_file`); shown
+    /// joined by `; `.
+    #[error("{}", join_problems(.0))]
+    TokensFile(Vec<ConfigError>),
+    /// A provider of an embedder's own (`"text".into()` makes one from a
+    /// message).
+    #[error(transparent)]
+    Other(#[from] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn join_problems(problems: &[ConfigError]) -> String {
+    let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    all.join("; ")
+}
+
 /// A boxed future, so that providers can be used as trait objects.
 pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Identity, AuthError>> + Send + 'a>>;
 
@@ -98,7 +121,7 @@ pub trait AuthProvider: Send + Sync + 'static {
     /// Takes up what the provider read from the configuration again (on
     /// SIGHUP): a tokens file, tier lists. On error it keeps what it had and
     /// says why, naming the file; the message never holds a token.
-    fn reload(&self, auth: &AuthConfig, tiers: &TiersConfig) -> Result<(), String> {
+    fn reload(&self, auth: &AuthConfig, tiers: &TiersConfig) -> Result<(), ReloadError> {
         let _ = (auth, tiers);
         Ok(())
     }

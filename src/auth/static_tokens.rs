@@ -21,7 +21,9 @@ use ahash::AHashMap;
 use serde::Deserialize;
 
 use super::token::{looks_like_github_token, sha256};
-use super::{AuthError, AuthFuture, AuthProvider, Identity, IdentityKind, OrgSet, Tier, Token};
+use super::{
+    AuthError, AuthFuture, AuthProvider, Identity, IdentityKind, OrgSet, ReloadError, Tier, Token,
+};
 use crate::config::{AuthConfig, ConfigError, TiersConfig, is_login};
 
 /// Login reported for app installation tokens, as the GitHub provider does.
@@ -138,43 +140,58 @@ impl StaticTokens {
     }
 }
 
+/// What is wrong with one `[[token]]` entry. Never holds the token.
+#[derive(Debug, thiserror::Error)]
+enum EntryError {
+    #[error("token does not look like a GitHub token, so no client could present it")]
+    NotAGithubToken,
+    #[error("token_sha256 must be 64 hex digits")]
+    BadSha256,
+    #[error("give exactly one of token or token_sha256")]
+    TokenOrSha256,
+    #[error("{0:?} is not an organization login")]
+    BadOrg(String),
+    #[error("an app installation token needs exactly one org")]
+    AppOrgs,
+    #[error("login is required")]
+    NoLogin,
+    #[error("login {0:?} is not a GitHub login")]
+    BadLogin(String),
+}
+
 impl Entry {
-    fn into_listed(self) -> Result<([u8; 32], Listed), String> {
+    fn into_listed(self) -> Result<([u8; 32], Listed), EntryError> {
         let hash = match (self.token, self.token_sha256) {
             (Some(t), None) => {
                 if !looks_like_github_token(&t) {
-                    return Err(
-                        "token does not look like a GitHub token, so no client could present it"
-                            .into(),
-                    );
+                    return Err(EntryError::NotAGithubToken);
                 }
                 sha256(t.as_bytes())
             }
             (None, Some(h)) => {
                 let mut out = [0u8; 32];
-                hex::decode_to_slice(h.as_bytes(), &mut out)
-                    .map_err(|_| "token_sha256 must be 64 hex digits".to_owned())?;
+                hex::decode_to_slice(h.as_bytes(), &mut out).map_err(|_| EntryError::BadSha256)?;
                 out
             }
-            _ => return Err("give exactly one of token or token_sha256".into()),
+            _ => return Err(EntryError::TokenOrSha256),
         };
         for org in &self.orgs {
             if !is_login(org) {
-                return Err(format!("{org:?} is not an organization login"));
+                return Err(EntryError::BadOrg(org.clone()));
             }
         }
         let (login, kind) = if self.app_installation {
             if self.orgs.len() != 1 {
-                return Err("an app installation token needs exactly one org".into());
+                return Err(EntryError::AppOrgs);
             }
             (
                 self.login.unwrap_or_else(|| APP_LOGIN.to_owned()),
                 IdentityKind::AppInstallation,
             )
         } else {
-            let login = self.login.ok_or("login is required")?;
+            let login = self.login.ok_or(EntryError::NoLogin)?;
             if !is_login(&login) {
-                return Err(format!("login {login:?} is not a GitHub login"));
+                return Err(EntryError::BadLogin(login));
             }
             (login, IdentityKind::User)
         };
@@ -212,14 +229,11 @@ impl AuthProvider for StaticTokens {
 
     /// Loads `auth.tokens_file` again, with `tiers.default_tier`; a file
     /// with any bad entry replaces nothing.
-    fn reload(&self, auth: &AuthConfig, tiers: &TiersConfig) -> Result<(), String> {
+    fn reload(&self, auth: &AuthConfig, tiers: &TiersConfig) -> Result<(), ReloadError> {
         let Some(path) = &auth.tokens_file else {
-            return Err("auth.tokens_file: not set; keeping the loaded tokens".into());
+            return Err(ReloadError::TokensFileNotSet);
         };
-        let fresh = StaticTokens::load(path).map_err(|errors| {
-            let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            all.join("; ")
-        })?;
+        let fresh = StaticTokens::load(path).map_err(ReloadError::TokensFile)?;
         let fresh = fresh.with_default_tier(tiers.default_tier);
         let fresh = fresh.table.into_inner().expect("token table lock");
         let n = fresh.by_hash.len();
@@ -336,5 +350,37 @@ mod tests {
                 .message
                 .contains("token entry 2: the same token appears twice")
         );
+    }
+
+    #[test]
+    fn a_failed_reload_keeps_the_table_and_says_why() {
+        let t = load(&format!("[[token]]\ntoken = \"{ALICE}\"\nlogin = \"a\"\n")).unwrap();
+        let tiers = TiersConfig::default();
+        let err = t.reload(&AuthConfig::default(), &tiers).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "auth.tokens_file: not set; keeping the loaded tokens"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        std::fs::write(
+            &path,
+            "[[token]]\nlogin = \"b\"\n[[token]]\nlogin = \"c\"\n",
+        )
+        .unwrap();
+        let auth = AuthConfig {
+            tokens_file: Some(path.clone()),
+            ..AuthConfig::default()
+        };
+        let err = t.reload(&auth, &tiers).unwrap_err();
+        let p = path.display();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "auth.tokens_file: {p}: token entry 1: give exactly one of token or token_sha256; \
+                 auth.tokens_file: {p}: token entry 2: give exactly one of token or token_sha256"
+            )
+        );
+        assert_eq!(t.len(), 1);
     }
 }

@@ -8,6 +8,7 @@
 //! certificate with its key (one per directory URL and domain list), so a
 //! restart neither creates accounts nor orders certificates it already has.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,7 @@ use instant_acme::{
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::PrivateKeyDer;
 
+use super::TlsError;
 use super::server::{CertStore, Certificate};
 use crate::config::AcmeConfig;
 
@@ -42,6 +44,67 @@ const CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
 
 /// How long the CA may take to validate, then to issue.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why the cache directory is unusable, or an order or an account failed.
+/// The text names the step (and the file, where there is one).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AcmeError {
+    #[error("server.tls.acme.cache_dir: cannot create {}: {source}", dir.display())]
+    CreateCacheDir { dir: PathBuf, source: io::Error },
+    #[error("server.tls.acme.cache_dir: {} is not writable: {source}", dir.display())]
+    CacheDirNotWritable { dir: PathBuf, source: io::Error },
+    /// A request to the CA failed; `step` names it (`new order`,
+    /// `authorization`, `challenge`, `validation`, `finalize`,
+    /// `certificate`).
+    #[error("{step}: {source}")]
+    Ca {
+        step: &'static str,
+        source: instant_acme::Error,
+    },
+    #[error("an authorization is {0:?}")]
+    Authorization(AuthorizationStatus),
+    #[error("the CA offers no tls-alpn-01 challenge (the only one hookfan answers)")]
+    NoTlsAlpnChallenge,
+    #[error("the order is {0:?}: validation failed")]
+    NotValidated(OrderStatus),
+    #[error("the issued certificate: {0}")]
+    IssuedCertificate(String),
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("{}: not ACME account credentials: {source}", path.display())]
+    Credentials {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("account from {}: {source}", path.display())]
+    Account {
+        path: PathBuf,
+        source: instant_acme::Error,
+    },
+    #[error("new account at {url}: {source}")]
+    NewAccount {
+        url: String,
+        source: instant_acme::Error,
+    },
+    #[error("{}: cannot read: {source}", file.display())]
+    ReadCa { file: PathBuf, source: io::Error },
+    #[error("{}: {source}", file.display())]
+    CaPem {
+        file: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{}: {source}", file.display())]
+    CaCertificate {
+        file: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("challenge certificate for {name}: {source}")]
+    ChallengeCertificate { name: String, source: rcgen::Error },
+    #[error("challenge certificate for {name}: {source}")]
+    ChallengeKey { name: String, source: rustls::Error },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
 
 /// The ACME side of a TLS listener.
 pub(crate) struct Acme {
@@ -65,22 +128,18 @@ impl Acme {
 
     /// The cached certificate, if it is for these domains and still valid.
     /// Errors (no cache directory, unwritable) are reported here, at start.
-    pub(crate) fn prepare(&self) -> Result<Option<Certificate>, String> {
+    pub(crate) fn prepare(&self) -> Result<Option<Certificate>, AcmeError> {
         let dir = &self.config.cache_dir;
-        std::fs::create_dir_all(dir).map_err(|e| {
-            format!(
-                "server.tls.acme.cache_dir: cannot create {}: {e}",
-                dir.display()
-            )
+        std::fs::create_dir_all(dir).map_err(|source| AcmeError::CreateCacheDir {
+            dir: dir.clone(),
+            source,
         })?;
         let probe = dir.join(".hookfan-write-test");
         std::fs::write(&probe, b"")
             .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                format!(
-                    "server.tls.acme.cache_dir: {} is not writable: {e}",
-                    dir.display()
-                )
+            .map_err(|source| AcmeError::CacheDirNotWritable {
+                dir: dir.clone(),
+                source,
             })?;
         let (cert, key) = self.cert_paths();
         if !cert.exists() {
@@ -146,7 +205,7 @@ impl Acme {
     }
 
     /// One order: account, challenges, CSR, certificate; cached on success.
-    async fn order(&self) -> Result<Certificate, String> {
+    async fn order(&self) -> Result<Certificate, AcmeError> {
         let account = self.account().await?;
         let identifiers: Vec<Identifier> = (self.config.domains.iter())
             .map(|d| Identifier::Dns(d.clone()))
@@ -154,35 +213,32 @@ impl Acme {
         let mut order = account
             .new_order(&NewOrder::new(&identifiers))
             .await
-            .map_err(|e| format!("new order: {e}"))?;
+            .map_err(ca("new order"))?;
         let mut answered = Vec::new();
         let outcome = async {
             let mut authorizations = order.authorizations();
             while let Some(authz) = authorizations.next().await {
-                let mut authz = authz.map_err(|e| format!("authorization: {e}"))?;
+                let mut authz = authz.map_err(ca("authorization"))?;
                 match authz.status {
                     AuthorizationStatus::Pending => {}
                     AuthorizationStatus::Valid => continue,
-                    other => return Err(format!("an authorization is {other:?}")),
+                    other => return Err(AcmeError::Authorization(other)),
                 }
-                let mut challenge = authz.challenge(ChallengeType::TlsAlpn01).ok_or(
-                    "the CA offers no tls-alpn-01 challenge (the only one hookfan answers)",
-                )?;
+                let mut challenge = authz
+                    .challenge(ChallengeType::TlsAlpn01)
+                    .ok_or(AcmeError::NoTlsAlpnChallenge)?;
                 let name = challenge.identifier().to_string();
                 let digest = challenge.key_authorization().digest();
                 let cert = challenge_certificate(&name, digest.as_ref())?;
                 self.store.set_challenge(&name, cert);
                 answered.push(name);
-                challenge
-                    .set_ready()
-                    .await
-                    .map_err(|e| format!("challenge: {e}"))?;
+                challenge.set_ready().await.map_err(ca("challenge"))?;
             }
             let policy = RetryPolicy::new().timeout(ORDER_TIMEOUT);
             match order.poll_ready(&policy).await {
                 Ok(OrderStatus::Ready) => Ok(()),
-                Ok(status) => Err(format!("the order is {status:?}: validation failed")),
-                Err(e) => Err(format!("validation: {e}")),
+                Ok(status) => Err(AcmeError::NotValidated(status)),
+                Err(e) => Err(ca("validation")(e)),
             }
         }
         .await;
@@ -190,16 +246,13 @@ impl Acme {
             self.store.clear_challenge(name);
         }
         outcome?;
-        let key_pem = order
-            .finalize()
-            .await
-            .map_err(|e| format!("finalize: {e}"))?;
+        let key_pem = order.finalize().await.map_err(ca("finalize"))?;
         let chain_pem = order
             .poll_certificate(&RetryPolicy::new().timeout(ORDER_TIMEOUT))
             .await
-            .map_err(|e| format!("certificate: {e}"))?;
+            .map_err(ca("certificate"))?;
         let cert = Certificate::from_pem(chain_pem.as_bytes(), key_pem.as_bytes())
-            .map_err(|e| format!("the issued certificate: {}", e.message))?;
+            .map_err(|e| AcmeError::IssuedCertificate(e.message))?;
         let (cert_path, key_path) = self.cert_paths();
         write_private(&key_path, key_pem.as_bytes())?;
         write_private(&cert_path, chain_pem.as_bytes())?;
@@ -207,16 +260,19 @@ impl Acme {
     }
 
     /// The cached account for this directory, or a new one (then cached).
-    async fn account(&self) -> Result<Account, String> {
+    async fn account(&self) -> Result<Account, AcmeError> {
         let path = self.account_path();
         let builder = || self.http().map(Account::builder_with_http);
         if let Ok(text) = std::fs::read(&path) {
-            let credentials: AccountCredentials = serde_json::from_slice(&text)
-                .map_err(|e| format!("{}: not ACME account credentials: {e}", path.display()))?;
+            let credentials: AccountCredentials =
+                serde_json::from_slice(&text).map_err(|source| AcmeError::Credentials {
+                    path: path.clone(),
+                    source,
+                })?;
             return builder()?
                 .from_credentials(credentials)
                 .await
-                .map_err(|e| format!("account from {}: {e}", path.display()));
+                .map_err(|source| AcmeError::Account { path, source });
         }
         let contact: Vec<&str> = self.config.contact.iter().map(String::as_str).collect();
         let (account, credentials) = builder()?
@@ -230,7 +286,10 @@ impl Acme {
                 None,
             )
             .await
-            .map_err(|e| format!("new account at {}: {e}", self.config.directory_url))?;
+            .map_err(|source| AcmeError::NewAccount {
+                url: self.config.directory_url.clone(),
+                source,
+            })?;
         let json = serde_json::to_vec(&credentials).expect("credentials serialize");
         write_private(&path, &json)?;
         tracing::info!(directory = %self.config.directory_url, "ACME account created");
@@ -238,19 +297,25 @@ impl Acme {
     }
 
     /// An HTTPS client trusting the system's roots, or `directory_ca_file`.
-    fn http(&self) -> Result<Box<dyn instant_acme::HttpClient>, String> {
+    fn http(&self) -> Result<Box<dyn instant_acme::HttpClient>, AcmeError> {
         let tls = match &self.config.directory_ca_file {
             None => super::client_config(&self.config.directory_url)?,
             Some(file) => {
                 let mut roots = rustls::RootCertStore::empty();
-                let pem = std::fs::read(file)
-                    .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+                let pem = std::fs::read(file).map_err(|source| AcmeError::ReadCa {
+                    file: file.clone(),
+                    source,
+                })?;
                 use rustls_pki_types::pem::PemObject;
                 for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| format!("{}: {e}", file.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    let cert = cert.map_err(|source| AcmeError::CaPem {
+                        file: file.clone(),
+                        source,
+                    })?;
+                    roots.add(cert).map_err(|source| AcmeError::CaCertificate {
+                        file: file.clone(),
+                        source,
+                    })?;
                 }
                 super::with_roots(roots)?
             }
@@ -284,6 +349,11 @@ impl Acme {
     }
 }
 
+/// The error of CA request `step`.
+fn ca(step: &'static str) -> impl FnOnce(instant_acme::Error) -> AcmeError {
+    move |source| AcmeError::Ca { step, source }
+}
+
 /// 16 hex digits of SHA-256 over `parts`: names cache files after what
 /// they are for.
 fn short_hash(parts: &[&str]) -> String {
@@ -296,7 +366,7 @@ fn short_hash(parts: &[&str]) -> String {
 }
 
 /// Writes a file only its owner may read, atomically (temp file + rename).
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -311,21 +381,31 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+    write().map_err(|source| AcmeError::Write {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The self-signed certificate that answers a `tls-alpn-01` challenge for
 /// `name` (RFC 8737: the key authorization's digest in the acmeIdentifier
 /// extension).
-fn challenge_certificate(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, String> {
-    let fail = |e: rcgen::Error| format!("challenge certificate for {name}: {e}");
+fn challenge_certificate(name: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, AcmeError> {
+    let fail = |source| AcmeError::ChallengeCertificate {
+        name: name.to_owned(),
+        source,
+    };
     let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).map_err(fail)?;
     params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
     let key = rcgen::KeyPair::generate().map_err(fail)?;
     let cert = params.self_signed(&key).map_err(fail)?;
     let der = PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let signer = rustls::crypto::ring::sign::any_supported_type(&der)
-        .map_err(|e| format!("challenge certificate for {name}: {e}"))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|source| {
+        AcmeError::ChallengeKey {
+            name: name.to_owned(),
+            source,
+        }
+    })?;
     Ok(Arc::new(CertifiedKey::new(
         vec![cert.der().clone()],
         signer,
