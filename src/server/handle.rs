@@ -202,3 +202,40 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     .filter_map(|(name, changed)| changed.then_some(name))
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TlsConfig;
+
+    #[test]
+    fn a_reload_applies_certificate_files_tokens_tiers_and_log_level() {
+        let files = |cert: &str| TlsConfig {
+            cert_file: Some(cert.into()),
+            key_file: Some(format!("{cert}.key").into()),
+            ..TlsConfig::default()
+        };
+        let mut old = Config::default();
+        old.server.tls = Some(files("a.pem"));
+        let mut new = old.clone();
+        new.server.tls = Some(files("b.pem"));
+        new.log.level = "debug".into();
+        new.auth.tokens_file = Some("other.toml".into());
+        assert!(needs_restart(&old, &new).is_empty());
+        new.server.shutdown_timeout_s += 1;
+        new.replay.max_events += 1;
+        assert_eq!(needs_restart(&old, &new), ["server", "replay"]);
+    }
+
+    #[test]
+    fn reload_error_reads_as_the_config_errors() {
+        let errors = ConfigErrors(vec![crate::config::ConfigError::new(
+            "server.listen",
+            "bad",
+        )]);
+        assert_eq!(
+            ReloadError::from(errors.clone()).to_string(),
+            errors.to_string()
+        );
+    }
+}

@@ -168,3 +168,66 @@ pub(super) async fn handshake(
     }
     Some(stream)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TlsConfig;
+
+    fn with_tls(tls: TlsConfig) -> Config {
+        let mut c = Config::default();
+        c.server.tls = Some(tls);
+        c
+    }
+
+    #[test]
+    fn the_mode_is_read_once_from_the_config() {
+        assert!(matches!(TlsMode::of(&Config::default()), TlsMode::Off));
+        let files = with_tls(TlsConfig {
+            cert_file: Some("c.pem".into()),
+            key_file: Some("k.pem".into()),
+            ..TlsConfig::default()
+        });
+        let mode = TlsMode::of(&files);
+        assert!(matches!(mode, TlsMode::Files { .. }));
+        assert_eq!(
+            mode.cert_files(),
+            Some((Path::new("c.pem"), Path::new("k.pem")))
+        );
+        // ACME wins over files, as at start before.
+        let acme = with_tls(TlsConfig {
+            cert_file: Some("c.pem".into()),
+            key_file: Some("k.pem".into()),
+            acme: Some(AcmeConfig::default()),
+            ..TlsConfig::default()
+        });
+        assert!(matches!(TlsMode::of(&acme), TlsMode::Acme(_)));
+        assert_eq!(TlsMode::of(&acme).cert_files(), None);
+        let half = with_tls(TlsConfig {
+            cert_file: Some("c.pem".into()),
+            ..TlsConfig::default()
+        });
+        assert!(matches!(TlsMode::of(&half), TlsMode::Incomplete));
+        let e = prepare_tls(TlsMode::of(&half)).err().expect("refused");
+        assert_eq!(
+            e.to_string(),
+            "server.tls: needs cert_file and key_file, or [server.tls.acme]"
+        );
+        assert!(check_tls_files(&acme).is_ok() && check_tls_files(&half).is_ok());
+    }
+
+    #[test]
+    fn missing_files_are_refused_under_their_key() {
+        let c = with_tls(TlsConfig {
+            cert_file: Some("/nonexistent/c.pem".into()),
+            key_file: Some("/nonexistent/k.pem".into()),
+            ..TlsConfig::default()
+        });
+        let e = check_tls_files(&c).unwrap_err();
+        assert_eq!(e.key, "server.tls.cert_file");
+        assert!(
+            e.message.starts_with("/nonexistent/c.pem: cannot read: "),
+            "{e}"
+        );
+    }
+}
