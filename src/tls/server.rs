@@ -27,7 +27,8 @@ pub(crate) struct Certificate {
 }
 
 /// Why a certificate was refused; `file` says which of the two files.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub(crate) struct CertError {
     pub(crate) file: CertFile,
     pub(crate) message: String,
@@ -85,7 +86,8 @@ impl Certificate {
         let Some(leaf) = chain.first() else {
             return Err(cert_err("holds no PEM certificate".into()));
         };
-        let (not_before, not_after) = validity(leaf).map_err(cert_err)?;
+        let (not_before, not_after) = validity(leaf)
+            .map_err(|e| cert_err(format!("the first certificate cannot be parsed: {e}")))?;
         let now = unix_now();
         if now >= not_after {
             return Err(cert_err(format!(
@@ -127,9 +129,10 @@ impl Certificate {
 }
 
 /// The leaf's notBefore and notAfter, in seconds since the epoch.
-fn validity(leaf: &CertificateDer<'_>) -> Result<(i64, i64), String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
-        .map_err(|e| format!("the first certificate cannot be parsed: {e}"))?;
+fn validity(
+    leaf: &CertificateDer<'_>,
+) -> Result<(i64, i64), x509_parser::nom::Err<x509_parser::error::X509Error>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())?;
     let v = cert.validity();
     Ok((v.not_before.timestamp(), v.not_after.timestamp()))
 }

@@ -111,45 +111,9 @@ pub fn run(args: SubscribeArgs) -> ExitCode {
 }
 
 async fn subscribe(args: SubscribeArgs) -> ExitCode {
-    let token = match token(&args).await {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("hookfan: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let position = match args.state_file.as_deref().map(load_state).transpose() {
-        Ok(p) => p.flatten(),
-        Err(e) => {
-            eprintln!("hookfan: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut config = ClientConfig::new(
-        args.servers.clone(),
-        token,
-        SubscriptionRequest {
-            organization: args.org.clone().unwrap_or_default(),
-            pull_requests: args.prs.clone(),
-            user_events_only: args.user_events,
-            event_types: args.event_types.clone(),
-        },
-    );
-    config.position = position;
-    config.idle_timeout = Duration::from_secs(args.idle_timeout);
-    config.allow_insecure = args.allow_insecure;
-    let mut sub = match Subscriber::new(config) {
+    let mut sub = match subscriber(&args).await {
         Ok(s) => s,
-        Err(ClientError::InsecureServer { server }) => {
-            eprintln!(
-                "hookfan: {server}: refusing to send the token unencrypted over ws:// to a host that is not loopback; use wss://, or --allow-insecure to send it anyway"
-            );
-            return ExitCode::from(EXIT_REFUSED);
-        }
-        Err(e) => {
-            eprintln!("hookfan: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let verbose = args.verbose > 0;
     loop {
@@ -165,20 +129,7 @@ async fn subscribe(args: SubscribeArgs) -> ExitCode {
             }
         };
         match update {
-            Update::Event(e) => {
-                match &args.exec {
-                    Some(cmd) => execute(cmd, &e).await,
-                    None => print_event(&e, args.format),
-                }
-                // Committed only once the event was printed or handled:
-                // a restart resumes after it, never before an event not
-                // yet acted on.
-                if let (Some(path), Some(p)) = (&args.state_file, sub.position())
-                    && let Err(e) = save_state(path, p)
-                {
-                    eprintln!("hookfan: {e}");
-                }
-            }
+            Update::Event(e) => handle_event(&args, &sub, &e).await,
             Update::Connected {
                 server,
                 resumed,
@@ -218,11 +169,97 @@ async fn subscribe(args: SubscribeArgs) -> ExitCode {
     }
 }
 
+/// The subscriber the arguments ask for, from the saved position if any;
+/// `Err` is the exit status, the problem already printed.
+async fn subscriber(args: &SubscribeArgs) -> Result<Subscriber, ExitCode> {
+    let failed = |e: &dyn std::fmt::Display| {
+        eprintln!("hookfan: {e}");
+        ExitCode::FAILURE
+    };
+    let token = token(args).await.map_err(|e| failed(&e))?;
+    let position = (args.state_file.as_deref().map(load_state).transpose())
+        .map_err(|e| failed(&e))?
+        .flatten();
+    let mut config = ClientConfig::new(
+        args.servers.clone(),
+        token,
+        SubscriptionRequest {
+            organization: args.org.clone().unwrap_or_default(),
+            pull_requests: args.prs.clone(),
+            user_events_only: args.user_events,
+            event_types: args.event_types.clone(),
+        },
+    );
+    config.position = position;
+    config.idle_timeout = Duration::from_secs(args.idle_timeout);
+    config.allow_insecure = args.allow_insecure;
+    Subscriber::new(config).map_err(|e| match e {
+        ClientError::InsecureServer { server } => {
+            eprintln!(
+                "hookfan: {server}: refusing to send the token unencrypted over ws:// to a host that is not loopback; use wss://, or --allow-insecure to send it anyway"
+            );
+            ExitCode::from(EXIT_REFUSED)
+        }
+        e => failed(&e),
+    })
+}
+
+/// Prints the event or runs `--exec` for it, then saves the position.
+async fn handle_event(args: &SubscribeArgs, sub: &Subscriber, e: &ReceivedEvent) {
+    match &args.exec {
+        Some(cmd) => execute(cmd, e).await,
+        None => print_event(e, args.format),
+    }
+    // Committed only once the event was printed or handled: a restart
+    // resumes after it, never before an event not yet acted on.
+    if let (Some(path), Some(p)) = (&args.state_file, sub.position())
+        && let Err(e) = save_state(path, p)
+    {
+        eprintln!("hookfan: {e}");
+    }
+}
+
+/// Why the command could not get its token or keep its position.
+#[derive(Debug, thiserror::Error)]
+enum SubscribeError {
+    #[error("cannot read the token file {}: {source}", path.display())]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot run --token-cmd: {0}")]
+    TokenCmd(std::io::Error),
+    #[error("--token-cmd failed ({0})")]
+    TokenCmdFailed(std::process::ExitStatus),
+    #[error("no token: ${0} is not set (or use --token-file / --token-cmd)")]
+    NoToken(String),
+    #[error("the token is empty")]
+    EmptyToken,
+    #[error("cannot read the state file {}: {source}", path.display())]
+    ReadState {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the state file {} is not {{\"epoch\":..,\"seq\":..}}: {source}", path.display())]
+    BadState {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write the state file {}: {source}", path.display())]
+    WriteState {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// The token, from exactly one source; never from the command line itself.
-async fn token(args: &SubscribeArgs) -> Result<Token, String> {
+async fn token(args: &SubscribeArgs) -> Result<Token, SubscribeError> {
     let t = if let Some(path) = &args.token_file {
         std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
+            .map_err(|source| SubscribeError::TokenFile {
+                path: path.clone(),
+                source,
+            })?
             .lines()
             .next()
             .unwrap_or_default()
@@ -235,24 +272,19 @@ async fn token(args: &SubscribeArgs) -> Result<Token, String> {
             .stderr(Stdio::inherit())
             .output()
             .await
-            .map_err(|e| format!("cannot run --token-cmd: {e}"))?;
+            .map_err(SubscribeError::TokenCmd)?;
         if !out.status.success() {
-            return Err(format!("--token-cmd failed ({})", out.status));
+            return Err(SubscribeError::TokenCmdFailed(out.status));
         }
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     } else {
         std::env::var(&args.token_env)
-            .map_err(|_| {
-                format!(
-                    "no token: ${} is not set (or use --token-file / --token-cmd)",
-                    args.token_env
-                )
-            })?
+            .map_err(|_| SubscribeError::NoToken(args.token_env.clone()))?
             .trim()
             .to_owned()
     };
     if t.is_empty() {
-        return Err("the token is empty".into());
+        return Err(SubscribeError::EmptyToken);
     }
     Ok(Token::new(t))
 }
@@ -300,25 +332,26 @@ async fn execute(cmd: &str, e: &ReceivedEvent) {
     }
 }
 
-fn load_state(path: &Path) -> Result<Option<Position>, String> {
+fn load_state(path: &Path) -> Result<Option<Position>, SubscribeError> {
+    let path_buf = || path.to_path_buf();
     match std::fs::read(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!(
-            "cannot read the state file {}: {e}",
-            path.display()
-        )),
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            format!(
-                "the state file {} is not {{\"epoch\":..,\"seq\":..}}: {e}",
-                path.display()
-            )
+        Err(source) => Err(SubscribeError::ReadState {
+            path: path_buf(),
+            source,
         }),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|source| SubscribeError::BadState {
+                path: path_buf(),
+                source,
+            }),
     }
 }
 
 /// Writes the position to a temporary file beside `path`, then renames it
 /// over `path`: a reader never sees half a file.
-fn save_state(path: &Path, p: &Position) -> Result<(), String> {
+fn save_state(path: &Path, p: &Position) -> Result<(), SubscribeError> {
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -326,5 +359,69 @@ fn save_state(path: &Path, p: &Position) -> Result<(), String> {
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    write().map_err(|e| format!("cannot write the state file {}: {e}", path.display()))
+    write().map_err(|source| SubscribeError::WriteState {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_texts() {
+        let io = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let path = PathBuf::from("/s.json");
+        let cases = [
+            (
+                SubscribeError::TokenFile {
+                    path: path.clone(),
+                    source: io(),
+                },
+                "cannot read the token file /s.json: denied",
+            ),
+            (
+                SubscribeError::TokenCmd(io()),
+                "cannot run --token-cmd: denied",
+            ),
+            (
+                SubscribeError::NoToken("GITHUB_TOKEN".into()),
+                "no token: $GITHUB_TOKEN is not set (or use --token-file / --token-cmd)",
+            ),
+            (SubscribeError::EmptyToken, "the token is empty"),
+            (
+                SubscribeError::ReadState {
+                    path: path.clone(),
+                    source: io(),
+                },
+                "cannot read the state file /s.json: denied",
+            ),
+            (
+                SubscribeError::WriteState {
+                    path: path.clone(),
+                    source: io(),
+                },
+                "cannot write the state file /s.json: denied",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
+        let dir = std::env::temp_dir().join(format!("hookfan-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.json");
+        assert!(
+            load_state(&path).unwrap().is_none(),
+            "a missing file is no position"
+        );
+        std::fs::write(&path, b"nope").unwrap();
+        let e = load_state(&path).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        let expected = format!(
+            r#"the state file {} is not {{"epoch":..,"seq":..}}: "#,
+            path.display()
+        );
+        assert!(e.starts_with(&expected), "{e}");
+    }
 }

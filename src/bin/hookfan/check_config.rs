@@ -1,0 +1,41 @@
+//! `hookfan check-config`: validates the configuration and prints the
+//! effective settings, secrets masked.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use hookfan::config::{ConfigErrors, SECRET_ENV, SecretSource};
+
+use crate::EXIT_CONFIG;
+use crate::prepare::Prepared;
+
+pub(crate) fn run(path: &Path, prepared: Result<Prepared, ConfigErrors>) -> ExitCode {
+    match prepared {
+        Ok(p) => {
+            let secret = match p.secret.source() {
+                SecretSource::File(f) => format!(
+                    "**** ({} bytes, from {})",
+                    p.secret.expose().len(),
+                    f.display()
+                ),
+                SecretSource::Env => format!(
+                    "**** ({} bytes, from {SECRET_ENV})",
+                    p.secret.expose().len()
+                ),
+            };
+            println!("# {}: valid", path.display());
+            println!("# webhook secret: {secret}");
+            println!("# auth: {}", p.auth_summary);
+            println!(
+                "# broker.shards = 0 resolves to {} here",
+                p.config.broker.effective_shards()
+            );
+            print!("{}", toml::to_string(&p.config).expect("config serializes"));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{}: {errors}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The `hookfan` daemon and its command line: `main` parses it and hands
+//! over to one file per command (`serve`, `check_config`, `subscribe`);
+//! `prepare` loads what serving and checking share, `logging` sets up the
+//! daemon's logs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check_config;
+mod logging;
+mod prepare;
+mod serve;
+// The `subscribe` command (a client, not part of the library).
+mod subscribe;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// GitHub webhook fan-out over authenticated WebSockets.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, short, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+    /// Listen address, overriding server.listen (e.g. 127.0.0.1:0).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and print the effective settings (secrets masked).
+    CheckConfig,
+    /// Subscribe to a hookfan server and print (or act on) every event,
+    /// reconnecting and resuming by itself.
+    Subscribe(Box<subscribe::SubscribeArgs>),
+}
+
+/// Exit status for a configuration the daemon refuses.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let check = match cli.command {
+        Some(Command::Subscribe(args)) => return subscribe::run(*args),
+        Some(Command::CheckConfig) => true,
+        None => false,
+    };
+    let Some(path) = cli.config.clone() else {
+        eprintln!("hookfan: --config PATH is required (try config/hookfan.toml)");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let prepared = prepare::prepare(&path, cli.listen);
+    if check {
+        return check_config::run(&path, prepared);
+    }
+    match prepared {
+        Ok(p) => serve::run(p, path, cli.listen),
+        Err(errors) => {
+            eprint!("hookfan: {errors}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}

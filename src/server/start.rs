@@ -1,0 +1,232 @@
+//! [`start`]: from a validated configuration to a serving server, step by
+//! step: the certificate, the listeners, the cluster, the hub, the
+//! endpoints, then one accept loop per listener.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use super::Phase;
+use super::handle::ServerHandle;
+use super::listen::{accept_loop, listen, listen_if};
+use super::routes::{App, serve_app, serve_metrics, serve_redirect};
+use super::tls::{PreparedTls, TlsMode, prepare_tls};
+use crate::cluster::{Cluster, Learners};
+use crate::config::{Config, WebhookSecret};
+use crate::tls::acme::Acme;
+use crate::{
+    AuthProvider, EventSink, Hub, HubConfig, Metrics, ReplayConfig, WebhookEndpoint,
+    WebhookOptions, WsEndpoint, WsOptions,
+};
+
+/// Binds `config.server.listen` and starts serving; `auth` checks tokens.
+/// Call from a tokio runtime.
+pub async fn start(
+    config: &Config,
+    secret: &WebhookSecret,
+    auth: Arc<dyn AuthProvider>,
+) -> io::Result<ServerHandle> {
+    // Certificates first: a bad one is refused before anything listens.
+    let tls = prepare_tls(TlsMode::of(config))?;
+    let listeners = Listeners::bind(config)?;
+    let cluster = join_cluster(config).await?;
+    let hub = Hub::start(hub_config(config, cluster.as_ref()))?;
+    let metrics = Metrics::new(&hub, auth.clone());
+    if let Some(t) = &tls {
+        metrics.watch_tls(t.store.clone(), t.acme.as_ref().map(Acme::stats));
+    }
+    if let Some(c) = &cluster {
+        metrics.watch_cluster(c.stats());
+    }
+    let (ws, webhook) = endpoints(config, secret, &hub, &auth, &metrics, cluster.as_ref());
+    let commit_cache = webhook.commit_cache().clone();
+    if let Some(c) = &cluster {
+        c.start(
+            hub.clone(),
+            Learners {
+                commits: commit_cache.clone(),
+                deliveries: webhook.delivery_ids().clone(),
+            },
+        );
+    }
+    let (phase, phase_rx) = watch::channel(Phase::Serving);
+    let app = App {
+        webhook,
+        ws: ws.clone(),
+        metrics: metrics.clone(),
+        public_metrics: listeners.metrics.is_none(),
+        phase: phase_rx,
+        header_timeout: Duration::from_secs(config.server.header_read_timeout_s),
+        tls: (tls.as_ref()).map(|t| TlsAcceptor::from(t.config.clone())),
+    };
+    let (local_addr, metrics_addr, redirect_addr) = listeners.addrs;
+    let mut accept_tasks = listeners.serve(app);
+    // ACME orders once the listener answers its tls-alpn-01 challenges.
+    let store = tls.as_ref().map(|t| t.store.clone());
+    if let Some(PreparedTls {
+        acme: Some(acme),
+        cached,
+        ..
+    }) = tls
+    {
+        accept_tasks.push(tokio::spawn(acme.run(cached)));
+    }
+    Ok(ServerHandle {
+        local_addr,
+        hub,
+        ws,
+        commit_cache,
+        phase,
+        accept_tasks,
+        metrics_addr,
+        redirect_addr,
+        shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_s),
+        auth,
+        metrics,
+        tls: store,
+        config: Mutex::new(config.clone()),
+    })
+}
+
+/// The sockets, bound before anything else starts so that a port taken is
+/// refused at once.
+struct Listeners {
+    main: TcpListener,
+    metrics: Option<TcpListener>,
+    redirect: Option<TcpListener>,
+    /// The addresses bound: main, metrics, redirect.
+    addrs: (SocketAddr, Option<SocketAddr>, Option<SocketAddr>),
+}
+
+impl Listeners {
+    fn bind(config: &Config) -> io::Result<Self> {
+        let main = listen(config.server.listen)?;
+        let metrics = listen_if(config.server.metrics_listen)?;
+        let redirect_addr = config.server.tls.as_ref().and_then(|t| t.redirect_listen);
+        let redirect = listen_if(redirect_addr)?;
+        let local = |l: &Option<TcpListener>| l.as_ref().map(TcpListener::local_addr).transpose();
+        let addrs = (main.local_addr()?, local(&metrics)?, local(&redirect)?);
+        Ok(Self {
+            main,
+            metrics,
+            redirect,
+            addrs,
+        })
+    }
+
+    /// Starts one accept loop per listener.
+    fn serve(self, app: App) -> Vec<JoinHandle<()>> {
+        let tls_port = self.addrs.0.port();
+        let (metrics, phase) = (app.metrics.clone(), app.phase.clone());
+        let app = Arc::new(app);
+        let mut tasks = vec![tokio::spawn(accept_loop(self.main, move |stream, peer| {
+            serve_app(stream, peer, app.clone())
+        }))];
+        if let Some(l) = self.metrics {
+            let phase = phase.clone();
+            tasks.push(tokio::spawn(accept_loop(l, move |stream, _| {
+                serve_metrics(stream, metrics.clone(), phase.clone())
+            })));
+        }
+        if let Some(l) = self.redirect {
+            tasks.push(tokio::spawn(accept_loop(l, move |stream, _| {
+                serve_redirect(stream, tls_port, phase.clone())
+            })));
+        }
+        tasks
+    }
+}
+
+async fn join_cluster(config: &Config) -> io::Result<Option<Cluster>> {
+    if config.cluster.nats_url.is_none() {
+        return Ok(None);
+    }
+    Cluster::connect(&config.cluster)
+        .await
+        .map(Some)
+        .map_err(|e| io::Error::other(format!("cannot join the cluster: {e}")))
+}
+
+fn hub_config(config: &Config, cluster: Option<&Cluster>) -> HubConfig {
+    HubConfig {
+        shards: config.broker.effective_shards(),
+        client_queue: config.broker.client_queue,
+        slow_client: config.broker.slow_client,
+        enforce_tiers: config.tiers.enforce,
+        replay: ReplayConfig {
+            max_events: config.replay.max_events,
+            max_bytes: config.replay.max_bytes,
+            max_age: Duration::from_secs(config.replay.max_age_s),
+        },
+        epoch: cluster.map(|c| c.epoch().to_owned()),
+    }
+}
+
+/// The WebSocket and webhook endpoints. Intake hands its events to the hub
+/// itself, or to the cluster's stream, from which every node's hub is fed.
+fn endpoints(
+    config: &Config,
+    secret: &WebhookSecret,
+    hub: &Hub,
+    auth: &Arc<dyn AuthProvider>,
+    metrics: &Arc<Metrics>,
+    cluster: Option<&Cluster>,
+) -> (WsEndpoint, WebhookEndpoint) {
+    let ws = WsEndpoint::new(
+        hub.clone(),
+        auth.clone(),
+        ws_options(config),
+        metrics.clone(),
+    );
+    let (ws, sink): (WsEndpoint, Arc<dyn EventSink>) = match cluster {
+        Some(c) => (ws.with_backfill(Arc::new(c.clone())), Arc::new(c.clone())),
+        None => (ws, Arc::new(hub.clone())),
+    };
+    let webhook = WebhookEndpoint::new(
+        sink,
+        secret.expose(),
+        webhook_options(config),
+        metrics.clone(),
+    );
+    (ws, webhook)
+}
+
+fn ws_options(config: &Config) -> WsOptions {
+    let s = &config.server;
+    WsOptions {
+        handshake_timeout: Duration::from_secs(s.handshake_timeout_s),
+        ping_interval: Duration::from_secs(s.ping_interval_s),
+        read_timeout: Duration::from_secs(s.read_timeout_s),
+        write_timeout: Duration::from_secs(s.write_timeout_s),
+        auth_timeout: Duration::from_secs(config.auth.check_timeout_s),
+        allowed_events: config.webhook.allowed_list(),
+        max_conns_per_ip: config.limits.max_conns_per_ip,
+        max_conns_total: config.limits.max_conns_total,
+        trusted_proxies: config.limits.trusted_proxies.clone(),
+        recheck_interval: Duration::from_secs(config.auth.recheck_interval_s),
+        // Half the API requests at most, the rest for handshakes.
+        recheck_concurrency: (config.auth.max_concurrent_api_requests / 2).max(1),
+        max_failed_checks_per_ip: config.auth.max_failed_checks_per_ip,
+    }
+}
+
+fn webhook_options(config: &Config) -> WebhookOptions {
+    let w = &config.webhook;
+    WebhookOptions {
+        max_payload_bytes: w.max_payload_bytes,
+        allowed_events: w.allowed_list(),
+        commit_cache_entries: w.commit_cache_entries,
+        commit_cache_ttl: Duration::from_secs(w.commit_cache_ttl_s),
+        body_timeout: Duration::from_secs(w.body_timeout_s),
+        max_concurrent_requests: w.max_concurrent_requests,
+        max_inflight_bytes: w.max_inflight_bytes,
+        dedup_entries: w.dedup_entries,
+        dedup_window: Duration::from_secs(w.dedup_window_s),
+    }
+}
