@@ -32,10 +32,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::checks::ConfigError;
 use crate::cluster::{Cluster, Learners};
-use crate::config::{Config, ConfigError, TlsConfig, WebhookSecret};
+use crate::config::Config;
+use crate::tls::TlsConfig;
 use crate::tls::acme::Acme;
 use crate::tls::server::{ACME_TLS_ALPN, CertFile, CertStore, Certificate};
+use crate::webhook::WebhookSecret;
 use crate::{
     AuthProvider, CommitCache, ConnCounts, EventSink, Hub, HubConfig, Metrics, ReplayConfig,
     WebhookEndpoint, WebhookOptions, WsEndpoint, WsOptions,

@@ -47,7 +47,8 @@ use super::static_tokens::APP_LOGIN;
 use super::{
     AuthError, AuthFuture, AuthProvider, CounterFamily, Identity, IdentityKind, Tier, Token,
 };
-use crate::config::{AuthConfig, TiersConfig};
+use crate::auth::AuthConfig;
+use crate::tier::TiersConfig;
 
 /// Attempts per request (the first and two retries).
 const ATTEMPTS: u32 = 3;

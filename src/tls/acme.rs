@@ -24,7 +24,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::PrivateKeyDer;
 
 use super::server::{CertStore, Certificate};
-use crate::config::AcmeConfig;
+use crate::tls::AcmeConfig;
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]

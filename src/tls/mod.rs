@@ -4,9 +4,12 @@
 //! from an ACME CA in `acme`.
 
 pub(crate) mod acme;
+mod config;
 pub(crate) mod server;
 
 use std::sync::Arc;
+
+pub use config::{AcmeConfig, LETS_ENCRYPT_DIRECTORY, TlsConfig};
 
 /// A client config trusting the system's root certificates (or the PEM
 /// bundle `SSL_CERT_FILE` names). `what` names the peer in the error.
