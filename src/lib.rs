@@ -150,6 +150,7 @@
 
 pub mod auth;
 mod broker;
+mod checks;
 pub mod client;
 mod cluster;
 pub mod config;
@@ -172,11 +173,11 @@ pub use auth::{
     AuthError, AuthFuture, AuthProvider, CounterFamily, Identity, IdentityKind, OrgSet, Tier,
     Token, TokenRejection,
 };
+pub use broker::SlowClientPolicy;
 pub use broker::{
     BroadcastReceipt, Client, ClientId, Hub, HubConfig, HubStats, MAX_SHARDS, ReplayConfig,
     ResumeRefusal, StreamState,
 };
-pub use config::SlowClientPolicy;
 pub use event::{EXPLICIT_ONLY_TYPES, Event, EventParts, KNOWN_EVENT_TYPES};
 pub use limits::ConnCounts;
 pub use metrics::Metrics;

@@ -7,6 +7,7 @@
 //! end by (refused upgrade, handshake timeout, bad subscription, failed auth,
 //! disconnect, shutdown) without any path having to remember to.
 
+pub(crate) mod config;
 mod failed_checks;
 
 use std::fmt;
@@ -17,6 +18,7 @@ use ahash::AHashMap;
 use hyper::HeaderMap;
 use ipnet::IpNet;
 
+pub use config::LimitsConfig;
 pub(crate) use failed_checks::{FailedChecks, TooManyFailures};
 
 /// Which limit refused a connection.

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::is_event_type;
+use crate::checks::is_event_type;
 use crate::event::parse_pr_url;
 
 /// Most event types in one subscription.
@@ -121,7 +121,7 @@ impl std::error::Error for SubscriptionError {}
 
 fn valid_username(u: &str) -> bool {
     u == crate::auth::static_tokens::APP_LOGIN
-        || crate::config::is_login(u.strip_suffix("[bot]").unwrap_or(u))
+        || crate::checks::is_login(u.strip_suffix("[bot]").unwrap_or(u))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -326,7 +326,7 @@ impl Subscription {
             return Err(SubscriptionError::InvalidResume("malformed epoch"));
         }
         let org = &self.organization;
-        if !org.is_empty() && org != "*" && !crate::config::is_login(org) {
+        if !org.is_empty() && org != "*" && !crate::checks::is_login(org) {
             return Err(SubscriptionError::InvalidOrganization);
         }
         if self.event_types.len() > MAX_EVENT_TYPES {

@@ -1,6 +1,11 @@
 //! The tier of an account, which decides whether it may receive events of
 //! private repositories. A leaf: the configuration (`tiers.default_tier`),
-//! the auth providers and the broker all name it.
+//! the auth providers and the broker all name it. `[tiers]` is in
+//! `tier/config.rs`.
+
+mod config;
+
+pub use config::TiersConfig;
 
 /// The tier of an account: only `pro` and `flock` may receive events of
 /// private repositories.

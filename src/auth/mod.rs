@@ -6,6 +6,7 @@
 //! that identity, the same way for every provider.
 
 pub(crate) mod cache;
+pub(crate) mod config;
 pub mod github;
 mod orgs;
 pub mod static_tokens;
@@ -17,8 +18,10 @@ use std::pin::Pin;
 
 pub use orgs::OrgSet;
 
-use crate::config::{AuthConfig, ConfigError, TiersConfig};
+use crate::checks::ConfigError;
 pub use crate::tier::Tier;
+use crate::tier::TiersConfig;
+pub use config::{AuthConfig, AuthProviderKind};
 pub use token::{Token, TokenRejection};
 
 /// What kind of account a token is for.

@@ -24,7 +24,9 @@ use super::token::{looks_like_github_token, sha256};
 use super::{
     AuthError, AuthFuture, AuthProvider, Identity, IdentityKind, OrgSet, ReloadError, Tier, Token,
 };
-use crate::config::{AuthConfig, ConfigError, TiersConfig, is_login};
+use crate::auth::AuthConfig;
+use crate::checks::{ConfigError, is_login};
+use crate::tier::TiersConfig;
 
 /// Login reported for app installation tokens, as the GitHub provider does.
 pub const APP_LOGIN: &str = "app[installation]";

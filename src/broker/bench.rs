@@ -10,7 +10,7 @@ use super::Filter;
 use super::outbox::{Drained, Outbox};
 use super::replay::{Replay, ReplayConfig, ReplayWindow};
 use super::shard::{Shard, ShardCounters, ShardMsg, ShardSettings, Subscriber};
-use crate::config::SlowClientPolicy;
+use crate::broker::SlowClientPolicy;
 use crate::event::Event;
 
 /// A shard and the outboxes of its subscribers.

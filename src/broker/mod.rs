@@ -13,6 +13,7 @@
 
 #[doc(hidden)]
 pub mod bench;
+mod config;
 pub(crate) mod filter;
 mod index;
 #[cfg(test)]
@@ -32,10 +33,10 @@ use crossbeam_channel::Sender;
 use smallvec::SmallVec;
 
 use crate::auth::OrgSet;
-use crate::config::SlowClientPolicy;
 use crate::event::Event;
 use crate::subscription::ResumeFrom;
 use crate::subscription::Subscription;
+pub use config::{BrokerConfig, ReplayConfig as ReplaySection, SlowClientPolicy};
 use filter::Family;
 pub(crate) use filter::Filter;
 use index::FamilyMaps;

@@ -17,7 +17,7 @@ use super::filter::{Filter, Verdict};
 use super::index::FamilyMaps;
 use super::outbox::{CloseReason, Outbox, Outgoing, Push};
 use crate::auth::OrgSet;
-use crate::config::SlowClientPolicy;
+use crate::broker::SlowClientPolicy;
 use crate::event::Event;
 
 /// A client as registered with its shard.

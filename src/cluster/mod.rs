@@ -14,6 +14,7 @@
 //! A node that loses NATS keeps its clients, answers webhooks 503, and
 //! continues from the last seq it applied once NATS is back.
 
+mod config;
 pub mod facts;
 
 use std::sync::Arc;
@@ -28,11 +29,12 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use crate::broker::{Backfill, BackfillError, BackfillFuture, Backfilled, Hub};
-use crate::config::{ClusterConfig, redact_userinfo};
 use crate::event::Event;
 use crate::event::EventParts;
 use crate::metrics::LatencyHistogram;
 use crate::webhook::{CommitCache, DeliveryIds, EventSink, PrInfo, SinkError, SinkFuture, Stored};
+pub use config::ClusterConfig;
+use config::redact_userinfo;
 use facts::DecodeError;
 
 /// Why a node could not join its cluster at start.

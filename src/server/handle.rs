@@ -10,7 +10,8 @@ use tokio::task::JoinHandle;
 
 use super::Phase;
 use super::tls::{TlsMode, cert_problem};
-use crate::config::{Config, ConfigErrors};
+use crate::checks::ConfigErrors;
+use crate::config::Config;
 use crate::tls::server::{CertStore, Certificate};
 use crate::{AuthProvider, CommitCache, ConnCounts, Hub, Metrics, WsEndpoint};
 
@@ -206,7 +207,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TlsConfig;
+    use crate::tls::TlsConfig;
 
     #[test]
     fn a_reload_applies_certificate_files_tokens_tiers_and_log_level() {
@@ -229,7 +230,7 @@ mod tests {
 
     #[test]
     fn reload_error_reads_as_the_config_errors() {
-        let errors = ConfigErrors(vec![crate::config::ConfigError::new(
+        let errors = ConfigErrors(vec![crate::checks::ConfigError::new(
             "server.listen",
             "bad",
         )]);

@@ -18,12 +18,10 @@ use super::listen::{accept_loop, listen, listen_if};
 use super::routes::{App, serve_app, serve_metrics, serve_redirect};
 use super::tls::{PreparedTls, TlsMode, prepare_tls};
 use crate::cluster::{Cluster, Learners};
-use crate::config::{Config, WebhookSecret};
+use crate::config::Config;
 use crate::tls::acme::Acme;
-use crate::{
-    AuthProvider, EventSink, Hub, HubConfig, Metrics, ReplayConfig, WebhookEndpoint,
-    WebhookOptions, WsEndpoint, WsOptions,
-};
+use crate::webhook::WebhookSecret;
+use crate::{AuthProvider, EventSink, Hub, HubConfig, Metrics, WebhookEndpoint, WsEndpoint};
 
 /// Binds `config.server.listen` and starts serving; `auth` checks tokens.
 /// Call from a tokio runtime.
@@ -155,16 +153,8 @@ async fn join_cluster(config: &Config) -> io::Result<Option<Cluster>> {
 
 fn hub_config(config: &Config, cluster: Option<&Cluster>) -> HubConfig {
     HubConfig {
-        shards: config.broker.effective_shards(),
-        client_queue: config.broker.client_queue,
-        slow_client: config.broker.slow_client,
-        enforce_tiers: config.tiers.enforce,
-        replay: ReplayConfig {
-            max_events: config.replay.max_events,
-            max_bytes: config.replay.max_bytes,
-            max_age: Duration::from_secs(config.replay.max_age_s),
-        },
         epoch: cluster.map(|c| c.epoch().to_owned()),
+        ..config.hub_config()
     }
 }
 
@@ -181,7 +171,7 @@ fn endpoints(
     let ws = WsEndpoint::new(
         hub.clone(),
         auth.clone(),
-        ws_options(config),
+        config.ws_options(),
         metrics.clone(),
     );
     let (ws, sink): (WsEndpoint, Arc<dyn EventSink>) = match cluster {
@@ -191,42 +181,8 @@ fn endpoints(
     let webhook = WebhookEndpoint::new(
         sink,
         secret.expose(),
-        webhook_options(config),
+        config.webhook.options(),
         metrics.clone(),
     );
     (ws, webhook)
-}
-
-fn ws_options(config: &Config) -> WsOptions {
-    let s = &config.server;
-    WsOptions {
-        handshake_timeout: Duration::from_secs(s.handshake_timeout_s),
-        ping_interval: Duration::from_secs(s.ping_interval_s),
-        read_timeout: Duration::from_secs(s.read_timeout_s),
-        write_timeout: Duration::from_secs(s.write_timeout_s),
-        auth_timeout: Duration::from_secs(config.auth.check_timeout_s),
-        allowed_events: config.webhook.allowed_list(),
-        max_conns_per_ip: config.limits.max_conns_per_ip,
-        max_conns_total: config.limits.max_conns_total,
-        trusted_proxies: config.limits.trusted_proxies.clone(),
-        recheck_interval: Duration::from_secs(config.auth.recheck_interval_s),
-        // Half the API requests at most, the rest for handshakes.
-        recheck_concurrency: (config.auth.max_concurrent_api_requests / 2).max(1),
-        max_failed_checks_per_ip: config.auth.max_failed_checks_per_ip,
-    }
-}
-
-fn webhook_options(config: &Config) -> WebhookOptions {
-    let w = &config.webhook;
-    WebhookOptions {
-        max_payload_bytes: w.max_payload_bytes,
-        allowed_events: w.allowed_list(),
-        commit_cache_entries: w.commit_cache_entries,
-        commit_cache_ttl: Duration::from_secs(w.commit_cache_ttl_s),
-        body_timeout: Duration::from_secs(w.body_timeout_s),
-        max_concurrent_requests: w.max_concurrent_requests,
-        max_inflight_bytes: w.max_inflight_bytes,
-        dedup_entries: w.dedup_entries,
-        dedup_window: Duration::from_secs(w.dedup_window_s),
-    }
 }

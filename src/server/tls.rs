@@ -15,7 +15,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::text::closing_wire;
-use crate::config::{AcmeConfig, Config, ConfigError};
+use crate::checks::ConfigError;
+use crate::config::Config;
+use crate::tls::AcmeConfig;
 use crate::tls::acme::Acme;
 use crate::tls::server::{ACME_TLS_ALPN, CertError, CertFile, CertStore, Certificate};
 
@@ -172,7 +174,7 @@ pub(super) async fn handshake(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TlsConfig;
+    use crate::tls::TlsConfig;
 
     fn with_tls(tls: TlsConfig) -> Config {
         let mut c = Config::default();

@@ -26,7 +26,7 @@ use rustls_pki_types::PrivateKeyDer;
 
 use super::TlsError;
 use super::server::{CertStore, Certificate};
-use crate::config::AcmeConfig;
+use crate::tls::AcmeConfig;
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]

@@ -4,6 +4,7 @@
 //! from an ACME CA in `acme`.
 
 pub(crate) mod acme;
+mod config;
 pub(crate) mod server;
 
 use std::sync::Arc;
@@ -23,6 +24,8 @@ pub(crate) enum TlsError {
     #[error("TLS setup: {0}")]
     Setup(#[source] rustls::Error),
 }
+
+pub use config::{AcmeConfig, LETS_ENCRYPT_DIRECTORY, TlsConfig};
 
 /// A client config trusting the system's root certificates (or the PEM
 /// bundle `SSL_CERT_FILE` names). `what` names the peer in the error.

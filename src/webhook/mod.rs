@@ -14,6 +14,7 @@
 mod body;
 mod capacity;
 mod commit_cache;
+mod config;
 mod dedup;
 mod expiring;
 mod extract;
@@ -39,6 +40,7 @@ use body::{BodyError, check_declared, read_limited};
 pub(crate) use capacity::Capacity;
 use capacity::{Admitted, Full as CapacityFull};
 pub use commit_cache::{CommitCache, CommitCacheStats, PrInfo};
+pub use config::{SECRET_ENV, SecretSource, WebhookConfig, WebhookSecret};
 use dedup::Claimed;
 pub(crate) use dedup::DeliveryIds;
 use outcome::Outcome;

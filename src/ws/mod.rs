@@ -70,14 +70,16 @@ impl Default for WsOptions {
             ping_interval: Duration::from_secs(54),
             read_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(10),
-            auth_timeout: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(crate::auth::config::DEFAULT_CHECK_TIMEOUT_S),
             allowed_events: None,
-            max_conns_per_ip: 10,
-            max_conns_total: 100_000,
+            max_conns_per_ip: crate::limits::config::DEFAULT_MAX_CONNS_PER_IP,
+            max_conns_total: crate::limits::config::DEFAULT_MAX_CONNS_TOTAL,
             trusted_proxies: Vec::new(),
-            recheck_interval: Duration::from_secs(300),
-            recheck_concurrency: 16,
-            max_failed_checks_per_ip: 30,
+            recheck_interval: Duration::from_secs(crate::auth::config::DEFAULT_RECHECK_INTERVAL_S),
+            // Half the API requests at most, the rest for handshakes.
+            recheck_concurrency: (crate::auth::config::DEFAULT_MAX_CONCURRENT_API_REQUESTS / 2)
+                .max(1),
+            max_failed_checks_per_ip: crate::auth::config::DEFAULT_MAX_FAILED_CHECKS_PER_IP,
         }
     }
 }

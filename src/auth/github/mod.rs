@@ -45,7 +45,8 @@ pub use self::stats::GithubStats;
 use self::tiers::TierLists;
 use super::cache::TokenCache;
 use super::{AuthFuture, AuthProvider, CounterFamily, Identity, ReloadError, Token};
-use crate::config::{AuthConfig, TiersConfig};
+use crate::auth::AuthConfig;
+use crate::tier::TiersConfig;
 
 /// Why a [`GithubProvider`] cannot be built: what is wrong with
 /// `auth.github_api_url`, or with the trust roots. Never holds a token.

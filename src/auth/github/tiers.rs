@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use crate::auth::{Identity, IdentityKind, Tier};
-use crate::config::TiersConfig;
+use crate::tier::TiersConfig;
 
 /// `tiers.pro` and `tiers.flock`, lowercased, and `tiers.default_tier`.
 pub(super) struct TierLists {

@@ -1,0 +1,255 @@
+//! The file as a whole: defaults, the lenient layer's keyed errors, and each
+//! section's checks reached through it.
+
+use super::*;
+use crate::tier::Tier;
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    Config::parse(text, Path::new("/etc/hookfan"))
+        .unwrap_err()
+        .0
+}
+
+fn keys(text: &str) -> Vec<String> {
+    errors(text).into_iter().map(|e| e.key).collect()
+}
+
+#[test]
+fn empty_file_gives_the_documented_defaults() {
+    let c = Config::parse("", Path::new("/x")).unwrap();
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.server.handshake_timeout_s, 5);
+    assert_eq!(c.server.ping_interval_s, 54);
+    assert_eq!(c.server.read_timeout_s, 90);
+    assert_eq!(c.server.shutdown_timeout_s, 10);
+    assert_eq!(c.webhook.max_payload_bytes, 1_048_576);
+    assert_eq!(c.webhook.allowed_events, vec!["*"]);
+    assert_eq!(c.webhook.commit_cache_entries, 100_000);
+    assert_eq!(c.webhook.commit_cache_ttl_s, 86_400);
+    assert_eq!(c.webhook.body_timeout_s, 10);
+    assert_eq!(c.webhook.max_concurrent_requests, 64);
+    assert_eq!(c.webhook.max_inflight_bytes, 268_435_456);
+    assert_eq!(c.webhook.dedup_entries, 100_000);
+    assert_eq!(c.webhook.dedup_window_s, 259_200);
+    assert_eq!(c.broker.shards, 0);
+    assert_eq!(c.broker.client_queue, 256);
+    assert_eq!(c.broker.slow_client, SlowClientPolicy::Drop);
+    assert_eq!(c.auth.provider, AuthProviderKind::Github);
+    assert_eq!(c.auth.github_api_url, "https://api.github.com");
+    assert_eq!(c.auth.cache_ttl_s, 300);
+    assert_eq!(c.auth.negative_cache_ttl_s, 30);
+    assert_eq!(c.auth.max_concurrent_api_requests, 32);
+    assert_eq!(c.auth.recheck_interval_s, 300);
+    assert_eq!(c.auth.max_failed_checks_per_ip, 30);
+    assert_eq!(c.limits.max_conns_per_ip, 10);
+    assert_eq!(c.limits.max_conns_total, 100_000);
+    assert!(c.limits.trusted_proxies.is_empty());
+    assert!(c.tiers.enforce, "private events are withheld by default");
+    assert_eq!(c.tiers.default_tier, Tier::Free);
+    assert_eq!(c.log.level, "info");
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.replay.max_events, 100_000);
+    assert_eq!(c.replay.max_bytes, 67_108_864);
+    assert_eq!(c.replay.max_age_s, 3600);
+}
+
+#[test]
+fn max_failed_checks_per_ip_is_range_checked_by_its_key() {
+    for ok in ["0", "1", "10000"] {
+        let c = Config::parse(
+            &format!("[auth]\nmax_failed_checks_per_ip = {ok}\n"),
+            Path::new("/x"),
+        )
+        .unwrap();
+        assert_eq!(c.auth.max_failed_checks_per_ip.to_string(), ok);
+    }
+    for bad in ["10001", "-1", "\"30\""] {
+        let e = errors(&format!("[auth]\nmax_failed_checks_per_ip = {bad}\n"));
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert_eq!(e[0].key, "auth.max_failed_checks_per_ip", "{bad}");
+    }
+    let e = errors("[auth]\nmax_failed_checks_per_ip = 20000\n");
+    assert!(
+        e[0].message.contains("0 (no limit) ..=10000"),
+        "{}",
+        e[0].message
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = errors("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 9\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].key, "server.listen_port");
+    assert!(e[0].message.contains("unknown field"), "{}", e[0].message);
+}
+
+#[test]
+fn unknown_section_is_named() {
+    assert_eq!(keys("[sever]\nlisten = \"x\"\n"), vec!["sever"]);
+}
+
+#[test]
+fn every_bad_value_is_reported_with_its_key() {
+    let text = r#"
+[server]
+listen = "not an address"
+handshake_timeout_s = 0
+ping_interval_s = 60
+read_timeout_s = 30
+[webhook]
+max_payload_bytes = 10
+allowed_events = ["pull_request", "Push!"]
+commit_cache_ttl_s = 0
+[broker]
+shards = 1000
+client_queue = 0
+slow_client = "explode"
+[auth]
+provider = "ldap"
+github_api_url = "ftp://example"
+max_concurrent_api_requests = 0
+recheck_interval_s = 0
+[limits]
+max_conns_per_ip = 0
+max_conns_total = -1
+trusted_proxies = ["10.0.0.0/33"]
+[tiers]
+enforce = "yes"
+default_tier = "gold"
+pro = ["bad login!"]
+[log]
+level = "loud"
+format = "xml"
+[replay]
+max_events = -1
+max_bytes = 10
+max_age_s = 0
+"#;
+    let mut got = keys(text);
+    got.sort();
+    let mut want = vec![
+        "server.listen",
+        "server.handshake_timeout_s",
+        "server.read_timeout_s",
+        "webhook.max_payload_bytes",
+        "webhook.allowed_events",
+        "webhook.commit_cache_ttl_s",
+        "broker.shards",
+        "broker.client_queue",
+        "broker.slow_client",
+        "auth.provider",
+        "auth.github_api_url",
+        "auth.max_concurrent_api_requests",
+        "auth.recheck_interval_s",
+        "limits.max_conns_per_ip",
+        "limits.max_conns_total",
+        "limits.trusted_proxies",
+        "tiers.enforce",
+        "tiers.default_tier",
+        "tiers.pro",
+        "log.level",
+        "log.format",
+        "replay.max_events",
+        "replay.max_bytes",
+        "replay.max_age_s",
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn type_errors_say_what_was_expected() {
+    let e = errors("[broker]\nslow_client = \"explode\"\n");
+    assert_eq!(e[0].key, "broker.slow_client");
+    assert!(e[0].message.contains("drop") && e[0].message.contains("disconnect"));
+    let e = errors("[server]\nlisten = 8080\n");
+    assert_eq!(e[0].key, "server.listen");
+}
+
+#[test]
+fn syntax_errors_name_line_and_column() {
+    let e = errors("[server\n");
+    assert_eq!(e[0].key, "config");
+    assert!(
+        e[0].message
+            .starts_with("TOML syntax error at line 1, column 8:"),
+        "{}",
+        e[0].message
+    );
+    let e = errors("[server]\nlisten = \"127.0.0.1:80\"\nping_interval_s = = 5\n");
+    assert!(
+        e[0].message
+            .starts_with("TOML syntax error at line 3, column 19:"),
+        "{}",
+        e[0].message
+    );
+}
+
+#[test]
+fn listen_takes_an_ip_or_a_host_name() {
+    let c = Config::parse("[server]\nlisten = \"localhost:8081\"\n", Path::new("/x")).unwrap();
+    assert!(c.server.listen.ip().is_loopback(), "{}", c.server.listen);
+    assert_eq!(c.server.listen.port(), 8081);
+    let c = Config::parse("[server]\nlisten = \"[::1]:9\"\n", Path::new("/x")).unwrap();
+    assert_eq!(c.server.listen.to_string(), "[::1]:9");
+    let e = errors("[server]\nlisten = \"localhost\"\n");
+    assert_eq!(e[0].key, "server.listen");
+    assert!(
+        e[0].message.contains("IP:PORT or HOST:PORT"),
+        "{}",
+        e[0].message
+    );
+    let e = errors("[server]\nlisten = \"no-such-host.invalid:80\"\n");
+    assert_eq!(e[0].key, "server.listen");
+    assert!(e[0].message.contains("cannot resolve"), "{}", e[0].message);
+    let e = errors("[server]\nmetrics_listen = \"127.0.0.1:99999\"\n");
+    assert_eq!(e[0].key, "server.metrics_listen");
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_directory() {
+    let c = Config::parse(
+        "[webhook]\nsecret_file = \"s.txt\"\n[auth]\nprovider = \"static\"\ntokens_file = \"/abs/t.toml\"\n",
+        Path::new("/etc/hookfan"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.webhook.secret_file.as_deref(),
+        Some(Path::new("/etc/hookfan/s.txt"))
+    );
+    assert_eq!(
+        c.auth.tokens_file.as_deref(),
+        Some(Path::new("/abs/t.toml"))
+    );
+}
+
+#[test]
+fn defaults_are_the_runtime_types_own() {
+    let c = Config::default();
+    assert_eq!(
+        format!("{:?}", c.ws_options()),
+        format!("{:?}", WsOptions::default())
+    );
+    assert_eq!(
+        format!("{:?}", c.webhook.options()),
+        format!("{:?}", crate::WebhookOptions::default())
+    );
+    let (hub, default) = (c.hub_config(), HubConfig::default());
+    assert_eq!(hub.replay, default.replay);
+    assert_eq!(
+        (hub.client_queue, hub.slow_client, hub.enforce_tiers),
+        (
+            default.client_queue,
+            default.slow_client,
+            default.enforce_tiers
+        )
+    );
+}
+
+#[test]
+fn every_section_is_validated() {
+    let mut got = keys("[server.tls]\ncert_file = \"c.pem\"\n[cluster]\nreplicas = 0\n");
+    got.sort();
+    assert_eq!(got, ["cluster.replicas", "server.tls.key_file"]);
+}

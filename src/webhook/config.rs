@@ -1,0 +1,390 @@
+//! `[webhook]`: intake limits, and the webhook secret (from
+//! `webhook.secret_file`, else the `GITHUB_WEBHOOK_SECRET` environment
+//! variable; never the file itself). Its defaults are
+//! [`WebhookOptions`]'; its checks.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::WebhookOptions;
+use crate::checks::{
+    ConfigError, Section, at_most, is_event_type, range, read_secret_file, require, resolve_path,
+};
+
+/// Environment variable holding the webhook secret when `webhook.secret_file`
+/// is not set.
+pub const SECRET_ENV: &str = "GITHUB_WEBHOOK_SECRET";
+
+/// Largest `webhook.max_inflight_bytes`: 16 GiB.
+const MAX_INFLIGHT_BYTES: u64 = 16 << 30;
+
+/// Longest `webhook.dedup_window_s`: 30 days (GitHub redelivers for 3).
+const MAX_DEDUP_WINDOW_S: u64 = 30 * 86_400;
+
+/// `[webhook]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// File holding the webhook secret; else `GITHUB_WEBHOOK_SECRET`.
+    pub secret_file: Option<PathBuf>,
+    /// Largest accepted webhook body, in bytes.
+    pub max_payload_bytes: u64,
+    /// Event types accepted and subscribable; `["*"]` allows all.
+    pub allowed_events: Vec<String>,
+    /// Most commit SHAs remembered by the commit cache (0 disables it).
+    pub commit_cache_entries: usize,
+    /// Seconds a commit cache entry stays valid.
+    pub commit_cache_ttl_s: u64,
+    /// Seconds a webhook body may take, counted from the moment its request
+    /// head has been received (longer: 408).
+    pub body_timeout_s: u64,
+    /// Most webhook requests in progress at once (more: 503).
+    pub max_concurrent_requests: usize,
+    /// Most bytes reserved at once for the bodies of webhooks in progress
+    /// (more: 503).
+    pub max_inflight_bytes: u64,
+    /// Most delivery ids remembered to answer redeliveries `duplicate`
+    /// (0 disables it).
+    pub dedup_entries: usize,
+    /// Seconds a delivery id is remembered.
+    pub dedup_window_s: u64,
+}
+
+impl Default for WebhookConfig {
+    /// The endpoint's own defaults ([`WebhookOptions`]), every event type
+    /// allowed, the secret from the environment.
+    fn default() -> Self {
+        let o = WebhookOptions::default();
+        Self {
+            secret_file: None,
+            max_payload_bytes: o.max_payload_bytes,
+            allowed_events: o.allowed_events.unwrap_or_else(|| vec!["*".to_owned()]),
+            commit_cache_entries: o.commit_cache_entries,
+            commit_cache_ttl_s: o.commit_cache_ttl.as_secs(),
+            body_timeout_s: o.body_timeout.as_secs(),
+            max_concurrent_requests: o.max_concurrent_requests,
+            max_inflight_bytes: o.max_inflight_bytes,
+            dedup_entries: o.dedup_entries,
+            dedup_window_s: o.dedup_window.as_secs(),
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The allowed event types, or `None` when every type is allowed.
+    pub fn allowed_list(&self) -> Option<Vec<String>> {
+        if self.allowed_events.iter().any(|e| e == "*") {
+            None
+        } else {
+            Some(self.allowed_events.clone())
+        }
+    }
+
+    /// The endpoint settings these keys describe.
+    pub fn options(&self) -> WebhookOptions {
+        WebhookOptions {
+            max_payload_bytes: self.max_payload_bytes,
+            allowed_events: self.allowed_list(),
+            commit_cache_entries: self.commit_cache_entries,
+            commit_cache_ttl: Duration::from_secs(self.commit_cache_ttl_s),
+            body_timeout: Duration::from_secs(self.body_timeout_s),
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_inflight_bytes: self.max_inflight_bytes,
+            dedup_entries: self.dedup_entries,
+            dedup_window: Duration::from_secs(self.dedup_window_s),
+        }
+    }
+
+    /// `allowed_events`: `["*"]` alone, or event type names.
+    fn allowed_events_problems(&self) -> Vec<ConfigError> {
+        let events = &self.allowed_events;
+        let has_star = events.iter().any(|e| e == "*");
+        let mut errs: Vec<ConfigError> = [
+            require(
+                !events.is_empty(),
+                "webhook.allowed_events",
+                "must not be empty (use [\"*\"] to allow every event type)",
+            ),
+            require(
+                !has_star || events.len() == 1,
+                "webhook.allowed_events",
+                "\"*\" cannot be combined with named event types",
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        errs.extend(events.iter().filter(|e| *e != "*").filter_map(|e| {
+            require(is_event_type(e), "webhook.allowed_events", || {
+                format!("{e:?} is not an event type (1..50 chars of a-z, 0-9, _)")
+            })
+        }));
+        errs
+    }
+}
+
+impl Section for WebhookConfig {
+    fn validate(&self) -> Vec<ConfigError> {
+        let mut errs: Vec<ConfigError> = range(
+            "webhook.max_payload_bytes",
+            self.max_payload_bytes,
+            1024..=(64 << 20),
+            "bytes",
+        )
+        .into_iter()
+        .collect();
+        errs.extend(self.allowed_events_problems());
+        errs.extend(
+            [
+                at_most(
+                    "webhook.commit_cache_entries",
+                    self.commit_cache_entries,
+                    10_000_000,
+                    "",
+                ),
+                require(
+                    self.commit_cache_ttl_s >= 1,
+                    "webhook.commit_cache_ttl_s",
+                    "must be at least 1 second",
+                ),
+                range("webhook.body_timeout_s", self.body_timeout_s, 1..=300, "seconds"),
+                range(
+                    "webhook.max_concurrent_requests",
+                    self.max_concurrent_requests,
+                    1..=65_536,
+                    "",
+                ),
+                require(
+                    (self.max_payload_bytes..=MAX_INFLIGHT_BYTES).contains(&self.max_inflight_bytes),
+                    "webhook.max_inflight_bytes",
+                    || {
+                        format!(
+                            "must be at least webhook.max_payload_bytes ({}) and at most {MAX_INFLIGHT_BYTES}, got {}",
+                            self.max_payload_bytes, self.max_inflight_bytes
+                        )
+                    },
+                ),
+                at_most("webhook.dedup_entries", self.dedup_entries, 10_000_000, ""),
+                range(
+                    "webhook.dedup_window_s",
+                    self.dedup_window_s,
+                    1..=MAX_DEDUP_WINDOW_S,
+                    "seconds",
+                ),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+        errs
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(p) = &mut self.secret_file {
+            resolve_path(base, p);
+        }
+    }
+}
+
+/// Where the webhook secret came from (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `webhook.secret_file`.
+    File(PathBuf),
+    /// The `GITHUB_WEBHOOK_SECRET` environment variable.
+    Env,
+}
+
+/// The webhook secret. Its `Debug` output is masked so that it cannot reach
+/// a log line or a panic message by accident.
+#[derive(Clone)]
+pub struct WebhookSecret {
+    bytes: Vec<u8>,
+    source: SecretSource,
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WebhookSecret(****, {} bytes)", self.bytes.len())
+    }
+}
+
+impl WebhookSecret {
+    /// A secret given directly (tests and embedders).
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Self {
+        Self {
+            bytes: bytes.into(),
+            source: SecretSource::Env,
+        }
+    }
+
+    /// The key bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &SecretSource {
+        &self.source
+    }
+
+    /// Loads the secret from `webhook.secret_file`, else from `env_value`
+    /// (the value of `GITHUB_WEBHOOK_SECRET`). A trailing newline in the file
+    /// is not part of the secret. An empty secret is refused.
+    pub fn load_from(
+        webhook: &WebhookConfig,
+        env_value: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        if let Some(path) = &webhook.secret_file {
+            return Ok(Self {
+                bytes: read_secret_file("webhook.secret_file", path)?,
+                source: SecretSource::File(path.clone()),
+            });
+        }
+        match env_value {
+            Some(v) if !v.is_empty() => Ok(Self {
+                bytes: v.as_bytes().to_vec(),
+                source: SecretSource::Env,
+            }),
+            _ => Err(ConfigError::new(
+                "webhook.secret_file",
+                format!(
+                    "no webhook secret: set webhook.secret_file or the {SECRET_ENV} environment variable (hookfan refuses to accept unsigned webhooks)"
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::{section_problem_keys, section_problems};
+
+    fn errors(text: &str) -> Vec<ConfigError> {
+        section_problems::<WebhookConfig>(text)
+    }
+
+    fn keys(text: &str) -> Vec<String> {
+        section_problem_keys::<WebhookConfig>(text)
+    }
+
+    #[test]
+    fn webhook_limits_are_checked_by_key() {
+        for (text, key) in [
+            ("body_timeout_s = 0", "webhook.body_timeout_s"),
+            ("body_timeout_s = 301", "webhook.body_timeout_s"),
+            (
+                "max_concurrent_requests = 0",
+                "webhook.max_concurrent_requests",
+            ),
+            (
+                "max_concurrent_requests = 65537",
+                "webhook.max_concurrent_requests",
+            ),
+            ("max_inflight_bytes = 1000", "webhook.max_inflight_bytes"),
+            (
+                "max_inflight_bytes = 17179869185",
+                "webhook.max_inflight_bytes",
+            ),
+            ("dedup_entries = 10000001", "webhook.dedup_entries"),
+            ("dedup_window_s = 0", "webhook.dedup_window_s"),
+            ("dedup_window_s = 2592001", "webhook.dedup_window_s"),
+        ] {
+            assert_eq!(keys(&format!("{text}\n")), [key], "{text}");
+        }
+        // The byte budget must hold at least one largest body.
+        let e = errors("max_payload_bytes = 2097152\nmax_inflight_bytes = 1048576\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "webhook.max_inflight_bytes");
+        assert!(
+            e[0].message.contains("webhook.max_payload_bytes (2097152)"),
+            "{}",
+            e[0].message
+        );
+        let ok = "body_timeout_s = 300\nmax_concurrent_requests = 1\nmax_inflight_bytes = 1048576\ndedup_entries = 0\ndedup_window_s = 1\n";
+        assert!(keys(ok).is_empty());
+        assert_eq!(
+            toml::from_str::<WebhookConfig>(ok)
+                .unwrap()
+                .max_inflight_bytes,
+            1 << 20
+        );
+    }
+
+    #[test]
+    fn star_cannot_mix_with_named_events() {
+        assert_eq!(
+            keys("allowed_events = [\"*\", \"push\"]\n"),
+            vec!["webhook.allowed_events"]
+        );
+        assert_eq!(
+            keys("allowed_events = []\n"),
+            vec!["webhook.allowed_events"]
+        );
+    }
+
+    #[test]
+    fn secret_comes_from_the_file_before_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let c = WebhookConfig {
+            secret_file: Some(path.clone()),
+            ..WebhookConfig::default()
+        };
+        let s = WebhookSecret::load_from(&c, Some("from-env")).unwrap();
+        assert_eq!(s.expose(), b"s3cret");
+        assert_eq!(s.source(), &SecretSource::File(path));
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn secret_from_environment_and_refusal_without_one() {
+        let c = WebhookConfig::default();
+        assert_eq!(
+            WebhookSecret::load_from(&c, Some("e")).unwrap().expose(),
+            b"e"
+        );
+        let err = WebhookSecret::load_from(&c, None).unwrap_err();
+        assert_eq!(err.key, "webhook.secret_file");
+        assert!(err.message.contains(SECRET_ENV));
+        assert!(WebhookSecret::load_from(&c, Some("")).is_err());
+    }
+
+    #[test]
+    fn empty_or_missing_secret_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "\n").unwrap();
+        let mut c = WebhookConfig {
+            secret_file: Some(path),
+            ..WebhookConfig::default()
+        };
+        assert!(
+            WebhookSecret::load_from(&c, Some("env"))
+                .unwrap_err()
+                .message
+                .contains("empty")
+        );
+        c.secret_file = Some(dir.path().join("nope"));
+        assert!(
+            WebhookSecret::load_from(&c, Some("env"))
+                .unwrap_err()
+                .message
+                .contains("cannot read")
+        );
+    }
+
+    #[test]
+    fn the_section_describes_the_endpoint_defaults() {
+        let section = WebhookConfig::default();
+        assert_eq!(section.allowed_events, ["*"]);
+        assert_eq!(
+            format!("{:?}", section.options()),
+            format!("{:?}", WebhookOptions::default())
+        );
+    }
+}
