@@ -152,6 +152,7 @@ pub mod auth;
 mod broker;
 pub mod client;
 mod cluster;
+mod codec;
 pub mod config;
 mod event;
 // Crate-private parsers exposed to the cargo-fuzz targets in fuzz/.

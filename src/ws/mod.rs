@@ -3,7 +3,7 @@
 //! hyper), then one session task per connection.
 
 mod access;
-pub(crate) mod codec;
+pub(crate) use crate::codec;
 mod messages;
 mod session;
 mod wire;
