@@ -8,6 +8,7 @@
 //! disconnect, shutdown) without any path having to remember to.
 
 mod failed_checks;
+mod metrics;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};

@@ -35,6 +35,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::cluster::{Cluster, Learners};
 use crate::config::{Config, ConfigError, TlsConfig, WebhookSecret};
 use crate::tls::acme::Acme;
+use crate::tls::metrics::TlsFigures;
 use crate::tls::server::{ACME_TLS_ALPN, CertFile, CertStore, Certificate};
 use crate::{
     AuthProvider, CommitCache, ConnCounts, EventSink, Hub, HubConfig, Metrics, ReplayConfig,
@@ -133,10 +134,13 @@ pub async fn start(
     })?;
     let metrics = Metrics::new(&hub, auth.clone());
     if let Some(t) = &tls {
-        metrics.watch_tls(t.store.clone(), t.acme.as_ref().map(Acme::stats));
+        metrics.register(Arc::new(TlsFigures {
+            store: t.store.clone(),
+            acme: t.acme.as_ref().map(Acme::stats),
+        }));
     }
     if let Some(c) = &cluster {
-        metrics.watch_cluster(c.stats());
+        metrics.register(c.stats());
     }
     let allowed = config.webhook.allowed_list();
     let s = &config.server;

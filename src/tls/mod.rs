@@ -4,6 +4,7 @@
 //! from an ACME CA in `acme`.
 
 pub(crate) mod acme;
+pub(crate) mod metrics;
 pub(crate) mod server;
 
 use std::sync::Arc;

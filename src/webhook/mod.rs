@@ -17,6 +17,7 @@ mod commit_cache;
 mod dedup;
 mod expiring;
 mod extract;
+mod metrics;
 mod outcome;
 mod parser;
 mod signature;
@@ -41,6 +42,7 @@ use capacity::{Admitted, Full as CapacityFull};
 pub use commit_cache::{CommitCache, CommitCacheStats, PrInfo};
 use dedup::Claimed;
 pub(crate) use dedup::DeliveryIds;
+use metrics::IntakeFigures;
 use outcome::Outcome;
 pub use parser::ParseError;
 pub(crate) use parser::parse;
@@ -197,8 +199,11 @@ impl WebhookEndpoint {
             options.max_concurrent_requests,
             options.max_inflight_bytes,
         ));
-        metrics.watch_commit_cache(cache.clone());
-        metrics.watch_intake(capacity.clone(), deliveries.clone());
+        metrics.register(cache.clone());
+        metrics.register(Arc::new(IntakeFigures {
+            capacity: capacity.clone(),
+            deliveries: deliveries.clone(),
+        }));
         Self {
             verifier: WebhookVerifier::new(secret),
             max_payload: options.max_payload_bytes,
