@@ -6,7 +6,10 @@
 //! keep their own counters and the sessions write delivery latencies into a
 //! per-thread-sharded histogram, and a collector reads and sums them only
 //! when `/metrics` is scraped, so counting adds no contention between shards
-//! or runtime threads.
+//! or runtime threads. The other parts of the daemon (connection limiter,
+//! webhook intake, cluster link, TLS) are read the same way, through the
+//! [`Source`] each implements and registers at start: metrics imports none
+//! of them.
 
 mod latency;
 mod source;
@@ -136,51 +139,37 @@ impl Metrics {
 
     /// Counts a configuration reload: `ok` or `failed`.
     pub(crate) fn reload(&self, result: &'static str) {
-        self.reloads.get_or_create(&ResultLabel { result }).inc();
+        inc(&self.reloads, ResultLabel { result });
     }
 
     /// Counts a webhook request, by type and status and by outcome (a
     /// fixed set of values).
     pub(crate) fn webhook(&self, kind: &str, status: u16, outcome: &'static str, took: Duration) {
-        self.webhooks
-            .get_or_create(&WebhookLabels {
-                r#type: crate::event::type_label(kind),
-                status,
-            })
-            .inc();
-        self.webhook_outcomes
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
+        let r#type = crate::event::type_label(kind);
+        inc(&self.webhooks, WebhookLabels { r#type, status });
+        inc(&self.webhook_outcomes, OutcomeLabel { outcome });
         self.webhook_seconds.observe(took.as_secs_f64());
     }
 
     /// Counts a handshake outcome (a fixed set of values).
     pub(crate) fn handshake(&self, outcome: &'static str) {
-        self.handshakes
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
+        inc(&self.handshakes, OutcomeLabel { outcome });
     }
 
     /// Counts a token check result (a fixed set of values).
     pub(crate) fn auth_result(&self, result: &'static str) {
-        self.auth_results
-            .get_or_create(&ResultLabel { result })
-            .inc();
+        inc(&self.auth_results, ResultLabel { result });
     }
 
     /// Counts a recheck of a connected client's token: `ok`, `rejected`,
     /// `forbidden` or `unavailable`.
     pub(crate) fn access_recheck(&self, result: &'static str) {
-        self.access_rechecks
-            .get_or_create(&ResultLabel { result })
-            .inc();
+        inc(&self.access_rechecks, ResultLabel { result });
     }
 
     /// Counts a connected client whose access a recheck changed.
     pub(crate) fn access_change(&self, change: &'static str) {
-        self.access_changes
-            .get_or_create(&ChangeLabel { change })
-            .inc();
+        inc(&self.access_changes, ChangeLabel { change });
     }
 
     /// The Prometheus text exposition (content type
@@ -191,6 +180,14 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// Counts one in `family`, under `labels`.
+fn inc<L>(family: &Family<L, Counter>, labels: L)
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq,
+{
+    family.get_or_create(&labels).inc();
 }
 
 /// Registers counter families, each with its own label set.
@@ -204,5 +201,59 @@ impl Counters<'_> {
         let family = Family::default();
         self.0.register(name, help, family.clone());
         family
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HubConfig, StaticTokens};
+
+    /// Reports one gauge, at a place.
+    struct Fake(Place, &'static str);
+
+    impl Source for Fake {
+        fn place(&self) -> Place {
+            self.0
+        }
+
+        fn report(&self, out: &mut Report<'_, '_>) -> std::fmt::Result {
+            out.gauge(self.1, "A fake source", 1)
+        }
+    }
+
+    fn at(text: &str, name: &str) -> usize {
+        text.find(&format!("# HELP hookfan_{name} "))
+            .unwrap_or_else(|| panic!("{name} missing"))
+    }
+
+    /// Sources report at their place whatever the order they registered
+    /// in, the first at a place wins, and the connection slots are reported
+    /// (0) without a limiter.
+    #[test]
+    fn sources_report_at_their_place() {
+        let hub = Hub::start(HubConfig::default()).unwrap();
+        let metrics = Metrics::new(&hub, Arc::new(StaticTokens::default()));
+        let text = metrics.encode();
+        assert!(text.contains("\nhookfan_connection_slots 0\n"), "{text}");
+        metrics.register(Arc::new(Fake(Place::Tls, "fake_tls")));
+        metrics.register(Arc::new(Fake(Place::Tls, "fake_tls_again")));
+        metrics.register(Arc::new(Fake(Place::Intake, "fake_intake")));
+        metrics.register(Arc::new(Fake(Place::Connections, "fake_slots")));
+        let text = metrics.encode();
+        assert!(!text.contains("fake_tls_again"), "{text}");
+        assert!(!text.contains("connection_slots"), "{text}");
+        let order = [
+            "websocket_sessions",
+            "fake_slots",
+            "index_keys",
+            "events_replayed",
+            "fake_intake",
+            "fake_tls",
+            "delivery_latency_seconds",
+        ];
+        let places: Vec<usize> = order.iter().map(|n| at(&text, n)).collect();
+        assert!(places.is_sorted(), "{order:?} at {places:?} in {text}");
+        hub.stop();
     }
 }

@@ -28,7 +28,8 @@ pub(crate) trait Source: Send + Sync {
 pub(crate) enum Place {
     /// The connection limiter's slots, among the hub's client figures.
     Connections,
-    /// The following ones come after the hub's figures, in this order.
+    /// The commit cache; it and the places below come after the hub's
+    /// figures, in this order.
     CommitCache,
     /// Webhook intake's caps and delivery ids.
     Intake,

@@ -42,9 +42,9 @@ use capacity::{Admitted, Full as CapacityFull};
 pub use commit_cache::{CommitCache, CommitCacheStats, PrInfo};
 use dedup::Claimed;
 pub(crate) use dedup::DeliveryIds;
+pub use extract::ParseError;
 use metrics::IntakeFigures;
 use outcome::Outcome;
-pub use parser::ParseError;
 pub(crate) use parser::parse;
 pub use signature::{Signature, SignatureError, WebhookVerifier, sign};
 

@@ -6,19 +6,8 @@ use std::cell::Cell;
 use std::time::SystemTime;
 
 use super::commit_cache::CommitCache;
-use super::extract;
+use super::extract::{self, ParseError};
 use crate::event::EventParts;
-
-/// Why a webhook body was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// Not JSON, or truncated JSON (HTTP 400).
-    #[error("webhook body is not JSON: {0}")]
-    InvalidJson(String),
-    /// JSON, but not an object (HTTP 400).
-    #[error("webhook body is not a JSON object")]
-    NotObject,
-}
 
 /// A parsed webhook.
 pub(crate) struct Parsed {

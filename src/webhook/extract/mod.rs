@@ -23,7 +23,6 @@ use simd_json::prelude::*;
 use simd_json::tape::Value;
 
 use super::commit_cache::PrInfo;
-use super::parser::ParseError;
 use crate::event::{EventParts, MAX_FIELD};
 
 /// String fields that borrow the parsed input, not the tape value.
@@ -36,6 +35,17 @@ impl<'i> Text<'i> for Value<'_, 'i> {
     fn text(&self, key: &str) -> Option<&'i str> {
         self.get(key)?.into_string()
     }
+}
+
+/// Why a webhook body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON, or truncated JSON (HTTP 400).
+    #[error("webhook body is not JSON: {0}")]
+    InvalidJson(String),
+    /// JSON, but not an object (HTTP 400).
+    #[error("webhook body is not a JSON object")]
+    NotObject,
 }
 
 /// The outcome of extraction.
