@@ -247,7 +247,7 @@ mod tests {
             "websocket_sessions",
             "fake_slots",
             "index_keys",
-            "events_replayed",
+            "events_replayed_total",
             "fake_intake",
             "fake_tls",
             "delivery_latency_seconds",
