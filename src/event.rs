@@ -15,7 +15,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use smallvec::SmallVec;
 
-use crate::ws::codec;
+use crate::codec;
 
 /// Event types that only reach clients naming them in `event_types`
 /// (webhook-sprinkler never sent them, so old clients must not start

@@ -8,10 +8,10 @@ use bytes::Bytes;
 
 use crate::cluster::facts;
 pub use crate::cluster::facts::DecodeError;
+use crate::codec;
 use crate::event::{Event, EventParts};
 use crate::subscription::Subscription;
 use crate::webhook::{CommitCache, ParseError};
-use crate::ws::codec;
 
 /// The `X-GitHub-Delivery` header as intake keeps it (printable, bounded).
 pub fn delivery_id(header: &str) -> String {

@@ -153,6 +153,7 @@ mod broker;
 mod checks;
 pub mod client;
 mod cluster;
+mod codec;
 pub mod config;
 mod event;
 // Crate-private parsers exposed to the cargo-fuzz targets in fuzz/.

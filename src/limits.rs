@@ -9,6 +9,7 @@
 
 pub(crate) mod config;
 mod failed_checks;
+mod metrics;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};

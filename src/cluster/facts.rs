@@ -230,4 +230,30 @@ mod tests {
             Err(DecodeError::Malformed(_))
         ));
     }
+
+    /// An event capped at intake (users past the most an event names are
+    /// dropped there) is the one a cluster node decodes.
+    #[test]
+    fn an_event_capped_at_intake_decodes_the_same() {
+        let reviewers: Vec<_> = (0..500)
+            .map(|i| serde_json::json!({"login": format!("r{i}")}))
+            .collect();
+        let payload = serde_json::json!({
+            "pull_request": {
+                "html_url": "https://github.com/o/r/pull/1",
+                "user": {"login": "Author"},
+                "requested_reviewers": reviewers,
+            },
+            "sender": {"login": "sender"},
+        });
+        let mut body = payload.to_string().into_bytes();
+        let cache = crate::webhook::CommitCache::new(0, Duration::from_secs(1));
+        let p = crate::webhook::parse("pull_request", "d", &mut body, &cache)
+            .unwrap()
+            .event
+            .unwrap();
+        assert_eq!(p.users.len(), crate::event::MAX_USERS);
+        let back = decode(&encode(&p)).unwrap();
+        assert_eq!(back.users, p.users);
+    }
 }

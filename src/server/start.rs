@@ -20,6 +20,7 @@ use super::tls::{PreparedTls, TlsMode, prepare_tls};
 use crate::cluster::{Cluster, Learners};
 use crate::config::Config;
 use crate::tls::acme::Acme;
+use crate::tls::metrics::TlsFigures;
 use crate::webhook::WebhookSecret;
 use crate::{AuthProvider, EventSink, Hub, HubConfig, Metrics, WebhookEndpoint, WsEndpoint};
 
@@ -37,10 +38,13 @@ pub async fn start(
     let hub = Hub::start(hub_config(config, cluster.as_ref()))?;
     let metrics = Metrics::new(&hub, auth.clone());
     if let Some(t) = &tls {
-        metrics.watch_tls(t.store.clone(), t.acme.as_ref().map(Acme::stats));
+        metrics.register(Arc::new(TlsFigures {
+            store: t.store.clone(),
+            acme: t.acme.as_ref().map(Acme::stats),
+        }));
     }
     if let Some(c) = &cluster {
-        metrics.watch_cluster(c.stats());
+        metrics.register(c.stats());
     }
     let (ws, webhook) = endpoints(config, secret, &hub, &auth, &metrics, cluster.as_ref());
     let commit_cache = webhook.commit_cache().clone();

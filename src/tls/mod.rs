@@ -5,6 +5,7 @@
 
 pub(crate) mod acme;
 mod config;
+pub(crate) mod metrics;
 pub(crate) mod server;
 
 use std::sync::Arc;

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::expiring::ExpiringMap;
+use crate::event::Event;
 
 /// What the cache knows about a pull request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,20 @@ pub struct PrInfo {
     pub number: u64,
     /// When the entry was recorded.
     pub cached_at: SystemTime,
+}
+
+impl PrInfo {
+    /// Pull request `number` at `url`, of the repository at `repo_url`,
+    /// recorded at `cached_at`: the one way intake (from a payload) and a
+    /// cluster node (from an event it applies) build one.
+    pub(crate) fn new(url: &str, repo_url: &str, number: u64, cached_at: SystemTime) -> Self {
+        Self {
+            url: url.to_owned(),
+            repo_url: repo_url.to_owned(),
+            number,
+            cached_at,
+        }
+    }
 }
 
 /// A bounded, expiring map from (repository, commit SHA) to pull request.
@@ -85,6 +100,24 @@ impl CommitCache {
         }
     }
 
+    /// Records a `pull_request` event's head under its repository: what a
+    /// cluster node learns from every event it applies, wherever its
+    /// webhook arrived.
+    pub(crate) fn learn(&self, event: &Event) {
+        if event.kind() != "pull_request" {
+            return;
+        }
+        let (Some(repo), Some(sha), Some(number)) =
+            (event.repo(), event.commit_sha(), event.pr_number())
+        else {
+            return;
+        };
+        let url = event.url();
+        let repo_url = url.rsplit_once("/pull/").map_or("", |(repo, _)| repo);
+        let info = PrInfo::new(url, repo_url, number, event.accepted_at());
+        self.record(repo, sha, info);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the map inconsistent
         // in a way that matters for a cache; keep serving.
@@ -130,12 +163,12 @@ mod tests {
     use super::*;
 
     fn info(n: u64) -> PrInfo {
-        PrInfo {
-            url: format!("https://github.com/o/r/pull/{n}"),
-            repo_url: "https://github.com/o/r".into(),
-            number: n,
-            cached_at: SystemTime::UNIX_EPOCH,
-        }
+        PrInfo::new(
+            &format!("https://github.com/o/r/pull/{n}"),
+            "https://github.com/o/r",
+            n,
+            SystemTime::UNIX_EPOCH,
+        )
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod config;
 mod dedup;
 mod expiring;
 mod extract;
+mod metrics;
 mod outcome;
 mod parser;
 mod signature;
@@ -43,8 +44,9 @@ pub use commit_cache::{CommitCache, CommitCacheStats, PrInfo};
 pub use config::{SECRET_ENV, SecretSource, WebhookConfig, WebhookSecret};
 use dedup::Claimed;
 pub(crate) use dedup::DeliveryIds;
+pub use extract::ParseError;
+use metrics::IntakeFigures;
 use outcome::Outcome;
-pub use parser::ParseError;
 pub(crate) use parser::parse;
 pub use signature::{Signature, SignatureError, WebhookVerifier, sign};
 
@@ -199,8 +201,11 @@ impl WebhookEndpoint {
             options.max_concurrent_requests,
             options.max_inflight_bytes,
         ));
-        metrics.watch_commit_cache(cache.clone());
-        metrics.watch_intake(capacity.clone(), deliveries.clone());
+        metrics.register(cache.clone());
+        metrics.register(Arc::new(IntakeFigures {
+            capacity: capacity.clone(),
+            deliveries: deliveries.clone(),
+        }));
         Self {
             verifier: WebhookVerifier::new(secret),
             max_payload: options.max_payload_bytes,

@@ -6,28 +6,8 @@ use std::cell::Cell;
 use std::time::SystemTime;
 
 use super::commit_cache::CommitCache;
-use super::extract::{self, ExtractError};
+use super::extract::{self, ParseError};
 use crate::event::EventParts;
-
-/// Why a webhook body was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParseError {
-    /// Not JSON, or truncated JSON (HTTP 400).
-    InvalidJson(String),
-    /// JSON, but not an object (HTTP 400).
-    NotObject,
-}
-
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ParseError::InvalidJson(why) => write!(f, "webhook body is not JSON: {why}"),
-            ParseError::NotObject => f.write_str("webhook body is not a JSON object"),
-        }
-    }
-}
-
-impl std::error::Error for ParseError {}
 
 /// A parsed webhook.
 pub(crate) struct Parsed {
@@ -51,10 +31,6 @@ pub(crate) fn parse(
         let found = cache.get(repo, sha);
         missed.set(missed.get() || found.is_none());
         found
-    })
-    .map_err(|e| match e {
-        ExtractError::InvalidJson(why) => ParseError::InvalidJson(why),
-        ExtractError::NotObject => ParseError::NotObject,
     })?;
     if let Some(head) = x.record {
         cache.record(&head.repo, &head.sha, head.info);

@@ -3,7 +3,7 @@
 //! hyper), then one session task per connection.
 
 mod access;
-pub(crate) mod codec;
+pub(crate) use crate::codec;
 mod messages;
 mod session;
 mod wire;
@@ -201,7 +201,7 @@ impl WsEndpoint {
         metrics: Arc<Metrics>,
     ) -> Self {
         let limiter = ConnLimiter::new(options.max_conns_per_ip, options.max_conns_total);
-        metrics.watch_limiter(limiter.clone());
+        metrics.register(limiter.clone());
         let access = AccessWatch::new(options.recheck_interval, options.recheck_concurrency);
         let failed_checks = FailedChecks::new(options.max_failed_checks_per_ip);
         Self {

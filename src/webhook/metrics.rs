@@ -1,0 +1,58 @@
+//! What webhook intake reports to `/metrics`: its commit cache, its caps
+//! in use and the delivery ids it remembers.
+
+use std::sync::Arc;
+
+use super::{Capacity, CommitCache, DeliveryIds};
+use crate::metrics::{Place, Report, Source};
+
+impl Source for CommitCache {
+    fn place(&self) -> Place {
+        Place::CommitCache
+    }
+
+    fn report(&self, out: &mut Report<'_, '_>) -> std::fmt::Result {
+        let c = self.stats();
+        out.gauge(
+            "commit_cache_entries",
+            "Commit SHAs in the commit cache",
+            c.entries as i64,
+        )?;
+        out.counters_by(
+            "commit_cache_lookups",
+            "Commit cache lookups by result",
+            "result",
+            [("hit", c.hits), ("miss", c.misses)],
+        )
+    }
+}
+
+/// Webhook intake's caps and its table of delivery ids.
+pub(super) struct IntakeFigures {
+    pub(super) capacity: Arc<Capacity>,
+    pub(super) deliveries: Arc<DeliveryIds>,
+}
+
+impl Source for IntakeFigures {
+    fn place(&self) -> Place {
+        Place::Intake
+    }
+
+    fn report(&self, out: &mut Report<'_, '_>) -> std::fmt::Result {
+        out.gauge(
+            "webhook_requests_in_progress",
+            "Webhook requests admitted (webhook.max_concurrent_requests) and not yet answered",
+            self.capacity.requests() as i64,
+        )?;
+        out.gauge(
+            "webhook_reserved_bytes",
+            "Bytes reserved for the bodies of webhook requests in progress (webhook.max_inflight_bytes)",
+            self.capacity.bytes() as i64,
+        )?;
+        out.gauge(
+            "delivery_ids",
+            "Delivery ids remembered to answer redeliveries duplicate",
+            self.deliveries.len() as i64,
+        )
+    }
+}
