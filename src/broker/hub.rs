@@ -75,7 +75,7 @@ pub struct BroadcastReceipt {
     pub shards: usize,
 }
 
-/// Counts a live WebSocket task for [`HubStats::live_sessions`].
+/// Counts a live WebSocket task for [`HubStats::live_sessions`](super::HubStats::live_sessions).
 pub(crate) struct SessionGuard(Hub);
 
 impl Drop for SessionGuard {
@@ -302,7 +302,7 @@ impl Hub {
     /// Waits for the shard threads to end (after [`Hub::stop`]), without
     /// blocking a runtime thread. Clients' connections end on their own
     /// once they have written their last frames (see
-    /// [`HubStats::live_sessions`]).
+    /// [`HubStats::live_sessions`](super::HubStats::live_sessions)).
     pub async fn stopped(&self) {
         let mut rx = self.inner.running.subscribe();
         let _ = rx.wait_for(|n| *n == 0).await;

@@ -279,3 +279,200 @@ impl Hub {
             .send(ShardMsg::Unregister(reg.id));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::broker::{BackfillError, BackfillFuture, HubConfig};
+    use crate::event::EventParts;
+
+    /// A cluster's stream as a resume sees it: what `fetch` answers, and
+    /// the ranges asked for.
+    struct Stream {
+        answer: Mutex<Option<Result<Backfilled, BackfillError>>>,
+        asked: Mutex<Vec<(u64, u64)>>,
+    }
+
+    impl Stream {
+        fn answering(answer: Result<Backfilled, BackfillError>) -> Self {
+            Self {
+                answer: Mutex::new(Some(answer)),
+                asked: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Backfill for Stream {
+        fn oldest(&self) -> u64 {
+            1
+        }
+
+        fn catch_up(&self) -> BackfillFuture<'_, ()> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+
+        fn fetch<'a>(
+            &'a self,
+            from: u64,
+            to: u64,
+            _keep: Box<dyn Fn(&Event) -> bool + Send + Sync + 'a>,
+        ) -> BackfillFuture<'a, Backfilled> {
+            self.asked.lock().unwrap().push((from, to));
+            let answer = self.answer.lock().unwrap().take().expect("one fetch");
+            Box::pin(std::future::ready(answer))
+        }
+    }
+
+    fn new_event() -> Event {
+        Event::new(EventParts {
+            kind: "pull_request".into(),
+            url: "https://github.com/acme/r/pull/1".into(),
+            org: Some("acme".into()),
+            ..EventParts::default()
+        })
+    }
+
+    fn event(seq: u64) -> Arc<Event> {
+        let mut e = new_event();
+        e.set_seq(seq);
+        Arc::new(e)
+    }
+
+    fn filter() -> Filter {
+        Filter {
+            login: "u".into(),
+            orgs: crate::auth::OrgSet::new(["acme"]),
+            organization: "acme".into(),
+            can_see_private: true,
+            ..Filter::default()
+        }
+        .normalized()
+    }
+
+    fn profile() -> ClientProfile {
+        ClientProfile {
+            subscription: Default::default(),
+            can_see_private: true,
+            orgs: crate::auth::OrgSet::default(),
+        }
+    }
+
+    /// A hub that holds only seq 11: the stream started at 10 here.
+    fn hub() -> Hub {
+        let hub = Hub::start(HubConfig::default()).unwrap();
+        hub.restart_at(10);
+        hub.broadcast_at(new_event(), 11).unwrap();
+        hub
+    }
+
+    fn from(hub: &Hub, after: u64) -> ResumeFrom {
+        ResumeFrom {
+            epoch: hub.epoch().to_owned(),
+            after,
+        }
+    }
+
+    /// How many frames the client's replay writes.
+    fn replayed(live: &mut Live) -> usize {
+        let mut out = VecDeque::new();
+        let replay = live.replay.as_mut().expect("a replay");
+        while replay.fill(&mut out, 64) {}
+        out.len()
+    }
+
+    #[tokio::test]
+    async fn what_the_window_lost_is_backfilled_from_the_stream() {
+        let hub = hub();
+        let stream = Stream::answering(Ok(Backfilled::Events(vec![event(7), event(9)])));
+        let from = from(&hub, 6);
+        let mut live = hub
+            .join_client(profile(), filter(), Some(&from), Some(&stream))
+            .await
+            .unwrap();
+        assert_eq!(*stream.asked.lock().unwrap(), [(7, 10)]);
+        assert_eq!(live.resume, Some(Ok(())));
+        assert_eq!(live.stream.oldest, 1, "as far back as the stream reaches");
+        assert_eq!(replayed(&mut live), 3, "7 and 9 from the stream, then 11");
+        assert_eq!(hub.stats().resumes_resumed, 1);
+    }
+
+    #[tokio::test]
+    async fn a_resume_the_stream_no_longer_holds_is_too_old() {
+        for (stream, asked) in [
+            (Some(Stream::answering(Ok(Backfilled::NotHeld))), 1),
+            (Some(Stream::answering(Ok(Backfilled::TooLarge))), 1),
+            (None, 0),
+        ] {
+            let hub = hub();
+            let from = from(&hub, 6);
+            let backfill = stream.as_ref().map(|s| s as &dyn Backfill);
+            let live = hub
+                .join_client(profile(), filter(), Some(&from), backfill)
+                .await
+                .unwrap();
+            let n = stream.as_ref().map_or(0, |s| s.asked.lock().unwrap().len());
+            assert_eq!(n, asked);
+            assert_eq!(live.resume, Some(Err(ResumeRefusal::TooOld)));
+            assert!(live.replay.is_none());
+            assert_eq!(hub.stats().resumes_too_old, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_stream_refuses_the_client_and_unregisters_it() {
+        let hub = hub();
+        let stream = Stream::answering(Err(BackfillError::new("stream down")));
+        let from = from(&hub, 6);
+        let joined = hub
+            .join_client(profile(), filter(), Some(&from), Some(&stream))
+            .await;
+        assert!(matches!(joined, Err(JoinError::StreamUnavailable)));
+        assert_eq!(hub.client_count(), 0);
+        let s = hub.stats();
+        assert_eq!(
+            (s.resumes_resumed, s.resumes_too_old),
+            (0, 0),
+            "not counted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resume_the_window_holds_needs_no_stream() {
+        let hub = hub();
+        let stream = Stream::answering(Ok(Backfilled::NotHeld));
+        let from = from(&hub, 10);
+        let mut live = hub
+            .join_client(profile(), filter(), Some(&from), Some(&stream))
+            .await
+            .unwrap();
+        assert!(stream.asked.lock().unwrap().is_empty());
+        assert_eq!(live.resume, Some(Ok(())));
+        assert_eq!(replayed(&mut live), 1);
+        let other = from_epoch(&hub, "another");
+        let live = hub
+            .join_client(profile(), filter(), Some(&other), None)
+            .await
+            .unwrap();
+        assert_eq!(live.resume, Some(Err(ResumeRefusal::UnknownEpoch)));
+        let plain = hub
+            .join_client(profile(), filter(), None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            (plain.resume.is_none(), plain.replay.is_none()),
+            (true, true)
+        );
+        let s = hub.stats();
+        assert_eq!((s.resumes_resumed, s.resumes_unknown_epoch), (1, 1));
+    }
+
+    fn from_epoch(hub: &Hub, epoch: &str) -> ResumeFrom {
+        ResumeFrom {
+            epoch: epoch.to_owned(),
+            after: hub.stream_state().seq,
+        }
+    }
+}

@@ -10,6 +10,12 @@
 //! read or disconnect) and the replay window that lets a reconnecting client
 //! resume (`replay`). It knows nothing of webhooks: intake hands it built
 //! [`Event`]s.
+//!
+//! Layout: `hub` (sequence numbers, routing to shards, the shard threads'
+//! life), `join` (a client registers and, resuming, gets its replay: then
+//! live), `clients` (the registry and access updates), `routes` (the
+//! routing table), `stats`; per shard `shard`, `index`, `filter` and each
+//! client's `outbox`; `replay` (the window and one client's replay).
 
 #[doc(hidden)]
 pub mod bench;
