@@ -9,7 +9,7 @@
 //! once. The hub also keeps a registry of its clients (what an embedder can
 //! read or disconnect) and the replay window that lets a reconnecting client
 //! resume (`replay`). It knows nothing of webhooks: intake hands it built
-//! [`Event`]s.
+//! [`Event`](crate::Event)s.
 //!
 //! Layout: `hub` (sequence numbers, routing to shards, the shard threads'
 //! life), `join` (a client registers and, resuming, gets its replay: then
