@@ -13,7 +13,8 @@ use std::task::{Context, Poll, Waker};
 use proptest::prelude::*;
 
 use super::outbox::{Drained, Outbox, Outgoing};
-use super::{ClientProfile, Filter, Hub, HubConfig, Registration, Replay, Subscriber};
+use super::shard::Subscriber;
+use super::{ClientProfile, Filter, Hub, HubConfig, Registration, Replay};
 use crate::auth::OrgSet;
 use crate::event::{Event, EventParts};
 use crate::subscription::{ResumeFrom, Subscription};
@@ -248,7 +249,7 @@ fn join(hub: &Hub, s: Sub, resume: Option<u64>, enforce_tiers: bool) -> Client {
         .expect("hub running");
     let mut replayed = Vec::new();
     if let Some(r) = joined.resume {
-        let super::Missed::Held(held) = r else {
+        let super::join::Missed::Held(held) = r else {
             panic!("the window holds every event");
         };
         let mut replay = Replay::new(held, f, enforce_tiers);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec;
 use crate::auth::AuthError;
-use crate::broker::{ResumeRefusal, Revocation, StreamState};
+use crate::broker::{JoinError, ResumeRefusal, Revocation, StreamState};
 use crate::subscription::SubscriptionError;
 
 /// Error codes of PROTOCOL.md; programs match on these.
@@ -142,6 +142,19 @@ impl HandshakeError {
                 "The event stream cannot be reached to replay missed events; reconnect and resume later.".into(),
                 1013,
             ),
+        }
+    }
+}
+
+/// A client the hub would not take is answered like a failed handshake.
+impl From<JoinError> for HandshakeError {
+    fn from(e: JoinError) -> Self {
+        match e {
+            JoinError::Stopped => Self::ShuttingDown,
+            JoinError::ResumeAfterFuture { after, last } => {
+                Self::Invalid(SubscriptionError::ResumeAfterFuture { after, last })
+            }
+            JoinError::StreamUnavailable => Self::StreamUnavailable,
         }
     }
 }
