@@ -156,6 +156,7 @@ mod cluster;
 mod codec;
 pub mod config;
 mod event;
+mod http_text;
 // Crate-private parsers exposed to the cargo-fuzz targets in fuzz/.
 #[doc(hidden)]
 pub mod fuzzing;

@@ -21,7 +21,6 @@ mod handle;
 mod listen;
 mod routes;
 mod start;
-pub(crate) mod text;
 mod tls;
 
 pub use handle::{ReloadError, ServerHandle};

@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Phase;
 use super::listen::serve_http;
-use super::text::{PROMETHEUS_TEXT, closing, text, typed};
+use crate::http_text::{PROMETHEUS_TEXT, closing, text, typed};
 use crate::{Metrics, WebhookEndpoint, WsEndpoint};
 
 /// The header read timeout of the metrics and redirect listeners.

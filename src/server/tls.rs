@@ -14,9 +14,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::text::closing_wire;
 use crate::checks::ConfigError;
 use crate::config::Config;
+use crate::http_text::closing_wire;
 use crate::tls::AcmeConfig;
 use crate::tls::acme::Acme;
 use crate::tls::server::{ACME_TLS_ALPN, CertError, CertFile, CertStore, Certificate};

@@ -6,6 +6,8 @@ use http_body_util::Full;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
+use crate::http_text;
+
 /// How intake answered a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -119,19 +121,17 @@ impl Outcome {
     /// The response; `retry_after` is the `Retry-After` of a 503 for
     /// capacity.
     pub fn response(self, retry_after: &HeaderValue) -> Response<Full<Bytes>> {
-        let mut r = Response::builder()
-            .status(self.status())
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+        let mut r = http_text::text(self.status(), self.body());
+        let headers = r.headers_mut();
         if self == Self::MethodNotAllowed {
-            r = r.header(header::ALLOW, "POST");
+            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
         }
         if matches!(self, Self::BusyRequests | Self::BusyBytes) {
-            r = r.header(header::RETRY_AFTER, retry_after);
+            headers.insert(header::RETRY_AFTER, retry_after.clone());
         }
         if self.leaves_body_unread() {
-            r = r.header(header::CONNECTION, "close");
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        r.body(Full::new(Bytes::from_static(self.body().as_bytes())))
-            .expect("valid response")
+        r
     }
 }

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 
 use crate::auth::{AuthProvider, Token, TokenRejection};
 use crate::broker::{Backfill, Hub};
+use crate::http_text;
 use crate::limits::{
     ConnCounts, ConnLimiter, FailedChecks, LimitExceeded, Slot, TooManyFailures, client_ip,
     client_key,
@@ -184,11 +185,7 @@ impl Admission {
 }
 
 fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(text)))
-        .expect("valid response")
+    http_text::typed(status, http_text::TEXT_PLAIN, text)
 }
 
 impl WsEndpoint {
