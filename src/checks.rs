@@ -246,10 +246,6 @@ pub(crate) fn read_secret_file(key: &str, path: &Path) -> Result<Vec<u8>, Config
 
 /// The first line of a secret file, trimmed: a password or token (the
 /// cluster's NATS credentials). Errors as [`read_secret_file`]'s.
-#[allow(
-    dead_code,
-    reason = "cluster's own read_secret is to be replaced by it"
-)]
 pub(crate) fn read_secret_line(key: &str, path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;

@@ -15,6 +15,7 @@ use super::backfill::BackfillBounds;
 use super::config::{ClusterConfig, redact_userinfo};
 use super::stream::{ensure_stream, epoch_of};
 use super::{Cluster, ClusterError, ClusterStats, Inner, fail};
+use crate::checks::read_secret_line;
 
 /// Back-off between attempts to reach NATS again: 100 ms doubling to 5 s,
 /// with jitter so that the nodes of a cluster do not retry in step.
@@ -113,12 +114,12 @@ async fn with_credentials(
     }
     if let (Some(user), Some(path)) = (&config.user, &config.password_file) {
         auth_key = Some("cluster.password_file");
-        let password = read_secret("cluster.password_file", path)?;
+        let password = read_secret_line("cluster.password_file", path)?;
         options = options.user_and_password(user.clone(), password);
     }
     if let Some(path) = &config.token_file {
         auth_key = Some("cluster.token_file");
-        options = options.token(read_secret("cluster.token_file", path)?);
+        options = options.token(read_secret_line("cluster.token_file", path)?);
     }
     if let Some(path) = &config.tls_ca_file {
         options = options
@@ -194,16 +195,6 @@ fn tls_failure<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustl
         cause = err.source();
     }
     None
-}
-
-/// The first line of a secret file; its content never reaches a message.
-fn read_secret(key: &'static str, path: &std::path::Path) -> Result<String, ClusterError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| fail(key, format!("cannot read {}: {e}", path.display())))?;
-    match text.lines().next().map(str::trim) {
-        Some(line) if !line.is_empty() => Ok(line.to_owned()),
-        _ => Err(fail(key, format!("{} is empty", path.display()))),
-    }
 }
 
 fn on_event(stats: &ClusterStats, event: async_nats::Event) {

@@ -32,6 +32,7 @@ use async_nats::jetstream;
 use tokio::sync::watch;
 
 use crate::broker::Hub;
+use crate::checks::ConfigError;
 use crate::webhook::{CommitCache, DeliveryIds};
 use backfill::BackfillBounds;
 pub use config::ClusterConfig;
@@ -42,13 +43,8 @@ pub(crate) use stats::ClusterStats;
 pub enum ClusterError {
     /// Could not join at start: the config key to look at, and what went
     /// wrong, for people.
-    #[error("{key}: {message}")]
-    Join {
-        /// The config key to look at.
-        key: &'static str,
-        /// What went wrong, for people.
-        message: String,
-    },
+    #[error(transparent)]
+    Join(#[from] ConfigError),
     /// The link to NATS is down.
     #[error("NATS is not connected")]
     NotConnected,
@@ -86,10 +82,7 @@ fn nats(e: impl Into<async_nats::Error>) -> ClusterError {
 
 /// A failure to join the cluster, naming the config key to look at.
 fn fail(key: &'static str, message: impl Into<String>) -> ClusterError {
-    ClusterError::Join {
-        key,
-        message: message.into(),
-    }
+    ClusterError::Join(ConfigError::new(key, message))
 }
 
 /// What intake remembers and learns from every event applied, wherever
