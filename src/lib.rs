@@ -25,6 +25,40 @@
 //! - [`Subscription`], [`Client`], [`Event`], [`CommitCache`] / [`PrInfo`],
 //!   [`Metrics`].
 //!
+//! # Crate map
+//!
+//! A webhook's way from request to delivery, each step in its own module
+//! (the `crate::` imports between them form no circle; lower modules never
+//! import higher ones):
+//!
+//! 1. `server/`: the daemon's listeners (one accept loop for the main,
+//!    metrics and redirect listeners), routing, TLS mode, reload and
+//!    shutdown. Built from the public API below; the binary
+//!    (`src/bin/hookfan/`) adds the command line, one file per command.
+//! 2. `webhook/`: `POST /webhook` in the order of checks (body limits,
+//!    signature, capacity, dedup), then `webhook/extract/` parses the body
+//!    once into an `event::Event`, resolving commits through the
+//!    repository-keyed commit cache.
+//! 3. `cluster/` (optional): the event goes through NATS JetStream and every
+//!    node applies it; `cluster/backfill.rs` serves resumes from the stream.
+//! 4. `broker/`: the [`Hub`] routes the event to the shard threads whose
+//!    inverted index (`broker/index.rs`, `broker/routes.rs`) holds a
+//!    matching subscriber; each writes one pre-serialized frame into the
+//!    client's outbox. `broker/join.rs` owns joining: replay from the window
+//!    or the stream, then live.
+//! 5. `ws/`: `GET /ws`: checks before the upgrade (`limits`), the upgrade,
+//!    then `ws/session/` (handshake: subscription and token check through
+//!    `auth/`; stream: writes the outbox and pings); `ws/access.rs`
+//!    checks connected clients' tokens again.
+//!
+//! Beside the path: `config/` loads the TOML file and holds the aggregate,
+//! while each module owns its section (`auth/config.rs`, `tls/config.rs`,
+//! `broker/config.rs`, ...), all checked with the shared `checks`; leaves
+//! with no crate imports: `codec` (WebSocket frames), `http_text`
+//! (plain-text answers), `tier`; `metrics/` reads each part through the
+//! `metrics::Source` trait they implement; `client/` is the consumer side;
+//! `tls/` the certificates and outgoing TLS.
+//!
 //! # Guarantees
 //!
 //! Every accepted event gets the next sequence number (its `"seq"` on the
