@@ -44,6 +44,14 @@ enum Command {
 /// Exit status for a configuration the daemon refuses.
 const EXIT_CONFIG: u8 = 2;
 
+/// The runtime `builder` makes, or the failure already reported.
+fn runtime(builder: &mut tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("hookfan: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let check = match cli.command {

@@ -14,17 +14,11 @@ use crate::prepare::Prepared;
 pub(crate) fn run(p: Prepared, path: PathBuf, listen: Option<SocketAddr>) -> ExitCode {
     let (_log_flush, set_level) = logging::init(&p.config);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("hookfan: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match crate::runtime(tokio::runtime::Builder::new_multi_thread().worker_threads(workers)) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
     let code = runtime.block_on(async move {
         // Before the listener exists: a SIGTERM that comes right after
         // "listening on" must drain, not kill the process.

@@ -97,17 +97,10 @@ enum OnGap {
 /// Runs the command until a refusal, a gap (with `--on-gap exit`), or a
 /// signal.
 pub fn run(args: SubscribeArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("hookfan: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(subscribe(args))
+    match crate::runtime(&mut tokio::runtime::Builder::new_current_thread()) {
+        Ok(runtime) => runtime.block_on(subscribe(args)),
+        Err(code) => code,
+    }
 }
 
 async fn subscribe(args: SubscribeArgs) -> ExitCode {
