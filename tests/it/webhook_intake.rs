@@ -1,11 +1,9 @@
 //! Webhook intake against the real server: every fixture's extraction, every
 //! status code in PROTOCOL.md's order of checks, and the commit cache.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

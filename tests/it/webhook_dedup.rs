@@ -2,11 +2,9 @@
 //! already accepted is answered `duplicate` and not broadcast again, on a
 //! single node (the cluster's side is in tests/cluster.rs).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const DUPLICATE: &str = "duplicate: delivery already accepted\n";

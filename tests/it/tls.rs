@@ -3,14 +3,12 @@
 //! start, and live reloads (SIGHUP) of the certificate and the tokens that
 //! drop no connection and lose no event.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pki::TestCa;
-use common::*;
+use crate::common::pki::TestCa;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::Message;

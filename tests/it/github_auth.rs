@@ -5,8 +5,6 @@
 //! concurrent API requests, the limit on failed checks per client IP, tiers,
 //! and that the token never reaches a log.
 
-mod common;
-
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write;
@@ -15,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use futures_util::SinkExt;
 use futures_util::future::join_all;
 use hookfan::auth::AuthProvider;

@@ -2,16 +2,14 @@
 //! on an ephemeral port with its store in a temp dir; `scripts/install-nats.sh`
 //! installs it, `.ci/run` does so before the tests).
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::pki::TestCa;
-use common::*;
+use crate::common::pki::TestCa;
+use crate::common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

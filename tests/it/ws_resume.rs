@@ -2,14 +2,12 @@
 //! confirmation the stream's state, and a client that reconnects with the
 //! last (epoch, seq) it saw gets exactly what it missed, then live events.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn seq(v: &Value) -> u64 {

@@ -2,8 +2,6 @@
 //! 127.0.0.1: exact accounting across disconnects, restarts and failover;
 //! refusals; back-off; `--exec`; the token kept secret.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use hookfan::Token;
 use hookfan::client::{Backoff, ClientConfig, Subscriber, SubscriptionRequest, Update};
 use serde_json::Value;

@@ -1,10 +1,10 @@
 //! The `hookfan` binary: flags, config validation, refusing to start
 //! without a secret, and serving on the shipped config.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
+
+use crate::common;
 
 fn hookfan() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hookfan"));

@@ -1,11 +1,9 @@
 //! The WebSocket endpoint before and during the handshake: every refusal,
 //! with its exact answer, and that other clients keep receiving meanwhile.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Error as WsError;

@@ -2,11 +2,9 @@
 //! 1,000 clients over 1 and 8 shards, a client that never reads, and 5,000
 //! connect/disconnect cycles that must leave nothing behind.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use serde_json::json;
 

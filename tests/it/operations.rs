@@ -1,12 +1,10 @@
 //! Operating the daemon: the slow-client policies, graceful shutdown on
 //! SIGTERM, and what a full session leaves in the logs.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::Message;

@@ -5,9 +5,7 @@
 //! a marker event that the client does match is sent; events arrive in
 //! acceptance order, so the marker must be the client's very next message.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// A payload of `kind` in `org` where `login` plays `role` and nobody else

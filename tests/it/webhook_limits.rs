@@ -2,14 +2,12 @@
 //! many at once, or too many bytes at once. Real servers (in process, or the
 //! daemon as a process to measure its memory), raw TCP clients.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -8,16 +8,14 @@
 //! port (pebble's `tlsPort` is set to it). So no "always valid" shortcut is
 //! needed on these machines.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use common::pki::TestCa;
-use common::*;
+use crate::common::pki::TestCa;
+use crate::common::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 

@@ -1,12 +1,10 @@
 //! `/metrics` after a known sequence of connections, webhooks and a slow
 //! client: exact counter values, parsed as Prometheus text by a crate.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// Samples by `name{label=value,...}` (labels sorted).
