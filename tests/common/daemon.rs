@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{post, tokens_toml};
+use super::{post_webhook, tokens_toml};
 
 /// The daemon as a child process on 127.0.0.1:0, its stderr collected.
 pub struct Daemon {
@@ -106,19 +106,9 @@ impl Daemon {
     }
 
     pub async fn webhook(&self, kind: &str, body: &[u8], id: &str) -> u16 {
-        let sig = hookfan::sign(DAEMON_SECRET.as_bytes(), body);
-        post(
-            self.addr,
-            "/webhook",
-            &[
-                ("x-github-event", kind),
-                ("x-hub-signature-256", &sig),
-                ("x-github-delivery", id),
-            ],
-            body.to_vec(),
-        )
-        .await
-        .0
+        post_webhook(self.addr, DAEMON_SECRET.as_bytes(), kind, id, body)
+            .await
+            .0
     }
 }
 

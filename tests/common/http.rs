@@ -44,3 +44,26 @@ pub async fn post(
 ) -> (u16, String) {
     request(addr, "POST", path, headers, body).await
 }
+
+/// Posts `body` to `/webhook` as GitHub does: event `kind`, delivery id
+/// `delivery`, signed with `secret`.
+pub async fn post_webhook(
+    addr: SocketAddr,
+    secret: &[u8],
+    kind: &str,
+    delivery: &str,
+    body: &[u8],
+) -> (u16, String) {
+    let sig = hookfan::sign(secret, body);
+    post(
+        addr,
+        "/webhook",
+        &[
+            ("x-github-event", kind),
+            ("x-hub-signature-256", &sig),
+            ("x-github-delivery", delivery),
+        ],
+        body.to_vec(),
+    )
+    .await
+}

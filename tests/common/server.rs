@@ -10,7 +10,7 @@ use hookfan::auth::static_tokens::StaticTokens;
 use hookfan::config::{Config, WebhookSecret};
 use hookfan::server::ServerHandle;
 
-use super::{SECRET, Ws, hub_event, next_event, post, tokens_toml};
+use super::{SECRET, Ws, hub_event, next_event, post_webhook, tokens_toml};
 
 pub struct TestServer {
     pub handle: Option<ServerHandle>,
@@ -101,18 +101,7 @@ impl TestServer {
 
     /// Posts a webhook with a given delivery id.
     pub async fn webhook_with_id(&self, kind: &str, body: &[u8], delivery: &str) -> (u16, String) {
-        let sig = hookfan::sign(SECRET, body);
-        post(
-            self.addr,
-            "/webhook",
-            &[
-                ("x-github-event", kind),
-                ("x-hub-signature-256", &sig),
-                ("x-github-delivery", delivery),
-            ],
-            body.to_vec(),
-        )
-        .await
+        post_webhook(self.addr, SECRET, kind, delivery, body).await
     }
 
     /// Waits until `cond` holds for the hub's stats (shards synced first).

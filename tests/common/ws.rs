@@ -48,8 +48,8 @@ pub async fn subscribe(addr: SocketAddr, login: &str, subscription: Value) -> Ws
     ws
 }
 
-/// The next text message as JSON (10 s at most).
-pub async fn next_json(ws: &mut Ws) -> Value {
+/// The next message other than a ping or pong (10 s at most).
+pub async fn next_message(ws: &mut Ws) -> Message {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -57,10 +57,17 @@ pub async fn next_json(ws: &mut Ws) -> Value {
             .expect("stream ended")
             .expect("websocket error");
         match msg {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
             Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected message {other:?}"),
+            other => return other,
         }
+    }
+}
+
+/// The next text message as JSON (10 s at most).
+pub async fn next_json(ws: &mut Ws) -> Value {
+    match next_message(ws).await {
+        Message::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("unexpected message {other:?}"),
     }
 }
 
@@ -89,10 +96,16 @@ pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
             Some(Err(e)) => panic!("error before close: {e}"),
             None => panic!("stream ended without close frame"),
         };
-        // tungstenite sends its answer when polled again.
-        let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        answer_close(ws).await;
         return close;
     }
+}
+
+/// Answers a close frame already read, completing the close handshake so
+/// that the server need not wait for the answer: tungstenite sends it when
+/// polled again.
+pub async fn answer_close(ws: &mut Ws) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
 }
 
 /// A client that subscribes and then never reads: a tiny receive buffer, so
