@@ -1,29 +1,44 @@
-//! Plain HTTP/1.1 requests on fresh connections.
+//! HTTP/1.1 clients: a request on a fresh connection (plain here, TLS in
+//! [`super::pki`]), a connection kept for several requests, and webhooks
+//! posted as GitHub posts them.
 
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-/// A plain HTTP/1.1 request on a fresh connection.
-pub async fn request(
-    addr: SocketAddr,
+/// The sending half of an HTTP/1.1 client connection.
+pub type Sender = SendRequest<Full<Bytes>>;
+
+/// An HTTP/1.1 client connection over `io` (TCP or TLS), its driver task
+/// spawned.
+pub async fn http1<S>(io: S) -> Sender
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// One request on `sender`: the status and the body as text.
+pub async fn send(
+    sender: &mut Sender,
+    host: &str,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, String) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(path)
-        .header("host", addr.to_string());
+        .header("host", host);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -36,6 +51,18 @@ pub async fn request(
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A plain HTTP/1.1 request on a fresh connection.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let mut sender = http1(TcpStream::connect(addr).await.unwrap()).await;
+    send(&mut sender, &addr.to_string(), method, path, headers, body).await
+}
+
 pub async fn post(
     addr: SocketAddr,
     path: &str,
@@ -43,6 +70,20 @@ pub async fn post(
     body: Vec<u8>,
 ) -> (u16, String) {
     request(addr, "POST", path, headers, body).await
+}
+
+/// The headers GitHub sends with a webhook: its event `kind`, the
+/// signature `sig` and the delivery id.
+pub fn github_headers<'a>(
+    kind: &'a str,
+    sig: &'a str,
+    delivery: &'a str,
+) -> [(&'a str, &'a str); 3] {
+    [
+        ("x-github-event", kind),
+        ("x-hub-signature-256", sig),
+        ("x-github-delivery", delivery),
+    ]
 }
 
 /// Posts `body` to `/webhook` as GitHub does: event `kind`, delivery id
@@ -55,15 +96,6 @@ pub async fn post_webhook(
     body: &[u8],
 ) -> (u16, String) {
     let sig = hookfan::sign(secret, body);
-    post(
-        addr,
-        "/webhook",
-        &[
-            ("x-github-event", kind),
-            ("x-hub-signature-256", &sig),
-            ("x-github-delivery", delivery),
-        ],
-        body.to_vec(),
-    )
-    .await
+    let headers = github_headers(kind, &sig, delivery);
+    post(addr, "/webhook", &headers, body.to_vec()).await
 }

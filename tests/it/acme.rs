@@ -313,20 +313,6 @@ async fn a_certificate_is_obtained_from_pebble_served_cached_and_renewed() {
 
 /// A GET over TLS to `DOMAIN` at `addr`, trusting `root`.
 async fn https_get(addr: SocketAddr, root: &CertificateDer<'static>, path: &str) -> (u16, String) {
-    use http_body_util::BodyExt;
     let tls = connect(addr, root).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .uri(path)
-        .header("host", DOMAIN)
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    send(&mut http1(tls).await, DOMAIN, "GET", path, &[], Vec::new()).await
 }

@@ -229,18 +229,7 @@ async fn nats_restart_loses_no_acknowledged_webhook() {
                 );
                 let id = format!("r-{i}");
                 let body = pr_payload("org1", "repo", i + 1, "someone", false);
-                let sig = hookfan::sign(SECRET, &body);
-                let (status, _) = post(
-                    addr,
-                    "/webhook",
-                    &[
-                        ("x-github-event", "pull_request"),
-                        ("x-hub-signature-256", &sig),
-                        ("x-github-delivery", &id),
-                    ],
-                    body,
-                )
-                .await;
+                let (status, _) = post_webhook(addr, SECRET, "pull_request", &id, &body).await;
                 {
                     let mut s = statuses.lock().unwrap();
                     if status == 200 && s.iter().any(|x| x.1 == 503) {

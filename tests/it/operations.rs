@@ -277,23 +277,11 @@ async fn a_full_session_in_the_json_log_without_tokens_or_secret() {
 }
 
 /// An HTTP/1.1 keep-alive connection for several requests.
-async fn keep_alive(
-    addr: SocketAddr,
-) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    sender
+async fn keep_alive(addr: SocketAddr) -> Sender {
+    http1(tokio::net::TcpStream::connect(addr).await.unwrap()).await
 }
 
-async fn send_on(
-    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
-    method: &str,
-    path: &str,
-) -> (u16, Option<String>) {
+async fn send_on(sender: &mut Sender, method: &str, path: &str) -> (u16, Option<String>) {
     let req = hyper::Request::builder()
         .method(method)
         .uri(path)

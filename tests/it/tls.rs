@@ -123,12 +123,7 @@ async fn wss_and_https_work_and_plain_http_is_told_to_use_tls() {
 
     // The redirect listener sends everything to https, path and query kept.
     let redirect = server.handle().redirect_addr().unwrap();
-    let stream = tokio::net::TcpStream::connect(redirect).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = http1(tokio::net::TcpStream::connect(redirect).await.unwrap()).await;
     let req = hyper::Request::builder()
         .uri("/ws?x=1")
         .header("host", format!("hooks.example.com:{}", redirect.port()))
