@@ -1,8 +1,8 @@
 //! Shared test helpers, by concern: the test token table (here), real
 //! servers in this process ([`server`]) and as child processes
-//! ([`daemon`], [`nats`]), clients for plain HTTP ([`http`]), WebSocket
-//! ([`ws`]) and TLS ([`pki`]), payloads ([`payloads`]) and metrics
-//! ([`metrics`]).
+//! ([`daemon`], [`nats`]; [`tools`] installs what they run), clients for
+//! plain HTTP ([`http`]), WebSocket ([`ws`]) and TLS ([`pki`]), payloads
+//! ([`payloads`]) and metrics ([`metrics`]).
 
 pub mod daemon;
 pub mod http;
@@ -11,6 +11,7 @@ pub mod nats;
 pub mod payloads;
 pub mod pki;
 pub mod server;
+pub mod tools;
 pub mod ws;
 
 pub use daemon::*;
@@ -19,6 +20,7 @@ pub use metrics::*;
 pub use nats::*;
 pub use payloads::*;
 pub use server::*;
+pub use tools::*;
 pub use ws::*;
 
 pub const SECRET: &[u8] = b"test-secret";

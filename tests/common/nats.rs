@@ -4,6 +4,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use super::installed_tool;
+
 /// A nats-server with JetStream on 127.0.0.1, its store in a temp dir; the
 /// binary from `HOOKFAN_NATS_SERVER`, else `.tools/bin/nats-server`, which
 /// `scripts/install-nats.sh` installs (run here when it is missing, so that
@@ -16,23 +18,10 @@ pub struct Nats {
 }
 
 fn nats_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("HOOKFAN_NATS_SERVER") {
-        return p.into();
+    match std::env::var_os("HOOKFAN_NATS_SERVER") {
+        Some(p) => p.into(),
+        None => installed_tool("nats-server", "install-nats.sh"),
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let tools = root.join(".tools/bin/nats-server");
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        if !tools.exists() {
-            let status = Command::new("bash")
-                .arg(root.join("scripts/install-nats.sh"))
-                .stdout(Stdio::null())
-                .status()
-                .expect("run scripts/install-nats.sh");
-            assert!(status.success(), "scripts/install-nats.sh failed");
-        }
-    });
-    tools
 }
 
 impl Nats {

@@ -10,8 +10,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Once};
+use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::pki::TestCa;
@@ -23,29 +23,7 @@ const DOMAIN: &str = "hookfan.test";
 
 /// `.tools/bin/NAME`, installing pebble first when it is missing.
 fn tool(name: &str) -> PathBuf {
-    static INSTALL: Once = Once::new();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join(".tools/bin").join(name);
-    INSTALL.call_once(|| {
-        if !bin.exists() {
-            let status = Command::new("bash")
-                .arg(root.join("scripts/install-pebble.sh"))
-                .stdout(Stdio::null())
-                .status()
-                .expect("run scripts/install-pebble.sh");
-            assert!(status.success(), "scripts/install-pebble.sh failed");
-        }
-    });
-    assert!(bin.exists(), "{} is missing", bin.display());
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    installed_tool(name, "install-pebble.sh")
 }
 
 fn wait_listening(addr: SocketAddr, what: &str) {

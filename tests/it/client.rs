@@ -202,12 +202,7 @@ async fn a_forced_disconnect_resumes_with_nothing_missed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_restart_is_reported_as_a_gap() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tokens.toml"), tokens_toml()).unwrap();
     let config = dir.path().join("hookfan.toml");
