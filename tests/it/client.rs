@@ -156,24 +156,15 @@ fn ids(prefix: &str, n: std::ops::RangeInclusive<u64>) -> Vec<String> {
     n.map(|i| format!("{prefix}{i}")).collect()
 }
 
-async fn post_prs(server: &TestServer, prefix: &str, n: std::ops::RangeInclusive<u64>) {
+/// Posts pull requests 1.. of acme/api with delivery ids `{prefix}{i}` to
+/// the server at `addr` (an in-process [`TestServer`] signs with
+/// [`SECRET`], a [`Daemon`] with [`DAEMON_SECRET`]).
+async fn post_prs(addr: SocketAddr, secret: &[u8], prefix: &str, n: std::ops::RangeInclusive<u64>) {
     for i in n {
         let body = pr_payload("acme", "api", i, "someone", false);
-        let (status, _) = server
-            .webhook_with_id("pull_request", &body, &format!("{prefix}{i}"))
-            .await;
+        let id = format!("{prefix}{i}");
+        let (status, _) = post_webhook(addr, secret, "pull_request", &id, &body).await;
         assert_eq!(status, 200);
-    }
-}
-
-async fn post_prs_to(d: &Daemon, prefix: &str, n: std::ops::RangeInclusive<u64>) {
-    for i in n {
-        let body = pr_payload("acme", "api", i, "someone", false);
-        assert_eq!(
-            d.webhook("pull_request", &body, &format!("{prefix}{i}"))
-                .await,
-            200
-        );
     }
 }
 
@@ -185,13 +176,13 @@ async fn a_forced_disconnect_resumes_with_nothing_missed() {
         &["--server", &ws_url(server.addr), "--org", "acme", "-v"],
     );
     sub.wait_stderr("subscribed on").await;
-    post_prs(&server, "a-", 1..=5).await;
+    post_prs(server.addr, SECRET, "a-", 1..=5).await;
     sub.wait_events(5).await;
     for c in server.hub().clients() {
         server.hub().disconnect(c.id());
     }
     // Sent while the client is away (it waits up to 1 s before returning).
-    post_prs(&server, "b-", 1..=5).await;
+    post_prs(server.addr, SECRET, "b-", 1..=5).await;
     let events = sub.wait_events(10).await;
     let mut want = ids("a-", 1..=5);
     want.extend(ids("b-", 1..=5));
@@ -220,7 +211,7 @@ async fn a_daemon_restart_is_reported_as_a_gap() {
     );
     sub.wait_stderr("subscribed on").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    post_prs_to(&first, "one-", 1..=3).await;
+    post_prs(first.addr, DAEMON_SECRET.as_bytes(), "one-", 1..=3).await;
     sub.wait_events(3).await;
     strict.wait_events(3).await;
 
@@ -240,7 +231,7 @@ async fn a_daemon_restart_is_reported_as_a_gap() {
         assert!(Instant::now() < deadline, "{}", sub.stderr());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    post_prs_to(&second, "two-", 1..=3).await;
+    post_prs(second.addr, DAEMON_SECRET.as_bytes(), "two-", 1..=3).await;
     let events = sub.wait_events(6).await;
     let got: Vec<String> = events
         .iter()
@@ -277,11 +268,11 @@ async fn failover_to_another_cluster_node_misses_nothing() {
     );
     sub.wait_stderr(&format!("subscribed on ws://{}", a.addr))
         .await;
-    post_prs_to(&b, "f-", 1..=5).await;
+    post_prs(b.addr, DAEMON_SECRET.as_bytes(), "f-", 1..=5).await;
     sub.wait_events(5).await;
     a.child.kill().unwrap();
     a.child.wait().unwrap();
-    post_prs_to(&b, "f-", 6..=10).await;
+    post_prs(b.addr, DAEMON_SECRET.as_bytes(), "f-", 6..=10).await;
     let events = sub.wait_events(10).await;
     assert_eq!(ids_in_order(&events), ids("f-", 1..=10));
     sub.wait_stderr(&format!("subscribed on ws://{}/ws, resumed", b.addr))
@@ -305,7 +296,7 @@ async fn a_restarted_client_resumes_from_its_state_file() {
     ];
     let mut first = Sub::start(&token("alice"), &args);
     first.wait_stderr("subscribed on").await;
-    post_prs(&server, "s-", 1..=3).await;
+    post_prs(server.addr, SECRET, "s-", 1..=3).await;
     let before = first.wait_events(3).await;
     // The seq is committed after the event is written out (at-least-once),
     // so wait for the commit before killing the client.
@@ -326,7 +317,7 @@ async fn a_restarted_client_resumes_from_its_state_file() {
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
-    post_prs(&server, "s-", 4..=6).await;
+    post_prs(server.addr, SECRET, "s-", 4..=6).await;
     let second = Sub::start(&token("alice"), &args);
     let after = second.wait_events(3).await;
     let mut all = before;
@@ -472,7 +463,7 @@ async fn pings_are_answered_and_silence_means_a_dead_connection() {
     ));
     let extra = next_status(&mut sub, Duration::from_secs(8)).await;
     assert_eq!(extra, None, "the connection lived 8 s");
-    post_prs(&pinging, "k-", 1..=1).await;
+    post_prs(pinging.addr, SECRET, "k-", 1..=1).await;
     match sub.next().await.unwrap() {
         Update::Event(e) => assert_eq!(e.delivery_id, "k-1"),
         other => panic!("{other:?}"),
@@ -484,7 +475,7 @@ async fn pings_are_answered_and_silence_means_a_dead_connection() {
         sub.next().await.unwrap(),
         Update::Connected { .. }
     ));
-    post_prs(&quiet, "q-", 1..=1).await;
+    post_prs(quiet.addr, SECRET, "q-", 1..=1).await;
     let started = Instant::now();
     let mut got = Vec::new();
     let error = tokio::time::timeout(Duration::from_secs(10), async {
@@ -504,7 +495,7 @@ async fn pings_are_answered_and_silence_means_a_dead_connection() {
         "{:?}",
         started.elapsed()
     );
-    post_prs(&quiet, "q-", 2..=2).await;
+    post_prs(quiet.addr, SECRET, "q-", 2..=2).await;
     match next_status(&mut sub, Duration::from_secs(5)).await {
         Some(Update::Connected { resumed, .. }) => assert_eq!(resumed, Some(true)),
         other => panic!("{other:?}"),
@@ -563,7 +554,7 @@ async fn exec_runs_in_order_and_commits_the_seq_after_the_command() {
         ],
     );
     sub.wait_stderr("subscribed on").await;
-    post_prs(&server, "x-", 1..=4).await;
+    post_prs(server.addr, SECRET, "x-", 1..=4).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     while read(&log).lines().count() < 4 || !read(&state).contains("\"seq\":4") {
@@ -645,7 +636,7 @@ async fn the_token_never_shows_in_output_or_arguments() {
         sub.wait_stderr("subscribed on").await;
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", sub.child.id())).unwrap();
         assert!(!String::from_utf8_lossy(&cmdline).contains(&secret));
-        post_prs(&server, &format!("t{i}-"), 1..=1).await;
+        post_prs(server.addr, SECRET, &format!("t{i}-"), 1..=1).await;
         sub.wait_events(1).await;
         for c in server.hub().clients() {
             server.hub().disconnect(c.id());
