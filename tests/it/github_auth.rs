@@ -185,6 +185,9 @@ fn query_param(req: &Request<Incoming>, name: &str) -> Option<usize> {
     })
 }
 
+/// The mock's answer to one request: counted, checked for GitHub's
+/// headers, delayed or failed when the test says so, then answered for the
+/// token's account.
 async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     *st.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
@@ -234,14 +237,26 @@ async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>>
             rate_limited: false,
         },
     };
+    answer_as(st, &req, &path, account)
+}
+
+/// GitHub's rate-limit headers with `remaining` requests left.
+fn limits(remaining: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-ratelimit-limit", "5000".to_owned()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        ("x-ratelimit-reset", "1900000000".to_owned()),
+    ]
+}
+
+/// What GitHub answers `account` on `path`.
+fn answer_as(
+    st: &MockState,
+    req: &Request<Incoming>,
+    path: &str,
+    account: Account,
+) -> Response<Full<Bytes>> {
     let not_found = || reply(404, &[], json!({"message": "Not Found"}));
-    let limits = |remaining: u32| {
-        vec![
-            ("x-ratelimit-limit", "5000".to_owned()),
-            ("x-ratelimit-remaining", remaining.to_string()),
-            ("x-ratelimit-reset", "1900000000".to_owned()),
-        ]
-    };
     match account {
         Account::Status {
             status,
@@ -258,7 +273,7 @@ async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>>
                 json!({"message": message}),
             )
         }
-        Account::App { org } => match path.as_str() {
+        Account::App { org } => match path {
             INSTALL => reply(
                 200,
                 &limits(4999),
@@ -278,7 +293,7 @@ async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>>
             login,
             orgs,
             install_status,
-        } => match path.as_str() {
+        } => match path {
             INSTALL => reply(
                 install_status,
                 &limits(4999),
@@ -289,41 +304,43 @@ async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>>
                 &limits(4999),
                 json!({"login": login, "id": 1, "type": "User"}),
             ),
-            ORGS => {
-                let per_page = query_param(&req, "per_page").unwrap_or(30);
-                let page = query_param(&req, "page").unwrap_or(1).max(1);
-                let last = orgs.len().div_ceil(per_page).max(1);
-                let items: Vec<Value> = orgs
-                    .iter()
-                    .skip((page - 1) * per_page)
-                    .take(per_page)
-                    .enumerate()
-                    .map(|(i, o)| json!({"login": o, "id": i, "description": null}))
-                    .collect();
-                let port = st.port.load(Ordering::SeqCst);
-                let link = |p: usize, rel: &str| {
-                    format!(
-                        "<http://127.0.0.1:{port}/user/orgs?per_page={per_page}&page={p}>; rel=\"{rel}\""
-                    )
-                };
-                let mut links = Vec::new();
-                if page < last {
-                    links.push(link(page + 1, "next"));
-                    links.push(link(last, "last"));
-                }
-                if page > 1 {
-                    links.push(link(page - 1, "prev"));
-                    links.push(link(1, "first"));
-                }
-                let mut headers = limits(4999);
-                if !links.is_empty() {
-                    headers.push(("link", links.join(", ")));
-                }
-                reply(200, &headers, Value::Array(items))
-            }
+            ORGS => orgs_page(st, req, &orgs),
             _ => not_found(),
         },
     }
+}
+
+/// One page of a user's organizations, with GitHub's `link` header to the
+/// others.
+fn orgs_page(st: &MockState, req: &Request<Incoming>, orgs: &[String]) -> Response<Full<Bytes>> {
+    let per_page = query_param(req, "per_page").unwrap_or(30);
+    let page = query_param(req, "page").unwrap_or(1).max(1);
+    let last = orgs.len().div_ceil(per_page).max(1);
+    let items: Vec<Value> = orgs
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .enumerate()
+        .map(|(i, o)| json!({"login": o, "id": i, "description": null}))
+        .collect();
+    let port = st.port.load(Ordering::SeqCst);
+    let link = |p: usize, rel: &str| {
+        format!("<http://127.0.0.1:{port}/user/orgs?per_page={per_page}&page={p}>; rel=\"{rel}\"")
+    };
+    let mut links = Vec::new();
+    if page < last {
+        links.push(link(page + 1, "next"));
+        links.push(link(last, "last"));
+    }
+    if page > 1 {
+        links.push(link(page - 1, "prev"));
+        links.push(link(1, "first"));
+    }
+    let mut headers = limits(4999);
+    if !links.is_empty() {
+        headers.push(("link", links.join(", ")));
+    }
+    reply(200, &headers, Value::Array(items))
 }
 
 // ---------------------------------------------------------------------------
