@@ -589,13 +589,15 @@ fn nats_with_tls_and_password(dir: &Path, password: &str) -> Nats {
         .write(&dir.join("client.pem"), &dir.join("client.key"));
     std::fs::write(path("password"), format!("{password}\n")).unwrap();
     std::fs::write(path("wrong"), "not-the-password\n").unwrap();
-    Nats::start_with(&format!(
-        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n\
-         authorization {{\n  user: hookfan\n  password: \"{password}\"\n}}\n",
+    let tls = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
         path("server.pem"),
         path("server.key"),
         path("ca.pem"),
-    ))
+    );
+    let authorization =
+        format!("authorization {{\n  user: hookfan\n  password: \"{password}\"\n}}\n");
+    Nats::start_with(&format!("{tls}{authorization}"))
 }
 
 /// A NATS deployment as run in production: TLS that verifies clients, and a

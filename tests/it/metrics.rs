@@ -129,6 +129,49 @@ async fn metrics_with_latencies(
     }
 }
 
+/// The samples after the sequence: `readers` plus the slow client
+/// confirmed, `total_events` broadcast, `written` frames written, `dropped`
+/// dropped for the slow client.
+fn expected_samples(
+    readers: f64,
+    total_events: u64,
+    written: u64,
+    dropped: u64,
+) -> Vec<(&'static str, f64)> {
+    vec![
+        ("hookfan_webhooks_total{status=200,type=pull_request}", 3.0),
+        ("hookfan_webhooks_total{status=200,type=check_run}", 2.0),
+        ("hookfan_webhooks_total{status=200,type=push}", 1.0),
+        ("hookfan_webhooks_total{status=200,type=other}", 1.0),
+        ("hookfan_webhooks_total{status=401,type=pull_request}", 1.0),
+        ("hookfan_webhook_handling_seconds_count{}", 8.0),
+        ("hookfan_handshakes_total{outcome=confirmed}", readers + 1.0),
+        (
+            "hookfan_handshakes_total{outcome=authentication_failed}",
+            1.0,
+        ),
+        ("hookfan_handshakes_total{outcome=forbidden}", 1.0),
+        ("hookfan_auth_results_total{result=ok}", readers + 1.0),
+        ("hookfan_auth_results_total{result=invalid_token}", 1.0),
+        ("hookfan_connected_clients{}", readers + 1.0),
+        ("hookfan_events_broadcast_total{}", total_events as f64),
+        ("hookfan_deliveries_total{}", written as f64),
+        ("hookfan_drops_total{}", dropped as f64),
+        ("hookfan_slow_client_closes_total{}", 0.0),
+        ("hookfan_delivery_latency_seconds_count{}", written as f64),
+        (
+            "hookfan_delivery_latency_seconds_inf_bucket{}",
+            written as f64,
+        ),
+        ("hookfan_webhook_handling_seconds_inf_bucket{}", 8.0),
+        ("hookfan_commit_cache_entries{}", 3.0),
+        ("hookfan_commit_cache_lookups_total{result=hit}", 1.0),
+        ("hookfan_commit_cache_lookups_total{result=miss}", 1.0),
+        // Every event has been handled: nothing waits for a shard.
+        ("hookfan_shard_queue_depth{}", 0.0),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_after_a_known_sequence() {
     const READERS: usize = 3;
@@ -175,44 +218,7 @@ async fn counters_after_a_known_sequence() {
     let written = READERS as u64 * total_events + slow_received;
     let (text, m) = metrics_with_latencies(&server, written).await;
 
-    let expect = [
-        ("hookfan_webhooks_total{status=200,type=pull_request}", 3.0),
-        ("hookfan_webhooks_total{status=200,type=check_run}", 2.0),
-        ("hookfan_webhooks_total{status=200,type=push}", 1.0),
-        ("hookfan_webhooks_total{status=200,type=other}", 1.0),
-        ("hookfan_webhooks_total{status=401,type=pull_request}", 1.0),
-        ("hookfan_webhook_handling_seconds_count{}", 8.0),
-        (
-            "hookfan_handshakes_total{outcome=confirmed}",
-            (READERS + 1) as f64,
-        ),
-        (
-            "hookfan_handshakes_total{outcome=authentication_failed}",
-            1.0,
-        ),
-        ("hookfan_handshakes_total{outcome=forbidden}", 1.0),
-        (
-            "hookfan_auth_results_total{result=ok}",
-            (READERS + 1) as f64,
-        ),
-        ("hookfan_auth_results_total{result=invalid_token}", 1.0),
-        ("hookfan_connected_clients{}", (READERS + 1) as f64),
-        ("hookfan_events_broadcast_total{}", total_events as f64),
-        ("hookfan_deliveries_total{}", written as f64),
-        ("hookfan_drops_total{}", dropped as f64),
-        ("hookfan_slow_client_closes_total{}", 0.0),
-        ("hookfan_delivery_latency_seconds_count{}", written as f64),
-        (
-            "hookfan_delivery_latency_seconds_inf_bucket{}",
-            written as f64,
-        ),
-        ("hookfan_webhook_handling_seconds_inf_bucket{}", 8.0),
-        ("hookfan_commit_cache_entries{}", 3.0),
-        ("hookfan_commit_cache_lookups_total{result=hit}", 1.0),
-        ("hookfan_commit_cache_lookups_total{result=miss}", 1.0),
-        // Every event has been handled: nothing waits for a shard.
-        ("hookfan_shard_queue_depth{}", 0.0),
-    ];
+    let expect = expected_samples(READERS as f64, total_events, written, dropped);
     if std::env::var("SHOW_METRICS").is_ok() {
         eprintln!("{text}");
     }
