@@ -104,6 +104,23 @@ impl TestServer {
         post_webhook(self.addr, SECRET, kind, delivery, body).await
     }
 
+    /// Posts a webhook with delivery id `id`, answered 200, and checks that
+    /// it is the next event each of `receivers` gets.
+    pub async fn webhook_reaches(
+        &self,
+        kind: &str,
+        body: &[u8],
+        id: &str,
+        receivers: &mut [&mut Ws],
+    ) {
+        let (status, text) = self.webhook_with_id(kind, body, id).await;
+        assert_eq!(status, 200, "{id}: {text}");
+        for ws in receivers.iter_mut() {
+            let got = next_event(ws).await;
+            assert_eq!(got["delivery_id"], id, "{id}: got {got}");
+        }
+    }
+
     /// Waits until `cond` holds for the hub's stats (shards synced first).
     pub async fn wait_stats(&self, what: &str, cond: impl Fn(&hookfan::HubStats) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
