@@ -439,6 +439,8 @@ async fn next_status(sub: &mut Subscriber, limit: Duration) -> Option<Update> {
 /// client silent for 3 s keeps this one for 8 s: the client answers. A
 /// daemon that does not ping within the client's idle timeout is taken for
 /// dead: the client reconnects and resumes, missing nothing.
+// Three timelines that share the client's config: a daemon that pings, a
+// silent one, and the command's option against the silent one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_are_answered_and_silence_means_a_dead_connection() {
     let subscription = SubscriptionRequest {
@@ -684,17 +686,14 @@ async fn the_token_goes_over_ws_only_to_this_machine() {
     }
 }
 
-/// A webhook-sprinkler-like server: confirmations without a stream, events
-/// without seq; it hangs up after each event. The client simply reconnects
-/// (nothing to resume) and says that events between may have been missed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn against_a_server_without_seqs_it_reconnects_and_reports_no_resume() {
+/// A webhook-sprinkler-like server: it confirms without a stream, sends one
+/// event without a seq and hangs up, on every connection; the
+/// subscriptions it got go into `seen`.
+async fn seqless_server(seen: Arc<Mutex<Vec<Value>>>) -> SocketAddr {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let subscriptions = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let seen = subscriptions.clone();
     tokio::spawn(async move {
         let mut n = 0;
         while let Ok((s, _)) = listener.accept().await {
@@ -715,6 +714,16 @@ async fn against_a_server_without_seqs_it_reconnects_and_reports_no_resume() {
             let _ = ws.close(None).await;
         }
     });
+    addr
+}
+
+/// A webhook-sprinkler-like server: confirmations without a stream, events
+/// without seq; it hangs up after each event. The client simply reconnects
+/// (nothing to resume) and says that events between may have been missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_a_server_without_seqs_it_reconnects_and_reports_no_resume() {
+    let subscriptions = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let addr = seqless_server(subscriptions.clone()).await;
     let mut config = ClientConfig::new(
         vec![ws_url(addr)],
         Token::new(token("alice")),

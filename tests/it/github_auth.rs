@@ -811,6 +811,30 @@ async fn handshakes(server: &TestServer, outcome: &str) -> u64 {
         .map_or(0, |v| v.parse().unwrap())
 }
 
+/// Subscribes from `ip` with the made-up tokens numbered `tokens`, one
+/// after the other; an attempt that meets the connection limit (the
+/// previous connection's slot not given back yet) is made again.
+async fn made_up_tokens(
+    addr: SocketAddr,
+    ip: &'static str,
+    tokens: std::ops::Range<usize>,
+) -> Vec<Attempt> {
+    let mut answers = Vec::new();
+    for i in tokens {
+        let tok = format!("ghp_made{i:0>32}");
+        loop {
+            match attempt(addr, ip, &tok, json!({"organization": "acme"})).await {
+                Attempt::ConnectionLimit429 => tokio::time::sleep(Duration::from_millis(5)).await,
+                a => {
+                    answers.push(a);
+                    break;
+                }
+            }
+        }
+    }
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_tokens_from_one_address_stop_reaching_the_api() {
     // The default auth.max_failed_checks_per_ip; PER_IP connections at once.
@@ -833,26 +857,8 @@ async fn rejected_tokens_from_one_address_stop_reaching_the_api() {
     // 100 distinct made-up tokens from one address, PER_IP at a time. An
     // attempt that meets the connection limit (the previous connection's
     // slot not given back yet) is made again.
-    let workers = (0..PER_IP).map(|w| {
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            for i in (w * 20)..(w + 1) * 20 {
-                let tok = format!("ghp_made{i:0>32}");
-                loop {
-                    match attempt(addr, ATTACKER, &tok, json!({"organization": "acme"})).await {
-                        Attempt::ConnectionLimit429 => {
-                            tokio::time::sleep(Duration::from_millis(5)).await
-                        }
-                        a => {
-                            answers.push(a);
-                            break;
-                        }
-                    }
-                }
-            }
-            answers
-        })
-    });
+    let workers =
+        (0..PER_IP).map(|w| tokio::spawn(made_up_tokens(addr, ATTACKER, w * 20..(w + 1) * 20)));
     let answers: Vec<Attempt> = join_all(workers)
         .await
         .into_iter()
@@ -1224,6 +1230,8 @@ async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 /// subscribed organization gets `access_denied`, both within 5 s; a user
 /// who joined an organization of `tiers.pro` receives private events from
 /// then on; the others stream on.
+// One scenario: the changes happen on the mock while all clients are
+// live, and the others must stream on through the same rechecks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_tokens_and_lost_memberships_close_live_connections() {
     let mock = Mock::start().await;

@@ -188,6 +188,8 @@ async fn a_client_that_never_answers_does_not_hold_shutdown_past_the_timeout() {
     );
 }
 
+// One scenario: the log must hold a whole session, start to stop, and the
+// secrets must be absent from all of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_session_in_the_json_log_without_tokens_or_secret() {
     let mut daemon = spawn_daemon("[log]\nformat = \"json\"\n");

@@ -58,6 +58,9 @@ fn pr(n: u64) -> Vec<u8> {
     pr_payload("acme", "widgets", n, "alice", false)
 }
 
+// One TLS server for every way in (wss, https, plain http, TLS 1.2, the
+// redirect listener, /metrics): a server with certificates per case would
+// cost more than the case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_and_https_work_and_plain_http_is_told_to_use_tls() {
     let ca = TestCa::new("hookfan test CA");
@@ -260,6 +263,8 @@ impl Setup {
     }
 }
 
+// A timeline of one daemon across two SIGHUPs (a good certificate, then a
+// bad one): the same clients and webhooks before, between and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_certificate_is_served_after_sighup_and_nothing_is_lost() {
     let ca = TestCa::new("hookfan test CA");
@@ -374,6 +379,7 @@ async fn collect(ws: &mut Ws, n: usize) -> Vec<String> {
 /// part 3): a removed token closes its client with `authentication_failed`,
 /// a membership lost with `access_denied`, both within 2 s, and a new tier
 /// or a new organization changes what a client receives from then on.
+// A timeline around one SIGHUP: the same live clients before and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sighup_holds_connected_clients_to_the_edited_tokens_file() {
     let setup = Setup::start("", &tokens_toml());
@@ -459,6 +465,8 @@ async fn a_sighup_holds_connected_clients_to_the_edited_tokens_file() {
     }
 }
 
+// A timeline of one daemon across three SIGHUPs (an edit, a broken tokens
+// file, an invalid config), each checked against what the one before left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_tokens_file_and_log_level_are_taken_up_on_sighup() {
     let setup = Setup::start("[log]\nlevel = \"warn\"\n", &tokens_toml());

@@ -920,6 +920,8 @@ async fn commit_cache_links_early_check_events_to_their_pr() {
 /// The same commit in another organization's repository never carries
 /// this one's pull request (a private one here): the commit cache answers
 /// for the event's own repository only (issue #23, part 1).
+// One scenario: the commit cache is filled and then queried from the
+// other repositories, in that order.
 #[tokio::test]
 async fn a_commit_pushed_elsewhere_never_resolves_to_this_repositorys_pr() {
     let server = TestServer::start("").await;

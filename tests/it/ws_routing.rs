@@ -77,6 +77,8 @@ async fn assert_next_is_marker(
     }
 }
 
+// One scenario: the same three clients must receive nothing between the
+// cases, which the markers after each one check.
 #[tokio::test]
 async fn user_events_only_matches_every_kind_of_involvement() {
     let server = TestServer::start("").await;
@@ -171,6 +173,8 @@ async fn user_events_only_matches_every_kind_of_involvement() {
     .await;
 }
 
+// One scenario: the final count of deliveries proves that nobody received
+// anything besides what is read here, across all the sends.
 #[tokio::test]
 async fn org_star_and_pr_subscriptions_with_fixtures() {
     let server = TestServer::start("").await;
