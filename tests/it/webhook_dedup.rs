@@ -1,6 +1,6 @@
 //! GitHub redelivers with the same `X-GitHub-Delivery`: a delivery id
 //! already accepted is answered `duplicate` and not broadcast again, on a
-//! single node (the cluster's side is in tests/cluster.rs).
+//! single node (the cluster's side is in tests/it/cluster.rs).
 
 use std::time::Duration;
 
