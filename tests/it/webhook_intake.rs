@@ -716,7 +716,7 @@ async fn every_bad_signature_is_401(addr: std::net::SocketAddr, good: &[u8]) {
         String::from_utf8(s).unwrap()
     };
     let sha1_prefix = sig.replace("sha256=", "sha1=");
-    let empty_key = hookfan::sign(b"", &good);
+    let empty_key = hookfan::sign(b"", good);
     let uppercase_prefix = sig.replace("sha256=", "SHA256=");
     for (what, header) in [
         ("missing", None),
