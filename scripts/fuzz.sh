@@ -6,6 +6,11 @@
 #
 #   scripts/fuzz.sh SECONDS [TARGET...] [-- LIBFUZZER_FLAG...]
 #
+# .ci/run runs `scripts/fuzz.sh 10`, a smoke (the build under ASan and each
+# target from its seeds for 10 s). The real run is longer and is run by
+# hand, before a release and after a change to a parser:
+#   scripts/fuzz.sh 600            # 10 minutes per target, 50 in all
+#
 # Targets (all when none are named): webhook, subscription, ws_frame,
 # config, stream_message (fuzz/fuzz_targets/). Installs what is missing:
 # the nightly toolchain (rustup, minimal profile) and cargo-fuzz (cargo

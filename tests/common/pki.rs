@@ -7,8 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
@@ -19,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::Connector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use super::Ws;
+use super::{Ws, github_headers, http1, send};
 
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
@@ -138,25 +136,8 @@ impl TestCa {
         body: Vec<u8>,
     ) -> (u16, String) {
         let tls = self.connect(addr, self.client_config()).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", format!("localhost:{}", addr.port()));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = sender
-            .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        let host = format!("localhost:{}", addr.port());
+        send(&mut http1(tls).await, &host, method, path, headers, body).await
     }
 
     /// A signed webhook over HTTPS.
@@ -169,19 +150,10 @@ impl TestCa {
         id: &str,
     ) -> u16 {
         let sig = hookfan::sign(secret, body);
-        self.request(
-            addr,
-            "POST",
-            "/webhook",
-            &[
-                ("x-github-event", kind),
-                ("x-hub-signature-256", &sig),
-                ("x-github-delivery", id),
-            ],
-            body.to_vec(),
-        )
-        .await
-        .0
+        let headers = github_headers(kind, &sig, id);
+        self.request(addr, "POST", "/webhook", &headers, body.to_vec())
+            .await
+            .0
     }
 
     /// A `wss://localhost:PORT/ws` connection with `token`.

@@ -8,16 +8,14 @@
 //! port (pebble's `tlsPort` is set to it). So no "always valid" shortcut is
 //! needed on these machines.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Once};
+use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::pki::TestCa;
-use common::*;
+use crate::common::pki::TestCa;
+use crate::common::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -25,29 +23,7 @@ const DOMAIN: &str = "hookfan.test";
 
 /// `.tools/bin/NAME`, installing pebble first when it is missing.
 fn tool(name: &str) -> PathBuf {
-    static INSTALL: Once = Once::new();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join(".tools/bin").join(name);
-    INSTALL.call_once(|| {
-        if !bin.exists() {
-            let status = Command::new("bash")
-                .arg(root.join("scripts/install-pebble.sh"))
-                .stdout(Stdio::null())
-                .status()
-                .expect("run scripts/install-pebble.sh");
-            assert!(status.success(), "scripts/install-pebble.sh failed");
-        }
-    });
-    assert!(bin.exists(), "{} is missing", bin.display());
-    bin
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    installed_tool(name, "install-pebble.sh")
 }
 
 fn wait_listening(addr: SocketAddr, what: &str) {
@@ -315,20 +291,6 @@ async fn a_certificate_is_obtained_from_pebble_served_cached_and_renewed() {
 
 /// A GET over TLS to `DOMAIN` at `addr`, trusting `root`.
 async fn https_get(addr: SocketAddr, root: &CertificateDer<'static>, path: &str) -> (u16, String) {
-    use http_body_util::BodyExt;
     let tls = connect(addr, root).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .uri(path)
-        .header("host", DOMAIN)
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    send(&mut http1(tls).await, DOMAIN, "GET", path, &[], Vec::new()).await
 }

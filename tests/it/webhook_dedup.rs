@@ -1,12 +1,10 @@
 //! GitHub redelivers with the same `X-GitHub-Delivery`: a delivery id
 //! already accepted is answered `duplicate` and not broadcast again, on a
-//! single node (the cluster's side is in tests/cluster.rs).
-
-mod common;
+//! single node (the cluster's side is in tests/it/cluster.rs).
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const DUPLICATE: &str = "duplicate: delivery already accepted\n";

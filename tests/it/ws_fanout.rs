@@ -2,13 +2,14 @@
 //! 1,000 clients over 1 and 8 shards, a client that never reads, and 5,000
 //! connect/disconnect cycles that must leave nothing behind.
 
-mod common;
-
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
-use serde_json::json;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 const LIMITS: &str = "[limits]\nmax_conns_per_ip = 100000\n";
 
@@ -118,6 +119,61 @@ async fn exactly_once_in_order_eight_shards() {
     exactly_once_in_order(8).await;
 }
 
+/// How many events the readers of a test have received, with a wake-up
+/// for whoever waits for them.
+#[derive(Default)]
+struct Progress {
+    received: AtomicUsize,
+    changed: Notify,
+}
+
+/// The number an event's delivery id starts with (six digits); `None` for
+/// the end marker.
+fn event_number(event: &Value) -> Option<usize> {
+    let id = event["delivery_id"].as_str().unwrap();
+    (id != "end").then(|| id[..6].parse().unwrap())
+}
+
+/// Reads until the "end" event, counting each event in `progress`;
+/// returns the numbers received.
+async fn read_until_end(mut ws: Ws, progress: Arc<Progress>) -> Vec<usize> {
+    let mut numbers = Vec::new();
+    while let Some(n) = event_number(&next_event(&mut ws).await) {
+        numbers.push(n);
+        progress.received.fetch_add(1, Ordering::Relaxed);
+        progress.changed.notify_one();
+    }
+    numbers
+}
+
+/// Broadcasts events (1 KB delivery ids, through the hub directly: a
+/// stalled socket's buffers take thousands to fill) until the hub has
+/// dropped one; returns how many were sent. They go out in bursts smaller
+/// than the queue, each once the `readers` have read the previous one: the
+/// readers can never overflow, only a client that does not read.
+async fn broadcast_until_a_drop(server: &TestServer, progress: &Progress, readers: usize) -> usize {
+    const BURST: usize = 16;
+    let mut sent = 0;
+    while sent < 100_000 {
+        for _ in 0..BURST {
+            server
+                .hub()
+                .broadcast(hub_event("acme", &format!("{sent:06}-"), 1000));
+            sent += 1;
+        }
+        while progress.received.load(Ordering::Relaxed) < sent * readers {
+            tokio::time::timeout(Duration::from_secs(20), progress.changed.notified())
+                .await
+                .unwrap_or_else(|_| panic!("the others are stuck at {sent}"));
+        }
+        server.hub().sync().await;
+        if server.hub().stats().drops > 0 {
+            break;
+        }
+    }
+    sent
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_delays_nobody_and_its_drops_are_counted() {
     const OTHERS: usize = 100;
@@ -133,66 +189,17 @@ async fn a_client_that_never_reads_delays_nobody_and_its_drops_are_counted() {
 
     // The others read all the time, until the "end" event, counting what
     // they received in `progress`.
-    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let progressed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let progress = Arc::new(Progress::default());
     let mut readers = Vec::new();
     for _ in 0..OTHERS {
-        let mut ws = subscribe(addr, "bob", json!({"organization": "acme"})).await;
-        let (progress, progressed) = (progress.clone(), progressed.clone());
-        readers.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            loop {
-                let id = next_event(&mut ws).await["delivery_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned();
-                if id == "end" {
-                    return ids;
-                }
-                ids.push(id[..6].parse::<usize>().unwrap());
-                progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                progressed.notify_one();
-            }
-        }));
+        let ws = subscribe(addr, "bob", json!({"organization": "acme"})).await;
+        readers.push(tokio::spawn(read_until_end(ws, progress.clone())));
     }
     server
         .wait_stats("all registered", |s| s.clients == OTHERS + 1)
         .await;
 
-    // Events until the slow client's queue overflows (its socket buffers
-    // fill first, which takes thousands of events: they are broadcast
-    // through the hub directly rather than one HTTP request each).
-    let event = |id: String| {
-        hookfan::Event::new(hookfan::EventParts {
-            kind: "pull_request".into(),
-            delivery_id: id,
-            url: "https://github.com/acme/api/pull/1".into(),
-            org: Some("acme".into()),
-            ..Default::default()
-        })
-    };
-    // They go out in bursts smaller than the queue, each once the others
-    // have read the previous one: the others can never overflow, only the
-    // client that does not read.
-    const BURST: usize = 16;
-    let mut sent = 0;
-    while sent < 100_000 {
-        for _ in 0..BURST {
-            server
-                .hub()
-                .broadcast(event(format!("{sent:06}-{}", "x".repeat(1000))));
-            sent += 1;
-        }
-        while progress.load(std::sync::atomic::Ordering::Relaxed) < sent * OTHERS {
-            tokio::time::timeout(Duration::from_secs(20), progressed.notified())
-                .await
-                .unwrap_or_else(|_| panic!("the others are stuck at {sent}"));
-        }
-        server.hub().sync().await;
-        if server.hub().stats().drops > 0 {
-            break;
-        }
-    }
+    let sent = broadcast_until_a_drop(&server, &progress, OTHERS).await;
     // Some more through the HTTP path, then the end marker.
     for k in 0..20 {
         let id = format!("{:06}", sent + k);
@@ -238,14 +245,9 @@ async fn a_client_that_never_reads_delays_nobody_and_its_drops_are_counted() {
     let mut last = None;
     let mut received = 0u64;
     while received + drops < (sent + 1) as u64 {
-        let id = next_event(&mut slow).await["delivery_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let n = if id == "end" {
-            sent
-        } else {
-            id[..6].parse::<usize>().unwrap()
+        let n = match event_number(&next_event(&mut slow).await) {
+            None => sent,
+            Some(n) => n,
         };
         assert!(last.is_none_or(|l| n > l), "in order: {n} after {last:?}");
         last = Some(n);

@@ -1,10 +1,10 @@
 //! The `hookfan` binary: flags, config validation, refusing to start
 //! without a secret, and serving on the shipped config.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
+
+use crate::common;
 
 fn hookfan() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hookfan"));
@@ -251,18 +251,8 @@ async fn every_dev_token_receives_a_shipped_fixture() {
     ];
     for (kind, file) in fixtures {
         let body = common::fixture(file);
-        let sig = hookfan::sign(secret.trim_end().as_bytes(), &body);
-        let (status, text) = common::post(
-            daemon.addr,
-            "/webhook",
-            &[
-                ("x-github-event", kind),
-                ("x-hub-signature-256", &sig),
-                ("x-github-delivery", file),
-            ],
-            body,
-        )
-        .await;
+        let secret = secret.trim_end().as_bytes();
+        let (status, text) = common::post_webhook(daemon.addr, secret, kind, file, &body).await;
         assert_eq!((status, text.as_str()), (200, "OK"), "{file}");
     }
     for (login, mut ws) in clients {

@@ -5,9 +5,7 @@
 //! a marker event that the client does match is sent; events arrive in
 //! acceptance order, so the marker must be the client's very next message.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// A payload of `kind` in `org` where `login` plays `role` and nobody else
@@ -79,6 +77,8 @@ async fn assert_next_is_marker(
     }
 }
 
+// One scenario: the same three clients must receive nothing between the
+// cases, which the markers after each one check.
 #[tokio::test]
 async fn user_events_only_matches_every_kind_of_involvement() {
     let server = TestServer::start("").await;
@@ -123,9 +123,10 @@ async fn user_events_only_matches_every_kind_of_involvement() {
     }
     // Case-insensitive logins: "ALICE" as the author.
     let (kind, body) = involving("acme", "author", "ALICE");
-    server.webhook_with_id(kind, &body, "upper").await;
-    assert_eq!(next_event(&mut alice).await["delivery_id"], "upper");
-    assert_eq!(next_event(&mut alice_any_org).await["delivery_id"], "upper");
+    let receivers = &mut [&mut alice, &mut alice_any_org];
+    server
+        .webhook_reaches(kind, &body, "upper", receivers)
+        .await;
 
     // A mention ends at a character outside [A-Za-z0-9-]: "@alice." and
     // "@alice_x" mention alice...
@@ -134,22 +135,11 @@ async fn user_events_only_matches_every_kind_of_involvement() {
             serde_json::from_slice(&involving("acme", "mention", "alice").1).unwrap();
         v["comment"]["body"] = json!(body);
         let id = format!("ends-{i}");
+        let body = serde_json::to_vec(&v).unwrap();
+        let receivers = &mut [&mut alice, &mut alice_any_org];
         server
-            .webhook_with_id(
-                "pull_request_review_comment",
-                &serde_json::to_vec(&v).unwrap(),
-                &id,
-            )
+            .webhook_reaches("pull_request_review_comment", &body, &id, receivers)
             .await;
-        assert_eq!(
-            next_event(&mut alice).await["delivery_id"],
-            id.as_str(),
-            "{body}"
-        );
-        assert_eq!(
-            next_event(&mut alice_any_org).await["delivery_id"],
-            id.as_str()
-        );
     }
     // ...but near misses do not.
     let mut v: Value = serde_json::from_slice(&involving("acme", "mention", "alice").1).unwrap();
@@ -183,6 +173,8 @@ async fn user_events_only_matches_every_kind_of_involvement() {
     .await;
 }
 
+// One scenario: the final count of deliveries proves that nobody received
+// anything besides what is read here, across all the sends.
 #[tokio::test]
 async fn org_star_and_pr_subscriptions_with_fixtures() {
     let server = TestServer::start("").await;
@@ -229,13 +221,10 @@ async fn org_star_and_pr_subscriptions_with_fixtures() {
         ("check_suite", "check_suite.completed.json"),
     ];
     for (kind, file) in sends {
-        assert_eq!(
-            server.webhook_with_id(kind, &fixture(file), file).await.0,
-            200
-        );
-        for ws in [&mut lower, &mut exact, &mut star, &mut pr7] {
-            assert_eq!(next_event(ws).await["delivery_id"], file);
-        }
+        let receivers = &mut [&mut lower, &mut exact, &mut star, &mut pr7];
+        server
+            .webhook_reaches(kind, &fixture(file), file, receivers)
+            .await;
     }
     // A check suite on a commit the cache does not know (the opened event's
     // head is another one): the repository URL, for org subscribers only.
@@ -257,42 +246,33 @@ async fn org_star_and_pr_subscriptions_with_fixtures() {
     // Those that must not have received anything: the next thing each gets
     // is an event it does match.
     let marker = |org: &str, n: u64| pr_payload(org, "api", n, "zz", false);
+    let receivers = &mut [&mut star_elsewhere, &mut widgets];
     server
-        .webhook_with_id("pull_request", &marker("widgets", 1), "m-widgets")
+        .webhook_reaches(
+            "pull_request",
+            &marker("widgets", 1),
+            "m-widgets",
+            receivers,
+        )
         .await;
-    for ws in [&mut star_elsewhere, &mut widgets] {
-        assert_eq!(next_event(ws).await["delivery_id"], "m-widgets");
-    }
+    let receivers = &mut [&mut lower, &mut exact, &mut star];
     server
-        .webhook_with_id("pull_request", &marker("acme", 1), "m-acme")
+        .webhook_reaches("pull_request", &marker("acme", 1), "m-acme", receivers)
         .await;
-    for ws in [&mut lower, &mut exact, &mut star] {
-        assert_eq!(next_event(ws).await["delivery_id"], "m-acme");
-    }
     let mut pr_marker: Value =
         serde_json::from_slice(&fixture("pull_request.closed.json")).unwrap();
     pr_marker["pull_request"]["html_url"] = json!("https://github.com/acme/api/pull/8");
+    let pr_marker = serde_json::to_vec(&pr_marker).unwrap();
+    let receivers = &mut [&mut pr8, &mut lower, &mut exact, &mut star];
     server
-        .webhook_with_id(
-            "pull_request",
-            &serde_json::to_vec(&pr_marker).unwrap(),
-            "m-pr8",
-        )
+        .webhook_reaches("pull_request", &pr_marker, "m-pr8", receivers)
         .await;
-    for ws in [&mut pr8, &mut lower, &mut exact, &mut star] {
-        assert_eq!(next_event(ws).await["delivery_id"], "m-pr8");
-    }
     // pr7's next event is a PR 7 event, not the PR 8 marker.
+    let closed = fixture("pull_request.closed.json");
+    let receivers = &mut [&mut pr7, &mut lower, &mut exact, &mut star];
     server
-        .webhook_with_id(
-            "pull_request",
-            &fixture("pull_request.closed.json"),
-            "m-pr7",
-        )
+        .webhook_reaches("pull_request", &closed, "m-pr7", receivers)
         .await;
-    for ws in [&mut pr7, &mut lower, &mut exact, &mut star] {
-        assert_eq!(next_event(ws).await["delivery_id"], "m-pr7");
-    }
 
     // dave subscribed to PR 7 but is not a member of acme, and `nothing`
     // subscribed to nothing: no event of this test reached them. Every

@@ -3,14 +3,12 @@
 //! start, and live reloads (SIGHUP) of the certificate and the tokens that
 //! drop no connection and lose no event.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::pki::TestCa;
-use common::*;
+use crate::common::pki::TestCa;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::Message;
@@ -60,6 +58,9 @@ fn pr(n: u64) -> Vec<u8> {
     pr_payload("acme", "widgets", n, "alice", false)
 }
 
+// One TLS server for every way in (wss, https, plain http, TLS 1.2, the
+// redirect listener, /metrics): a server with certificates per case would
+// cost more than the case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wss_and_https_work_and_plain_http_is_told_to_use_tls() {
     let ca = TestCa::new("hookfan test CA");
@@ -125,12 +126,7 @@ async fn wss_and_https_work_and_plain_http_is_told_to_use_tls() {
 
     // The redirect listener sends everything to https, path and query kept.
     let redirect = server.handle().redirect_addr().unwrap();
-    let stream = tokio::net::TcpStream::connect(redirect).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = http1(tokio::net::TcpStream::connect(redirect).await.unwrap()).await;
     let req = hyper::Request::builder()
         .uri("/ws?x=1")
         .header("host", format!("hooks.example.com:{}", redirect.port()))
@@ -267,6 +263,8 @@ impl Setup {
     }
 }
 
+// A timeline of one daemon across two SIGHUPs (a good certificate, then a
+// bad one): the same clients and webhooks before, between and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_certificate_is_served_after_sighup_and_nothing_is_lost() {
     let ca = TestCa::new("hookfan test CA");
@@ -381,6 +379,7 @@ async fn collect(ws: &mut Ws, n: usize) -> Vec<String> {
 /// part 3): a removed token closes its client with `authentication_failed`,
 /// a membership lost with `access_denied`, both within 2 s, and a new tier
 /// or a new organization changes what a client receives from then on.
+// A timeline around one SIGHUP: the same live clients before and after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sighup_holds_connected_clients_to_the_edited_tokens_file() {
     let setup = Setup::start("", &tokens_toml());
@@ -466,6 +465,8 @@ async fn a_sighup_holds_connected_clients_to_the_edited_tokens_file() {
     }
 }
 
+// A timeline of one daemon across three SIGHUPs (an edit, a broken tokens
+// file, an invalid config), each checked against what the one before left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_tokens_file_and_log_level_are_taken_up_on_sighup() {
     let setup = Setup::start("[log]\nlevel = \"warn\"\n", &tokens_toml());

@@ -2,8 +2,6 @@
 //! 127.0.0.1: exact accounting across disconnects, restarts and failover;
 //! refusals; back-off; `--exec`; the token kept secret.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use hookfan::Token;
 use hookfan::client::{Backoff, ClientConfig, Subscriber, SubscriptionRequest, Update};
 use serde_json::Value;
@@ -158,24 +156,15 @@ fn ids(prefix: &str, n: std::ops::RangeInclusive<u64>) -> Vec<String> {
     n.map(|i| format!("{prefix}{i}")).collect()
 }
 
-async fn post_prs(server: &TestServer, prefix: &str, n: std::ops::RangeInclusive<u64>) {
+/// Posts pull requests 1.. of acme/api with delivery ids `{prefix}{i}` to
+/// the server at `addr` (an in-process [`TestServer`] signs with
+/// [`SECRET`], a [`Daemon`] with [`DAEMON_SECRET`]).
+async fn post_prs(addr: SocketAddr, secret: &[u8], prefix: &str, n: std::ops::RangeInclusive<u64>) {
     for i in n {
         let body = pr_payload("acme", "api", i, "someone", false);
-        let (status, _) = server
-            .webhook_with_id("pull_request", &body, &format!("{prefix}{i}"))
-            .await;
+        let id = format!("{prefix}{i}");
+        let (status, _) = post_webhook(addr, secret, "pull_request", &id, &body).await;
         assert_eq!(status, 200);
-    }
-}
-
-async fn post_prs_to(d: &Daemon, prefix: &str, n: std::ops::RangeInclusive<u64>) {
-    for i in n {
-        let body = pr_payload("acme", "api", i, "someone", false);
-        assert_eq!(
-            d.webhook("pull_request", &body, &format!("{prefix}{i}"))
-                .await,
-            200
-        );
     }
 }
 
@@ -187,13 +176,13 @@ async fn a_forced_disconnect_resumes_with_nothing_missed() {
         &["--server", &ws_url(server.addr), "--org", "acme", "-v"],
     );
     sub.wait_stderr("subscribed on").await;
-    post_prs(&server, "a-", 1..=5).await;
+    post_prs(server.addr, SECRET, "a-", 1..=5).await;
     sub.wait_events(5).await;
     for c in server.hub().clients() {
         server.hub().disconnect(c.id());
     }
     // Sent while the client is away (it waits up to 1 s before returning).
-    post_prs(&server, "b-", 1..=5).await;
+    post_prs(server.addr, SECRET, "b-", 1..=5).await;
     let events = sub.wait_events(10).await;
     let mut want = ids("a-", 1..=5);
     want.extend(ids("b-", 1..=5));
@@ -204,12 +193,7 @@ async fn a_forced_disconnect_resumes_with_nothing_missed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_restart_is_reported_as_a_gap() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", free_port());
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tokens.toml"), tokens_toml()).unwrap();
     let config = dir.path().join("hookfan.toml");
@@ -227,7 +211,7 @@ async fn a_daemon_restart_is_reported_as_a_gap() {
     );
     sub.wait_stderr("subscribed on").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    post_prs_to(&first, "one-", 1..=3).await;
+    post_prs(first.addr, DAEMON_SECRET.as_bytes(), "one-", 1..=3).await;
     sub.wait_events(3).await;
     strict.wait_events(3).await;
 
@@ -247,7 +231,7 @@ async fn a_daemon_restart_is_reported_as_a_gap() {
         assert!(Instant::now() < deadline, "{}", sub.stderr());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    post_prs_to(&second, "two-", 1..=3).await;
+    post_prs(second.addr, DAEMON_SECRET.as_bytes(), "two-", 1..=3).await;
     let events = sub.wait_events(6).await;
     let got: Vec<String> = events
         .iter()
@@ -284,11 +268,11 @@ async fn failover_to_another_cluster_node_misses_nothing() {
     );
     sub.wait_stderr(&format!("subscribed on ws://{}", a.addr))
         .await;
-    post_prs_to(&b, "f-", 1..=5).await;
+    post_prs(b.addr, DAEMON_SECRET.as_bytes(), "f-", 1..=5).await;
     sub.wait_events(5).await;
     a.child.kill().unwrap();
     a.child.wait().unwrap();
-    post_prs_to(&b, "f-", 6..=10).await;
+    post_prs(b.addr, DAEMON_SECRET.as_bytes(), "f-", 6..=10).await;
     let events = sub.wait_events(10).await;
     assert_eq!(ids_in_order(&events), ids("f-", 1..=10));
     sub.wait_stderr(&format!("subscribed on ws://{}/ws, resumed", b.addr))
@@ -312,7 +296,7 @@ async fn a_restarted_client_resumes_from_its_state_file() {
     ];
     let mut first = Sub::start(&token("alice"), &args);
     first.wait_stderr("subscribed on").await;
-    post_prs(&server, "s-", 1..=3).await;
+    post_prs(server.addr, SECRET, "s-", 1..=3).await;
     let before = first.wait_events(3).await;
     // The seq is committed after the event is written out (at-least-once),
     // so wait for the commit before killing the client.
@@ -333,7 +317,7 @@ async fn a_restarted_client_resumes_from_its_state_file() {
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
-    post_prs(&server, "s-", 4..=6).await;
+    post_prs(server.addr, SECRET, "s-", 4..=6).await;
     let second = Sub::start(&token("alice"), &args);
     let after = second.wait_events(3).await;
     let mut all = before;
@@ -455,6 +439,8 @@ async fn next_status(sub: &mut Subscriber, limit: Duration) -> Option<Update> {
 /// client silent for 3 s keeps this one for 8 s: the client answers. A
 /// daemon that does not ping within the client's idle timeout is taken for
 /// dead: the client reconnects and resumes, missing nothing.
+// Three timelines that share the client's config: a daemon that pings, a
+// silent one, and the command's option against the silent one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_are_answered_and_silence_means_a_dead_connection() {
     let subscription = SubscriptionRequest {
@@ -479,7 +465,7 @@ async fn pings_are_answered_and_silence_means_a_dead_connection() {
     ));
     let extra = next_status(&mut sub, Duration::from_secs(8)).await;
     assert_eq!(extra, None, "the connection lived 8 s");
-    post_prs(&pinging, "k-", 1..=1).await;
+    post_prs(pinging.addr, SECRET, "k-", 1..=1).await;
     match sub.next().await.unwrap() {
         Update::Event(e) => assert_eq!(e.delivery_id, "k-1"),
         other => panic!("{other:?}"),
@@ -491,7 +477,7 @@ async fn pings_are_answered_and_silence_means_a_dead_connection() {
         sub.next().await.unwrap(),
         Update::Connected { .. }
     ));
-    post_prs(&quiet, "q-", 1..=1).await;
+    post_prs(quiet.addr, SECRET, "q-", 1..=1).await;
     let started = Instant::now();
     let mut got = Vec::new();
     let error = tokio::time::timeout(Duration::from_secs(10), async {
@@ -511,7 +497,7 @@ async fn pings_are_answered_and_silence_means_a_dead_connection() {
         "{:?}",
         started.elapsed()
     );
-    post_prs(&quiet, "q-", 2..=2).await;
+    post_prs(quiet.addr, SECRET, "q-", 2..=2).await;
     match next_status(&mut sub, Duration::from_secs(5)).await {
         Some(Update::Connected { resumed, .. }) => assert_eq!(resumed, Some(true)),
         other => panic!("{other:?}"),
@@ -570,7 +556,7 @@ async fn exec_runs_in_order_and_commits_the_seq_after_the_command() {
         ],
     );
     sub.wait_stderr("subscribed on").await;
-    post_prs(&server, "x-", 1..=4).await;
+    post_prs(server.addr, SECRET, "x-", 1..=4).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
     while read(&log).lines().count() < 4 || !read(&state).contains("\"seq\":4") {
@@ -652,7 +638,7 @@ async fn the_token_never_shows_in_output_or_arguments() {
         sub.wait_stderr("subscribed on").await;
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", sub.child.id())).unwrap();
         assert!(!String::from_utf8_lossy(&cmdline).contains(&secret));
-        post_prs(&server, &format!("t{i}-"), 1..=1).await;
+        post_prs(server.addr, SECRET, &format!("t{i}-"), 1..=1).await;
         sub.wait_events(1).await;
         for c in server.hub().clients() {
             server.hub().disconnect(c.id());
@@ -700,17 +686,14 @@ async fn the_token_goes_over_ws_only_to_this_machine() {
     }
 }
 
-/// A webhook-sprinkler-like server: confirmations without a stream, events
-/// without seq; it hangs up after each event. The client simply reconnects
-/// (nothing to resume) and says that events between may have been missed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn against_a_server_without_seqs_it_reconnects_and_reports_no_resume() {
+/// A webhook-sprinkler-like server: it confirms without a stream, sends one
+/// event without a seq and hangs up, on every connection; the
+/// subscriptions it got go into `seen`.
+async fn seqless_server(seen: Arc<Mutex<Vec<Value>>>) -> SocketAddr {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let subscriptions = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let seen = subscriptions.clone();
     tokio::spawn(async move {
         let mut n = 0;
         while let Ok((s, _)) = listener.accept().await {
@@ -731,6 +714,16 @@ async fn against_a_server_without_seqs_it_reconnects_and_reports_no_resume() {
             let _ = ws.close(None).await;
         }
     });
+    addr
+}
+
+/// A webhook-sprinkler-like server: confirmations without a stream, events
+/// without seq; it hangs up after each event. The client simply reconnects
+/// (nothing to resume) and says that events between may have been missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn against_a_server_without_seqs_it_reconnects_and_reports_no_resume() {
+    let subscriptions = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let addr = seqless_server(subscriptions.clone()).await;
     let mut config = ClientConfig::new(
         vec![ws_url(addr)],
         Token::new(token("alice")),

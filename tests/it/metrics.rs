@@ -1,12 +1,10 @@
 //! `/metrics` after a known sequence of connections, webhooks and a slow
 //! client: exact counter values, parsed as Prometheus text by a crate.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// Samples by `name{label=value,...}` (labels sorted).
@@ -57,6 +55,123 @@ fn value(m: &HashMap<String, f64>, key: &str) -> f64 {
     *m.get(key).unwrap_or_else(|| panic!("no sample {key}"))
 }
 
+/// Webhooks of known types and outcomes: 3 pull requests, 2 check runs
+/// (a commit cache hit and a miss), a push (no URL), an unknown type, and
+/// one with a bad signature; 5 of them broadcast.
+async fn post_webhooks_of_every_outcome(server: &TestServer) {
+    for n in 1..=3 {
+        assert_eq!(
+            server
+                .webhook("pull_request", &pr_payload("acme", "api", n, "x", false))
+                .await
+                .0,
+            200
+        );
+    }
+    let check = serde_json::to_vec(&json!({
+    "check_run": {"head_sha": format!("{:040x}", 1), "pull_requests": []},
+    "repository": {"html_url": "https://github.com/acme/api", "full_name": "acme/api", "owner": {"login": "acme"}}
+}))
+.unwrap();
+    assert_eq!(server.webhook("check_run", &check).await.0, 200); // cache hit: PR 1's head
+    let miss = String::from_utf8(check.clone())
+        .unwrap()
+        .replace(&format!("{:040x}", 1), &format!("{:040x}", 99));
+    assert_eq!(server.webhook("check_run", miss.as_bytes()).await.0, 200); // cache miss: repo URL
+    assert_eq!(
+        server.webhook("push", &fixture("push.json")).await.1,
+        "ignored: event carries no pull request URL\n"
+    );
+    assert_eq!(server.webhook("not_a_github_event", b"{}").await.0, 200);
+    let (s, _) = post(
+        server.addr,
+        "/webhook",
+        &[
+            ("x-github-event", "pull_request"),
+            ("x-hub-signature-256", "sha256=00"),
+        ],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 401);
+}
+
+/// The slow client reads what was not dropped for it; "end" itself may
+/// have been dropped, so it counts until the server has nothing left for
+/// it (the hub's deliveries reach `others` plus what it read).
+async fn read_what_was_not_dropped(server: &TestServer, slow: &mut Ws, others: u64) -> u64 {
+    let mut slow_received = 0u64;
+    loop {
+        server.hub().sync().await;
+        if server.hub().stats().deliveries == others + slow_received {
+            return slow_received;
+        }
+        next_event(slow).await;
+        slow_received += 1;
+    }
+}
+
+/// The metrics once `written` frames have their latency sample (10 s at
+/// most: the sample is taken after the write).
+async fn metrics_with_latencies(
+    server: &TestServer,
+    written: u64,
+) -> (String, HashMap<String, f64>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (text, m) = get_metrics(server).await;
+        if value(&m, "hookfan_delivery_latency_seconds_count{}") as u64 == written
+            || tokio::time::Instant::now() > deadline
+        {
+            return (text, m);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The samples after the sequence: `readers` plus the slow client
+/// confirmed, `total_events` broadcast, `written` frames written, `dropped`
+/// dropped for the slow client.
+fn expected_samples(
+    readers: f64,
+    total_events: u64,
+    written: u64,
+    dropped: u64,
+) -> Vec<(&'static str, f64)> {
+    vec![
+        ("hookfan_webhooks_total{status=200,type=pull_request}", 3.0),
+        ("hookfan_webhooks_total{status=200,type=check_run}", 2.0),
+        ("hookfan_webhooks_total{status=200,type=push}", 1.0),
+        ("hookfan_webhooks_total{status=200,type=other}", 1.0),
+        ("hookfan_webhooks_total{status=401,type=pull_request}", 1.0),
+        ("hookfan_webhook_handling_seconds_count{}", 8.0),
+        ("hookfan_handshakes_total{outcome=confirmed}", readers + 1.0),
+        (
+            "hookfan_handshakes_total{outcome=authentication_failed}",
+            1.0,
+        ),
+        ("hookfan_handshakes_total{outcome=forbidden}", 1.0),
+        ("hookfan_auth_results_total{result=ok}", readers + 1.0),
+        ("hookfan_auth_results_total{result=invalid_token}", 1.0),
+        ("hookfan_connected_clients{}", readers + 1.0),
+        ("hookfan_events_broadcast_total{}", total_events as f64),
+        ("hookfan_deliveries_total{}", written as f64),
+        ("hookfan_drops_total{}", dropped as f64),
+        ("hookfan_slow_client_closes_total{}", 0.0),
+        ("hookfan_delivery_latency_seconds_count{}", written as f64),
+        (
+            "hookfan_delivery_latency_seconds_inf_bucket{}",
+            written as f64,
+        ),
+        ("hookfan_webhook_handling_seconds_inf_bucket{}", 8.0),
+        ("hookfan_commit_cache_entries{}", 3.0),
+        ("hookfan_commit_cache_lookups_total{result=hit}", 1.0),
+        ("hookfan_commit_cache_lookups_total{result=miss}", 1.0),
+        // Every event has been handled: nothing waits for a shard.
+        ("hookfan_shard_queue_depth{}", 0.0),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_after_a_known_sequence() {
     const READERS: usize = 3;
@@ -77,42 +192,7 @@ async fn counters_after_a_known_sequence() {
     assert_eq!(first["error"], "authentication_failed");
     assert!(ws_connect(addr, Some("ghp_tooshort")).await.is_err());
 
-    // Webhooks of known types and outcomes.
-    for n in 1..=3 {
-        assert_eq!(
-            server
-                .webhook("pull_request", &pr_payload("acme", "api", n, "x", false))
-                .await
-                .0,
-            200
-        );
-    }
-    let check = serde_json::to_vec(&json!({
-        "check_run": {"head_sha": format!("{:040x}", 1), "pull_requests": []},
-        "repository": {"html_url": "https://github.com/acme/api", "full_name": "acme/api", "owner": {"login": "acme"}}
-    }))
-    .unwrap();
-    assert_eq!(server.webhook("check_run", &check).await.0, 200); // cache hit: PR 1's head
-    let miss = String::from_utf8(check.clone())
-        .unwrap()
-        .replace(&format!("{:040x}", 1), &format!("{:040x}", 99));
-    assert_eq!(server.webhook("check_run", miss.as_bytes()).await.0, 200); // cache miss: repo URL
-    assert_eq!(
-        server.webhook("push", &fixture("push.json")).await.1,
-        "ignored: event carries no pull request URL\n"
-    );
-    assert_eq!(server.webhook("not_a_github_event", b"{}").await.0, 200);
-    let (s, _) = post(
-        addr,
-        "/webhook",
-        &[
-            ("x-github-event", "pull_request"),
-            ("x-hub-signature-256", "sha256=00"),
-        ],
-        b"{}".to_vec(),
-    )
-    .await;
-    assert_eq!(s, 401);
+    post_webhooks_of_every_outcome(&server).await;
     const BROADCAST_WEBHOOKS: u64 = 5;
 
     // Everyone reads the 5 broadcast events.
@@ -129,73 +209,16 @@ async fn counters_after_a_known_sequence() {
     for ws in readers.iter_mut() {
         assert_eq!(next_event(ws).await["delivery_id"], "end");
     }
-    // The slow client reads what it was not dropped; "end" itself may have
-    // been dropped, so count until the server has nothing left for it.
-    let mut slow_received = 0u64;
-    loop {
-        server.hub().sync().await;
-        let delivered = server.hub().stats().deliveries;
-        let expected_done = READERS as u64 * total_events + slow_received;
-        if delivered == expected_done {
-            break;
-        }
-        next_event(&mut slow).await;
-        slow_received += 1;
-    }
+    let slow_received =
+        read_what_was_not_dropped(&server, &mut slow, READERS as u64 * total_events).await;
     let dropped = total_events - slow_received;
     assert!(dropped > 0);
 
     // Every frame read was written, so every one has a latency sample.
     let written = READERS as u64 * total_events + slow_received;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let (text, m) = loop {
-        let (text, m) = get_metrics(&server).await;
-        if value(&m, "hookfan_delivery_latency_seconds_count{}") as u64 == written
-            || tokio::time::Instant::now() > deadline
-        {
-            break (text, m);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let (text, m) = metrics_with_latencies(&server, written).await;
 
-    let expect = [
-        ("hookfan_webhooks_total{status=200,type=pull_request}", 3.0),
-        ("hookfan_webhooks_total{status=200,type=check_run}", 2.0),
-        ("hookfan_webhooks_total{status=200,type=push}", 1.0),
-        ("hookfan_webhooks_total{status=200,type=other}", 1.0),
-        ("hookfan_webhooks_total{status=401,type=pull_request}", 1.0),
-        ("hookfan_webhook_handling_seconds_count{}", 8.0),
-        (
-            "hookfan_handshakes_total{outcome=confirmed}",
-            (READERS + 1) as f64,
-        ),
-        (
-            "hookfan_handshakes_total{outcome=authentication_failed}",
-            1.0,
-        ),
-        ("hookfan_handshakes_total{outcome=forbidden}", 1.0),
-        (
-            "hookfan_auth_results_total{result=ok}",
-            (READERS + 1) as f64,
-        ),
-        ("hookfan_auth_results_total{result=invalid_token}", 1.0),
-        ("hookfan_connected_clients{}", (READERS + 1) as f64),
-        ("hookfan_events_broadcast_total{}", total_events as f64),
-        ("hookfan_deliveries_total{}", written as f64),
-        ("hookfan_drops_total{}", dropped as f64),
-        ("hookfan_slow_client_closes_total{}", 0.0),
-        ("hookfan_delivery_latency_seconds_count{}", written as f64),
-        (
-            "hookfan_delivery_latency_seconds_inf_bucket{}",
-            written as f64,
-        ),
-        ("hookfan_webhook_handling_seconds_inf_bucket{}", 8.0),
-        ("hookfan_commit_cache_entries{}", 3.0),
-        ("hookfan_commit_cache_lookups_total{result=hit}", 1.0),
-        ("hookfan_commit_cache_lookups_total{result=miss}", 1.0),
-        // Every event has been handled: nothing waits for a shard.
-        ("hookfan_shard_queue_depth{}", 0.0),
-    ];
+    let expect = expected_samples(READERS as f64, total_events, written, dropped);
     if std::env::var("SHOW_METRICS").is_ok() {
         eprintln!("{text}");
     }

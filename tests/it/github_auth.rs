@@ -5,8 +5,6 @@
 //! concurrent API requests, the limit on failed checks per client IP, tiers,
 //! and that the token never reaches a log.
 
-mod common;
-
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::Write;
@@ -15,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use futures_util::SinkExt;
 use futures_util::future::join_all;
 use hookfan::auth::AuthProvider;
@@ -187,6 +185,9 @@ fn query_param(req: &Request<Incoming>, name: &str) -> Option<usize> {
     })
 }
 
+/// The mock's answer to one request: counted, checked for GitHub's
+/// headers, delayed or failed when the test says so, then answered for the
+/// token's account.
 async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     *st.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
@@ -236,14 +237,26 @@ async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>>
             rate_limited: false,
         },
     };
+    answer_as(st, &req, &path, account)
+}
+
+/// GitHub's rate-limit headers with `remaining` requests left.
+fn limits(remaining: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-ratelimit-limit", "5000".to_owned()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        ("x-ratelimit-reset", "1900000000".to_owned()),
+    ]
+}
+
+/// What GitHub answers `account` on `path`.
+fn answer_as(
+    st: &MockState,
+    req: &Request<Incoming>,
+    path: &str,
+    account: Account,
+) -> Response<Full<Bytes>> {
     let not_found = || reply(404, &[], json!({"message": "Not Found"}));
-    let limits = |remaining: u32| {
-        vec![
-            ("x-ratelimit-limit", "5000".to_owned()),
-            ("x-ratelimit-remaining", remaining.to_string()),
-            ("x-ratelimit-reset", "1900000000".to_owned()),
-        ]
-    };
     match account {
         Account::Status {
             status,
@@ -260,7 +273,7 @@ async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>>
                 json!({"message": message}),
             )
         }
-        Account::App { org } => match path.as_str() {
+        Account::App { org } => match path {
             INSTALL => reply(
                 200,
                 &limits(4999),
@@ -280,7 +293,7 @@ async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>>
             login,
             orgs,
             install_status,
-        } => match path.as_str() {
+        } => match path {
             INSTALL => reply(
                 install_status,
                 &limits(4999),
@@ -291,41 +304,43 @@ async fn answer(st: &MockState, req: Request<Incoming>) -> Response<Full<Bytes>>
                 &limits(4999),
                 json!({"login": login, "id": 1, "type": "User"}),
             ),
-            ORGS => {
-                let per_page = query_param(&req, "per_page").unwrap_or(30);
-                let page = query_param(&req, "page").unwrap_or(1).max(1);
-                let last = orgs.len().div_ceil(per_page).max(1);
-                let items: Vec<Value> = orgs
-                    .iter()
-                    .skip((page - 1) * per_page)
-                    .take(per_page)
-                    .enumerate()
-                    .map(|(i, o)| json!({"login": o, "id": i, "description": null}))
-                    .collect();
-                let port = st.port.load(Ordering::SeqCst);
-                let link = |p: usize, rel: &str| {
-                    format!(
-                        "<http://127.0.0.1:{port}/user/orgs?per_page={per_page}&page={p}>; rel=\"{rel}\""
-                    )
-                };
-                let mut links = Vec::new();
-                if page < last {
-                    links.push(link(page + 1, "next"));
-                    links.push(link(last, "last"));
-                }
-                if page > 1 {
-                    links.push(link(page - 1, "prev"));
-                    links.push(link(1, "first"));
-                }
-                let mut headers = limits(4999);
-                if !links.is_empty() {
-                    headers.push(("link", links.join(", ")));
-                }
-                reply(200, &headers, Value::Array(items))
-            }
+            ORGS => orgs_page(st, req, &orgs),
             _ => not_found(),
         },
     }
+}
+
+/// One page of a user's organizations, with GitHub's `link` header to the
+/// others.
+fn orgs_page(st: &MockState, req: &Request<Incoming>, orgs: &[String]) -> Response<Full<Bytes>> {
+    let per_page = query_param(req, "per_page").unwrap_or(30);
+    let page = query_param(req, "page").unwrap_or(1).max(1);
+    let last = orgs.len().div_ceil(per_page).max(1);
+    let items: Vec<Value> = orgs
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .enumerate()
+        .map(|(i, o)| json!({"login": o, "id": i, "description": null}))
+        .collect();
+    let port = st.port.load(Ordering::SeqCst);
+    let link = |p: usize, rel: &str| {
+        format!("<http://127.0.0.1:{port}/user/orgs?per_page={per_page}&page={p}>; rel=\"{rel}\"")
+    };
+    let mut links = Vec::new();
+    if page < last {
+        links.push(link(page + 1, "next"));
+        links.push(link(last, "last"));
+    }
+    if page > 1 {
+        links.push(link(page - 1, "prev"));
+        links.push(link(1, "first"));
+    }
+    let mut headers = limits(4999);
+    if !links.is_empty() {
+        headers.push(("link", links.join(", ")));
+    }
+    reply(200, &headers, Value::Array(items))
 }
 
 // ---------------------------------------------------------------------------
@@ -796,6 +811,30 @@ async fn handshakes(server: &TestServer, outcome: &str) -> u64 {
         .map_or(0, |v| v.parse().unwrap())
 }
 
+/// Subscribes from `ip` with the made-up tokens numbered `tokens`, one
+/// after the other; an attempt that meets the connection limit (the
+/// previous connection's slot not given back yet) is made again.
+async fn made_up_tokens(
+    addr: SocketAddr,
+    ip: &'static str,
+    tokens: std::ops::Range<usize>,
+) -> Vec<Attempt> {
+    let mut answers = Vec::new();
+    for i in tokens {
+        let tok = format!("ghp_made{i:0>32}");
+        loop {
+            match attempt(addr, ip, &tok, json!({"organization": "acme"})).await {
+                Attempt::ConnectionLimit429 => tokio::time::sleep(Duration::from_millis(5)).await,
+                a => {
+                    answers.push(a);
+                    break;
+                }
+            }
+        }
+    }
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_tokens_from_one_address_stop_reaching_the_api() {
     // The default auth.max_failed_checks_per_ip; PER_IP connections at once.
@@ -818,26 +857,8 @@ async fn rejected_tokens_from_one_address_stop_reaching_the_api() {
     // 100 distinct made-up tokens from one address, PER_IP at a time. An
     // attempt that meets the connection limit (the previous connection's
     // slot not given back yet) is made again.
-    let workers = (0..PER_IP).map(|w| {
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            for i in (w * 20)..(w + 1) * 20 {
-                let tok = format!("ghp_made{i:0>32}");
-                loop {
-                    match attempt(addr, ATTACKER, &tok, json!({"organization": "acme"})).await {
-                        Attempt::ConnectionLimit429 => {
-                            tokio::time::sleep(Duration::from_millis(5)).await
-                        }
-                        a => {
-                            answers.push(a);
-                            break;
-                        }
-                    }
-                }
-            }
-            answers
-        })
-    });
+    let workers =
+        (0..PER_IP).map(|w| tokio::spawn(made_up_tokens(addr, ATTACKER, w * 20..(w + 1) * 20)));
     let answers: Vec<Attempt> = join_all(workers)
         .await
         .into_iter()
@@ -1209,6 +1230,8 @@ async fn wait_until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
 /// subscribed organization gets `access_denied`, both within 5 s; a user
 /// who joined an organization of `tiers.pro` receives private events from
 /// then on; the others stream on.
+// One scenario: the changes happen on the mock while all clients are
+// live, and the others must stream on through the same rechecks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_tokens_and_lost_memberships_close_live_connections() {
     let mock = Mock::start().await;

@@ -1,11 +1,9 @@
 //! Webhook intake against the real server: every fixture's extraction, every
 //! status code in PROTOCOL.md's order of checks, and the commit cache.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -707,6 +705,58 @@ fn signed_headers(kind: &str, body: &[u8]) -> String {
     )
 }
 
+/// 401 for each wrong signature header on `good`: missing, wrong prefix,
+/// wrong digest, signed with an empty secret, not hex.
+async fn every_bad_signature_is_401(addr: std::net::SocketAddr, good: &[u8]) {
+    let sig = hookfan::sign(SECRET, good);
+    let wrong_digest = {
+        let mut s = sig.clone().into_bytes();
+        let last = s.len() - 1;
+        s[last] = if s[last] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(s).unwrap()
+    };
+    let sha1_prefix = sig.replace("sha256=", "sha1=");
+    let empty_key = hookfan::sign(b"", good);
+    let uppercase_prefix = sig.replace("sha256=", "SHA256=");
+    for (what, header) in [
+        ("missing", None),
+        ("wrong prefix", Some(sha1_prefix.as_str())),
+        ("uppercase prefix", Some(uppercase_prefix.as_str())),
+        ("no prefix", Some(&sig[7..])),
+        ("wrong digest", Some(wrong_digest.as_str())),
+        ("empty secret", Some(empty_key.as_str())),
+        ("not hex", Some("sha256=zz")),
+    ] {
+        let mut headers = vec![("x-github-event", "pull_request")];
+        if let Some(h) = header {
+            headers.push(("x-hub-signature-256", h));
+        }
+        let (s, b) = post(addr, "/webhook", &headers, good.to_vec()).await;
+        assert_eq!((s, b.as_str()), (401, "unauthorized\n"), "{what}");
+    }
+}
+
+/// A chunked `POST /webhook` of `chunks` with the headers signed for
+/// `signed_for`; with the terminating chunk when `end`.
+fn chunked_request(signed_for: &[u8], chunks: &[&[u8]], end: bool) -> Vec<u8> {
+    let mut req = format!(
+        "POST /webhook HTTP/1.1\r\nHost: x\r\n{}Transfer-Encoding: chunked\r\n\r\n",
+        signed_headers("pull_request", signed_for)
+    )
+    .into_bytes();
+    for part in chunks {
+        req.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        req.extend_from_slice(part);
+        req.extend_from_slice(b"\r\n");
+    }
+    if end {
+        req.extend_from_slice(b"0\r\n\r\n");
+    }
+    req
+}
+
+// One scenario on purpose: the order of the checks is what it tests, and
+// one client must receive nothing between the two good events.
 #[tokio::test]
 async fn status_codes_in_protocol_order_and_nothing_is_lost() {
     let server = TestServer::start(
@@ -755,32 +805,13 @@ async fn status_codes_in_protocol_order_and_nothing_is_lost() {
     // 413: chunked body passing the limit; answered although the body never
     // ends (the terminating chunk is not sent), so the server stopped reading.
     // (With a well-formed signature header: without one, 401 comes first.)
-    let mut req = format!(
-        "POST /webhook HTTP/1.1\r\nHost: x\r\n{}Transfer-Encoding: chunked\r\n\r\n",
-        signed_headers("pull_request", &good)
-    )
-    .into_bytes();
-    for _ in 0..3 {
-        req.extend_from_slice(b"200\r\n");
-        req.extend_from_slice(&[b'a'; 512]);
-        req.extend_from_slice(b"\r\n");
-    }
+    let req = chunked_request(&good, &[&[b'a'; 512][..]; 3], false);
     let (s, text) = raw(addr, &req).await;
     assert_eq!(s, 413, "{text}");
 
     // A chunked body within the limit goes through.
-    let mut req = format!(
-        "POST /webhook HTTP/1.1\r\nHost: x\r\n{}Transfer-Encoding: chunked\r\n\r\n",
-        signed_headers("pull_request", &good)
-    )
-    .into_bytes();
-    for part in good.chunks(100) {
-        req.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
-        req.extend_from_slice(part);
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"0\r\n\r\n");
-    let (s, text) = raw(addr, &req).await;
+    let parts: Vec<&[u8]> = good.chunks(100).collect();
+    let (s, text) = raw(addr, &chunked_request(&good, &parts, true)).await;
     assert_eq!(s, 200, "{text}");
     assert!(text.ends_with("OK"));
     assert_eq!(
@@ -789,32 +820,7 @@ async fn status_codes_in_protocol_order_and_nothing_is_lost() {
     );
     assert!(tap.try_recv().is_ok());
 
-    // 401: missing, wrong prefix, wrong digest, signed with an empty secret.
-    let wrong_digest = {
-        let mut s = sig.clone().into_bytes();
-        let last = s.len() - 1;
-        s[last] = if s[last] == b'0' { b'1' } else { b'0' };
-        String::from_utf8(s).unwrap()
-    };
-    let sha1_prefix = sig.replace("sha256=", "sha1=");
-    let empty_key = hookfan::sign(b"", &good);
-    let uppercase_prefix = sig.replace("sha256=", "SHA256=");
-    for (what, header) in [
-        ("missing", None),
-        ("wrong prefix", Some(sha1_prefix.as_str())),
-        ("uppercase prefix", Some(uppercase_prefix.as_str())),
-        ("no prefix", Some(&sig[7..])),
-        ("wrong digest", Some(wrong_digest.as_str())),
-        ("empty secret", Some(empty_key.as_str())),
-        ("not hex", Some("sha256=zz")),
-    ] {
-        let mut headers = vec![("x-github-event", "pull_request")];
-        if let Some(h) = header {
-            headers.push(("x-hub-signature-256", h));
-        }
-        let (s, b) = post(addr, "/webhook", &headers, good.clone()).await;
-        assert_eq!((s, b.as_str()), (401, "unauthorized\n"), "{what}");
-    }
+    every_bad_signature_is_401(addr, &good).await;
 
     // 400: invalid JSON, truncated JSON, JSON that is not an object; the
     // signature is valid, so these reach the parser.
@@ -914,6 +920,8 @@ async fn commit_cache_links_early_check_events_to_their_pr() {
 /// The same commit in another organization's repository never carries
 /// this one's pull request (a private one here): the commit cache answers
 /// for the event's own repository only (issue #23, part 1).
+// One scenario: the commit cache is filled and then queried from the
+// other repositories, in that order.
 #[tokio::test]
 async fn a_commit_pushed_elsewhere_never_resolves_to_this_repositorys_pr() {
     let server = TestServer::start("").await;

@@ -1,12 +1,10 @@
 //! Operating the daemon: the slow-client policies, graceful shutdown on
 //! SIGTERM, and what a full session leaves in the logs.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::Message;
@@ -190,6 +188,8 @@ async fn a_client_that_never_answers_does_not_hold_shutdown_past_the_timeout() {
     );
 }
 
+// One scenario: the log must hold a whole session, start to stop, and the
+// secrets must be absent from all of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_session_in_the_json_log_without_tokens_or_secret() {
     let mut daemon = spawn_daemon("[log]\nformat = \"json\"\n");
@@ -279,23 +279,11 @@ async fn a_full_session_in_the_json_log_without_tokens_or_secret() {
 }
 
 /// An HTTP/1.1 keep-alive connection for several requests.
-async fn keep_alive(
-    addr: SocketAddr,
-) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    sender
+async fn keep_alive(addr: SocketAddr) -> Sender {
+    http1(tokio::net::TcpStream::connect(addr).await.unwrap()).await
 }
 
-async fn send_on(
-    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
-    method: &str,
-    path: &str,
-) -> (u16, Option<String>) {
+async fn send_on(sender: &mut Sender, method: &str, path: &str) -> (u16, Option<String>) {
     let req = hyper::Request::builder()
         .method(method)
         .uri(path)

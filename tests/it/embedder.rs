@@ -7,22 +7,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use hookfan::{
     AuthError, AuthFuture, AuthProvider, Event, Hub, HubConfig, Identity, IdentityKind, Metrics,
     OrgSet, Tier, Token, WebhookEndpoint, WebhookOptions, WsEndpoint, WsOptions,
 };
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::common::{
+    answer_close, next_json, next_message, post_webhook, pr_payload, subscribe_as, token,
+};
 
 const SECRET: &[u8] = b"embedded-secret";
 
 /// The embedder's own notion of accounts: a token `ghp_<login padded with
-/// x>` belongs to `<login>`, a member of `acme`; logins starting with
+/// 0>` (the tests' [`token`]) belongs to `<login>`, a member of `acme`; logins starting with
 /// `pro` are of the pro tier; `ghp_deny...` is rejected.
 #[derive(Default)]
 struct Accounts {
@@ -33,7 +35,7 @@ impl AuthProvider for Accounts {
     fn authenticate<'a>(&'a self, token: &'a Token) -> AuthFuture<'a> {
         Box::pin(async move {
             self.checks.fetch_add(1, Ordering::SeqCst);
-            let login = token.expose()[4..].trim_end_matches('x').to_owned();
+            let login = token.expose()[4..].trim_end_matches('0').to_owned();
             if login == "deny" {
                 return Err(AuthError::InvalidToken);
             }
@@ -49,10 +51,6 @@ impl AuthProvider for Accounts {
             })
         })
     }
-}
-
-fn token(login: &str) -> String {
-    format!("ghp_{login}{}", "x".repeat(36 - login.len()))
 }
 
 struct Service {
@@ -115,67 +113,8 @@ async fn serve(options: WsOptions) -> Service {
     }
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect(addr: SocketAddr, tok: &str, sub: serde_json::Value) -> (Ws, serde_json::Value) {
-    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {tok}").parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::text(sub.to_string())).await.unwrap();
-    let first = next_text(&mut ws).await;
-    (ws, first)
-}
-
-async fn next_text(ws: &mut Ws) -> serde_json::Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message in time")
-            .expect("open")
-            .expect("no error");
-        match m {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Close(f) => {
-                // Polling once more sends tungstenite's answer to the close.
-                let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
-                return json!({"closed": f.map(|f| u16::from(f.code))});
-            }
-            _ => continue,
-        }
-    }
-}
-
-async fn post_webhook(addr: SocketAddr, body: Vec<u8>) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut tx, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = Request::post("/webhook")
-        .header("host", "x")
-        .header("x-github-event", "pull_request")
-        .header("x-github-delivery", "emb-1")
-        .header("x-hub-signature-256", hookfan::sign(SECRET, &body))
-        .body(Full::new(bytes::Bytes::from(body)))
-        .unwrap();
-    let resp = tx.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 fn pr(org: &str, n: u64) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "pull_request": {"html_url": format!("https://github.com/{org}/api/pull/{n}"), "number": n,
-                         "head": {"sha": "0123456789abcdef0123456789abcdef01234567"}},
-        "repository": {"html_url": format!("https://github.com/{org}/api"), "full_name": format!("{org}/api"),
-                       "owner": {"login": org}, "private": false},
-        "sender": {"login": "someone"},
-    }))
-    .unwrap()
+    pr_payload(org, "api", n, "someone", false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,10 +123,10 @@ async fn an_embedded_hub_with_its_own_auth_provider() {
 
     // Subscribe through the embedder's server, with the embedder's accounts.
     let (mut alice, confirmed) =
-        connect(svc.addr, &token("alice"), json!({"organization": "acme"})).await;
+        subscribe_as(svc.addr, &token("alice"), json!({"organization": "acme"})).await;
     assert_eq!(confirmed["type"], "subscription_confirmed");
     assert_eq!(confirmed["username"], "alice");
-    let (_denied, refused) = connect(svc.addr, &token("deny"), json!({})).await;
+    let (_denied, refused) = subscribe_as(svc.addr, &token("deny"), json!({})).await;
     assert_eq!(refused["error"], "authentication_failed");
     assert_eq!(svc.accounts.checks.load(Ordering::SeqCst), 2);
 
@@ -204,9 +143,10 @@ async fn an_embedded_hub_with_its_own_auth_provider() {
     );
 
     // A signed webhook through the embedder's route reaches it.
-    let (status, body) = post_webhook(svc.addr, pr("acme", 7)).await;
+    let (status, body) =
+        post_webhook(svc.addr, SECRET, "pull_request", "emb-1", &pr("acme", 7)).await;
     assert_eq!((status, body.as_str()), (200, "OK"));
-    let e = next_text(&mut alice).await;
+    let e = next_json(&mut alice).await;
     assert_eq!(e["url"], "https://github.com/acme/api/pull/7");
     assert_eq!(e["delivery_id"], "emb-1");
 
@@ -219,12 +159,12 @@ async fn an_embedded_hub_with_its_own_auth_provider() {
         .unwrap();
     let receipt = svc.hub.broadcast(Event::new(parts));
     assert_eq!(receipt.shards, 1);
-    assert_eq!(next_text(&mut alice).await["delivery_id"], "emb-2");
+    assert_eq!(next_json(&mut alice).await["delivery_id"], "emb-2");
     // ... which fed the commit cache.
     let cached = svc
         .webhook
         .commit_cache()
-        .get("acme/api", "0123456789abcdef0123456789abcdef01234567")
+        .get("acme/api", &format!("{:040x}", 8))
         .unwrap();
     assert_eq!(
         (cached.url.as_str(), cached.number),
@@ -233,7 +173,12 @@ async fn an_embedded_hub_with_its_own_auth_provider() {
 
     // Disconnecting a client by id: close 1000, then it is gone.
     assert!(svc.hub.disconnect(me.id()));
-    assert_eq!(next_text(&mut alice).await, json!({"closed": 1000}));
+    let close = next_message(&mut alice).await;
+    assert!(
+        matches!(&close, Message::Close(Some(f)) if u16::from(f.code) == 1000),
+        "{close:?}"
+    );
+    answer_close(&mut alice).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while svc.hub.client_count() > 0 {
         assert!(tokio::time::Instant::now() < deadline, "still registered");
@@ -288,7 +233,7 @@ async fn the_checks_before_the_upgrade_on_their_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiers_come_from_the_embedders_identities() {
     let svc = serve(WsOptions::default()).await;
-    let (_a, _) = connect(
+    let (_a, _) = subscribe_as(
         svc.addr,
         &token("probably"),
         json!({"organization": "acme"}),

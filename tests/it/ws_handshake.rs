@@ -1,11 +1,9 @@
 //! The WebSocket endpoint before and during the handshake: every refusal,
 //! with its exact answer, and that other clients keep receiving meanwhile.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -93,16 +91,11 @@ fn error_of(v: &Value) -> (&str, &str) {
     (v["error"].as_str().unwrap(), v["message"].as_str().unwrap())
 }
 
-#[tokio::test]
-async fn every_handshake_error_code_with_its_message() {
-    let server =
-        TestServer::start("[webhook]\nallowed_events = [\"pull_request\", \"check_run\"]\n").await;
-    let addr = server.addr;
-    // A bystander that must keep getting events through all of this.
-    let mut bystander = subscribe(addr, "bob", json!({"organization": "acme"})).await;
+/// Every handshake refusal: the token, the first message, the error code,
+/// the start of its message and the close code.
+fn handshake_error_cases() -> Vec<(String, Message, &'static str, &'static str, u16)> {
     let alice = token("alice");
-
-    let cases: Vec<(String, Message, &str, &str, u16)> = vec![
+    vec![
         (
             alice.clone(),
             Message::text("{not json"),
@@ -166,8 +159,18 @@ async fn every_handshake_error_code_with_its_message() {
             "User 'alice' is not a member of organization 'widgets'.",
             1008,
         ),
-    ];
-    for (tok, first, code, message_start, close) in cases {
+    ]
+}
+
+#[tokio::test]
+async fn every_handshake_error_code_with_its_message() {
+    let server =
+        TestServer::start("[webhook]\nallowed_events = [\"pull_request\", \"check_run\"]\n").await;
+    let addr = server.addr;
+    // A bystander that must keep getting events through all of this.
+    let mut bystander = subscribe(addr, "bob", json!({"organization": "acme"})).await;
+
+    for (tok, first, code, message_start, close) in handshake_error_cases() {
         let (err, (close_code, _)) = refused(addr, &tok, first.clone()).await;
         let (got_code, got_message) = error_of(&err);
         assert_eq!(got_code, code, "{first:?}");

@@ -2,16 +2,14 @@
 //! on an ephemeral port with its store in a temp dir; `scripts/install-nats.sh`
 //! installs it, `.ci/run` does so before the tests).
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::pki::TestCa;
-use common::*;
+use crate::common::pki::TestCa;
+use crate::common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -231,18 +229,7 @@ async fn nats_restart_loses_no_acknowledged_webhook() {
                 );
                 let id = format!("r-{i}");
                 let body = pr_payload("org1", "repo", i + 1, "someone", false);
-                let sig = hookfan::sign(SECRET, &body);
-                let (status, _) = post(
-                    addr,
-                    "/webhook",
-                    &[
-                        ("x-github-event", "pull_request"),
-                        ("x-hub-signature-256", &sig),
-                        ("x-github-delivery", &id),
-                    ],
-                    body,
-                )
-                .await;
+                let (status, _) = post_webhook(addr, SECRET, "pull_request", &id, &body).await;
                 {
                     let mut s = statuses.lock().unwrap();
                     if status == 200 && s.iter().any(|x| x.1 == 503) {
@@ -588,6 +575,31 @@ async fn resumes_from_the_stream_are_bounded_per_node() {
     }
 }
 
+/// A nats-server that verifies client certificates and wants the user
+/// `hookfan` with `password`; its CA (`ca.pem`), a client certificate
+/// (`client.pem`, `client.key`), the password (`password`) and a wrong one
+/// (`wrong`) written into `dir`.
+fn nats_with_tls_and_password(dir: &Path, password: &str) -> Nats {
+    let path = |name: &str| dir.join(name).display().to_string();
+    let ca = TestCa::new("nats test CA");
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    ca.leaf()
+        .write(&dir.join("server.pem"), &dir.join("server.key"));
+    ca.leaf()
+        .write(&dir.join("client.pem"), &dir.join("client.key"));
+    std::fs::write(path("password"), format!("{password}\n")).unwrap();
+    std::fs::write(path("wrong"), "not-the-password\n").unwrap();
+    let tls = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+        path("server.pem"),
+        path("server.key"),
+        path("ca.pem"),
+    );
+    let authorization =
+        format!("authorization {{\n  user: hookfan\n  password: \"{password}\"\n}}\n");
+    Nats::start_with(&format!("{tls}{authorization}"))
+}
+
 /// A NATS deployment as run in production: TLS that verifies clients, and a
 /// password. A node given the CA, a client certificate and the password
 /// joins and delivers. A wrong password, no client certificate, or no
@@ -597,26 +609,8 @@ async fn resumes_from_the_stream_are_bounded_per_node() {
 async fn a_node_joins_nats_with_tls_client_certificates_and_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let ca = TestCa::new("nats test CA");
-    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
-    ca.leaf().write(
-        Path::new(&path("server.pem")),
-        Path::new(&path("server.key")),
-    );
-    ca.leaf().write(
-        Path::new(&path("client.pem")),
-        Path::new(&path("client.key")),
-    );
     const PASSWORD: &str = "s3cret-nats-password";
-    std::fs::write(path("password"), format!("{PASSWORD}\n")).unwrap();
-    std::fs::write(path("wrong"), "not-the-password\n").unwrap();
-    let nats = Nats::start_with(&format!(
-        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n\
-         authorization {{\n  user: hookfan\n  password: \"{PASSWORD}\"\n}}\n",
-        path("server.pem"),
-        path("server.key"),
-        path("ca.pem"),
-    ));
+    let nats = nats_with_tls_and_password(dir.path(), PASSWORD);
     let ca_only = format!("tls_ca_file = \"{}\"\n", path("ca.pem"));
     let tls = format!(
         "{ca_only}tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
@@ -663,25 +657,23 @@ async fn a_node_joins_nats_with_tls_client_certificates_and_credentials() {
         "a server certificate from an unknown CA: {text}"
     );
 
-    // Token authentication.
+    token_authentication(&path("token")).await;
+}
+
+/// A node with the right NATS token joins and delivers; with another one it
+/// is refused at start, naming `cluster.token_file` and not showing the
+/// token.
+async fn token_authentication(token_file: &str) {
     let nats = Nats::start_with("authorization {\n  token: \"t0ken-for-nats\"\n}\n");
-    std::fs::write(path("token"), "t0ken-for-nats\n").unwrap();
-    let _b = joins_and_delivers(
-        &nats,
-        "S9",
-        &format!("token_file = \"{}\"\n", path("token")),
-    )
-    .await;
-    std::fs::write(path("token"), "another-token\n").unwrap();
-    let text = TestServer::try_start(&node_config(
-        &nats,
-        "S9",
-        &format!("token_file = \"{}\"\n", path("token")),
-    ))
-    .await
-    .err()
-    .expect("refused")
-    .to_string();
+    let config = format!("token_file = \"{token_file}\"\n");
+    std::fs::write(token_file, "t0ken-for-nats\n").unwrap();
+    let _b = joins_and_delivers(&nats, "S9", &config).await;
+    std::fs::write(token_file, "another-token\n").unwrap();
+    let text = TestServer::try_start(&node_config(&nats, "S9", &config))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(
         text.contains("cluster.token_file") && !text.contains("another-token"),
         "{text}"

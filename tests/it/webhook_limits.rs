@@ -2,14 +2,12 @@
 //! many at once, or too many bytes at once. Real servers (in process, or the
 //! daemon as a process to measure its memory), raw TCP clients.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -199,6 +197,8 @@ fn sample_peak_rss(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u
 /// 300 connections declare 1 MiB each and send nothing. The buffers grow
 /// with what arrives, so they hold (almost) no memory; each is answered 408
 /// and closed at its deadline; meanwhile other webhooks go through.
+// One scenario: the memory is measured while all 300 stall, and the other
+// webhooks must go through in that same window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hundred_stalled_bodies_hold_no_memory_and_are_cut_off() {
     const STALLED: usize = 300;
@@ -468,6 +468,8 @@ async fn a_chunked_body_crossing_the_byte_budget_is_refused_midway() {
 /// A missing or malformed signature header is refused from the head alone:
 /// 401 at once, without the body being sent, and the connection closed so
 /// that the unread body is never taken for a request.
+// One server for every case: each must leave it serving the next (the
+// last case counts the refusals of all of them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_signature_header_is_refused_before_the_body() {
     // A long deadline: an answer within seconds is not a timeout.

@@ -3,11 +3,9 @@
 //! honoured only from trusted proxies, IPv6 clients counted per /64 and
 //! IPv4-mapped addresses as IPv4.
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Error as WsError;

@@ -2,11 +2,9 @@
 //! separate processes, a few hundred connections and a few dozen webhooks;
 //! every delivery must arrive exactly once. No timing is asserted.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// A daemon whose one static token is a member of orgs load0..load9, and
 /// the webhook secret in a file for the driver.

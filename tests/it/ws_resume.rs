@@ -2,14 +2,12 @@
 //! confirmation the stream's state, and a client that reconnects with the
 //! last (epoch, seq) it saw gets exactly what it missed, then live events.
 
-mod common;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn seq(v: &Value) -> u64 {
@@ -118,6 +116,63 @@ async fn a_resume_gets_exactly_the_missed_matching_events_then_live_ones() {
     assert_eq!((s.resumes_resumed, s.events_replayed), (1, 3));
 }
 
+/// One client of [`resume_race`]: subscribes to `org`, then reads for a
+/// random while, drops the connection and resumes, until `stop`; after its
+/// last resume it counts itself in `back` and reads up to the "end"
+/// marker. Returns its org, the seq it started after, the seqs it got and
+/// how many times it resumed.
+async fn racing_client(
+    server: Arc<TestServer>,
+    org: String,
+    stop: Arc<AtomicBool>,
+    back: Arc<AtomicUsize>,
+) -> (String, u64, Vec<u64>, u32) {
+    let tok = token("racer");
+    let (mut ws, conf) = subscribe_as(server.addr, &tok, json!({"organization": org})).await;
+    let epoch = conf["stream"]["epoch"].as_str().unwrap().to_owned();
+    let start = conf["stream"]["seq"].as_u64().unwrap();
+    let mut got: Vec<u64> = Vec::new();
+    let mut resumes = 0u32;
+    loop {
+        // Read for a while, then drop the connection abruptly.
+        let until = Instant::now() + Duration::from_millis(fastrand::u64(20..300));
+        while let Ok(Some(Ok(msg))) =
+            tokio::time::timeout_at(until.into(), futures_util::StreamExt::next(&mut ws)).await
+        {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v.get("url").is_some() {
+                    got.push(seq(&v));
+                }
+            }
+        }
+        drop(ws);
+        let last_round = stop.load(Ordering::SeqCst);
+        let after = got.last().copied().unwrap_or(start);
+        let (w, conf) = subscribe_as(
+            server.addr,
+            &tok,
+            json!({"organization": org, "resume": {"epoch": epoch, "after": after}}),
+        )
+        .await;
+        assert_eq!(conf["resumed"], true, "{conf}");
+        ws = w;
+        resumes += 1;
+        if last_round {
+            back.fetch_add(1, Ordering::SeqCst);
+            // Everything up to the confirmation's seq is replayed;
+            // then the end marker of this org arrives live.
+            loop {
+                let v = next_event(&mut ws).await;
+                if v["delivery_id"] == "end" {
+                    return (org, start, got, resumes);
+                }
+                got.push(seq(&v));
+            }
+        }
+    }
+}
+
 /// 200 clients drop and resume in a loop while webhooks arrive at 200/s for
 /// 10 s; each must end with every matching seq once, in order.
 async fn resume_race(shards: usize) {
@@ -139,55 +194,8 @@ async fn resume_race(shards: usize) {
         let server = server.clone();
         let stop = stop.clone();
         let back = back.clone();
-        clients.push(tokio::spawn(async move {
-            let org = format!("org{}", c % ORGS);
-            let tok = token("racer");
-            let (mut ws, conf) =
-                subscribe_as(server.addr, &tok, json!({"organization": org})).await;
-            let epoch = conf["stream"]["epoch"].as_str().unwrap().to_owned();
-            let start = conf["stream"]["seq"].as_u64().unwrap();
-            let mut got: Vec<u64> = Vec::new();
-            let mut resumes = 0u32;
-            loop {
-                // Read for a while, then drop the connection abruptly.
-                let until = Instant::now() + Duration::from_millis(fastrand::u64(20..300));
-                while let Ok(Some(Ok(msg))) =
-                    tokio::time::timeout_at(until.into(), futures_util::StreamExt::next(&mut ws))
-                        .await
-                {
-                    if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
-                        let v: Value = serde_json::from_str(&t).unwrap();
-                        if v.get("url").is_some() {
-                            got.push(seq(&v));
-                        }
-                    }
-                }
-                drop(ws);
-                let last_round = stop.load(Ordering::SeqCst);
-                let after = got.last().copied().unwrap_or(start);
-                let (w, conf) = subscribe_as(
-                    server.addr,
-                    &tok,
-                    json!({"organization": org, "resume": {"epoch": epoch, "after": after}}),
-                )
-                .await;
-                assert_eq!(conf["resumed"], true, "{conf}");
-                ws = w;
-                resumes += 1;
-                if last_round {
-                    back.fetch_add(1, Ordering::SeqCst);
-                    // Everything up to the confirmation's seq is replayed;
-                    // then the end marker of this org arrives live.
-                    loop {
-                        let v = next_event(&mut ws).await;
-                        if v["delivery_id"] == "end" {
-                            return (org, start, got, resumes);
-                        }
-                        got.push(seq(&v));
-                    }
-                }
-            }
-        }));
+        let org = format!("org{}", c % ORGS);
+        clients.push(tokio::spawn(racing_client(server, org, stop, back)));
     }
     // Webhooks at RATE/s over ORGS orgs, through real HTTP intake.
     let begin = Instant::now();

@@ -1,0 +1,32 @@
+//! The integration tests, one module per area, in one test binary: one
+//! build and one link instead of one per file, which is most of the time a
+//! cold `cargo test --release` takes. Run one area with
+//! `cargo test --release --test it ws_resume::`.
+//!
+//! They share one process: the only process-wide state a test sets is the
+//! global tracing subscriber of `github_auth::the_token_never_reaches_logs_errors_or_stats`
+//! (other tests' logs land in its buffer too; it asserts only about its own
+//! tokens).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod acme;
+mod cli;
+mod client;
+mod cluster;
+mod embedder;
+mod github_auth;
+mod limits;
+mod loadtest_smoke;
+mod metrics;
+mod operations;
+mod subscription_validate;
+mod tls;
+mod webhook_dedup;
+mod webhook_intake;
+mod webhook_limits;
+mod ws_fanout;
+mod ws_handshake;
+mod ws_resume;
+mod ws_routing;
