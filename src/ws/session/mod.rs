@@ -23,7 +23,7 @@ use crate::auth::Token;
 use crate::broker::{ClientId, ClientProfile, Live, Outbox, Registration, Replay};
 use crate::subscription::ResumeFrom;
 use conn::Conn;
-use handshake::handshake;
+use handshake::{Accepted, handshake};
 use stream::stream_events;
 
 /// Runs a connection from just after the upgrade: the handshake here, then
@@ -41,9 +41,14 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
 ) {
     let mut conn = Conn::new(stream, prefix, ctx.metrics.delivery_latency.clone());
     let started = Instant::now();
-    // Boxed: the handshake's state (the auth provider's future) is large,
-    // and so is the join's (a resume's backfill).
-    let Some((live, said)) = Box::pin(subscribe(&mut conn, &token, peer, &ctx)).await else {
+    // Boxed: the handshake's state (the auth provider's future) is large.
+    // The join stays in this task's own state, as it did before the join
+    // moved to the broker: a larger box here left idle connections holding
+    // more memory (hold-19k).
+    let Some(accepted) = Box::pin(accept(&mut conn, &token, peer, &ctx)).await else {
+        return;
+    };
+    let Some((live, said)) = join(&mut conn, accepted, peer, &ctx).await else {
         return;
     };
     // Queued on the connection itself: it is written before anything is
@@ -98,26 +103,36 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
     );
 }
 
-/// The handshake, then joining the hub with the accepted subscription (and
-/// its resume position): what the session streams, or `None` when the
-/// client went away or was refused (already answered).
-async fn subscribe<W: Wire>(
+/// The handshake: the accepted subscription, or `None` when the client
+/// went away or was refused (already answered).
+async fn accept<W: Wire>(
     conn: &mut Conn<W>,
     token: &Token,
     peer: IpAddr,
     ctx: &WsContext,
-) -> Option<(Live, Confirmation)> {
-    let accepted = match handshake(conn, token, ctx).await {
-        Ok(Some(a)) => a,
+) -> Option<Accepted> {
+    match handshake(conn, token, ctx).await {
+        Ok(Some(a)) => Some(a),
         Ok(None) => {
             ctx.metrics.handshake("abandoned");
-            return None;
+            None
         }
         Err(e) => {
             refuse_handshake(conn, ctx, token, peer, e).await;
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Joins the hub with the accepted subscription (and its resume position):
+/// what the session streams, or `None` when the hub refused it (already
+/// answered).
+async fn join<W: Wire>(
+    conn: &mut Conn<W>,
+    accepted: Accepted,
+    peer: IpAddr,
+    ctx: &WsContext,
+) -> Option<(Live, Confirmation)> {
     // Fields moved out one by one, not destructured into more locals:
     // this future holds its locals across the join's awaits.
     let said = Confirmation {
