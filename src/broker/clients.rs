@@ -3,16 +3,32 @@
 
 use std::sync::Arc;
 
+use ahash::AHashMap;
 use bytes::Bytes;
+use crossbeam_channel::Sender;
 
 use super::filter::Family;
-use super::hub::Routing;
+use super::index::FamilyMaps;
 use super::outbox::{CloseReason, Outbox, Outgoing, Revocation};
-use super::routes::{add_routes, remove_routes};
+use super::replay::ReplayWindow;
+use super::routes::{ShardCounts, add_routes, remove_routes};
 use super::shard::ShardMsg;
 use super::{ClientId, Hub};
 use crate::auth::OrgSet;
+use crate::event::Event;
 use crate::subscription::Subscription;
+
+/// What the hub changes under its one routing lock: the stream's last seq
+/// and replay window, the routes to shards, the taps, and the registry of
+/// clients. Here, with the registry, because the registry's code takes it
+/// apart and the hub only holds it.
+pub(super) struct Routing {
+    pub(super) seq: u64,
+    pub(super) window: ReplayWindow,
+    pub(super) routes: FamilyMaps<ShardCounts>,
+    pub(super) taps: Vec<Sender<Arc<Event>>>,
+    pub(super) clients: AHashMap<ClientId, Registered>,
+}
 
 /// The hub's record of a registered client.
 pub(super) struct Registered {

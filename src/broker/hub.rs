@@ -9,11 +9,11 @@ use std::time::Instant;
 use ahash::AHashMap;
 use crossbeam_channel::Sender;
 
-use super::clients::Registered;
+use super::clients::Routing;
 use super::index::FamilyMaps;
 use super::outbox::CloseReason;
 use super::replay::{ReplayWindow, StreamState};
-use super::routes::{ShardCounts, ShardSet};
+use super::routes::ShardSet;
 use super::shard::{Shard, ShardCounters, ShardMsg, ShardSettings};
 use super::{ClientId, HubConfig, MAX_SHARDS};
 use crate::event::Event;
@@ -56,14 +56,6 @@ pub(super) struct Inner {
 pub(super) struct ShardHandle {
     pub(super) tx: Sender<ShardMsg>,
     pub(super) counters: Arc<ShardCounters>,
-}
-
-pub(super) struct Routing {
-    pub(super) seq: u64,
-    pub(super) window: ReplayWindow,
-    pub(super) routes: FamilyMaps<ShardCounts>,
-    taps: Vec<Sender<Arc<Event>>>,
-    pub(super) clients: AHashMap<ClientId, Registered>,
 }
 
 /// What became of a broadcast event.
