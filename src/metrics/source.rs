@@ -40,8 +40,8 @@ pub(crate) enum Place {
 }
 
 impl Place {
-    /// How many places there are.
-    pub(super) const COUNT: usize = 5;
+    /// How many places there are: `Connections`, then those after the hub.
+    pub(super) const COUNT: usize = Self::AFTER_HUB.len() + 1;
 
     /// The places after the hub's figures, in order of output.
     pub(super) const AFTER_HUB: [Place; 4] = [
