@@ -190,6 +190,7 @@ mod cluster;
 mod codec;
 pub mod config;
 mod event;
+mod gh_api;
 mod http_text;
 // Crate-private parsers exposed to the cargo-fuzz targets in fuzz/.
 #[doc(hidden)]

@@ -11,13 +11,13 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use super::stats::{Counters, Gauge, inc};
 use super::tiers::TierLists;
 use crate::auth::{AuthError, Token};
+use crate::gh_api::{self, error_chain};
 
 /// Attempts per request (the first and two retries).
 const ATTEMPTS: u32 = 3;
@@ -27,8 +27,6 @@ pub(super) const BACKOFF_BASE: Duration = Duration::from_millis(100);
 
 /// Largest answer body read.
 const MAX_BODY: usize = 4 << 20;
-
-const USER_AGENT: &str = concat!("hookfan/", env!("CARGO_PKG_VERSION"));
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
@@ -57,22 +55,8 @@ impl Api {
         slots: usize,
         tiers: TierLists,
     ) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(slots)
-            .build(connector);
         Api {
-            client,
+            client: gh_api::client(tls, timeout, slots),
             base,
             base_uri,
             timeout,
@@ -209,9 +193,9 @@ fn request(url: &str, token: &Token) -> Result<Request<Empty<Bytes>>, AttemptErr
     auth.set_sensitive(true);
     Request::get(uri)
         .header(header::AUTHORIZATION, auth)
-        .header(header::ACCEPT, "application/vnd.github+json")
-        .header(header::USER_AGENT, USER_AGENT)
-        .header("x-github-api-version", "2022-11-28")
+        .header(header::ACCEPT, gh_api::ACCEPT)
+        .header(header::USER_AGENT, gh_api::USER_AGENT)
+        .header(gh_api::API_VERSION_HEADER, gh_api::API_VERSION)
         .body(Empty::new())
         .map_err(|e| AttemptError::Fatal(AuthError::Unavailable(format!("bad request: {e}"))))
 }
@@ -227,16 +211,7 @@ impl Reply {
     /// GitHub's primary (`X-RateLimit-Remaining: 0`) or secondary
     /// (`Retry-After`) rate limit, on a 403 or 429.
     fn rate_limited(&self) -> bool {
-        let spent = self
-            .headers
-            .get("x-ratelimit-remaining")
-            .is_some_and(|v| v.as_bytes().trim_ascii() == b"0");
-        let retry_after = self.headers.contains_key(header::RETRY_AFTER);
-        match self.status {
-            StatusCode::TOO_MANY_REQUESTS => true,
-            StatusCode::FORBIDDEN => spent || retry_after,
-            _ => false,
-        }
+        gh_api::rate_limited(self.status, &self.headers)
     }
 
     /// The error of a 401 / 403 / 429 answer.
@@ -265,16 +240,4 @@ enum AttemptError {
     Retry(String),
     /// Not worth another attempt.
     Fatal(AuthError),
-}
-
-/// An error with its sources, `outer: inner: ...`.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
