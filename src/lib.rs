@@ -55,9 +55,11 @@
 //! while each module owns its section (`auth/config.rs`, `tls/config.rs`,
 //! `broker/config.rs`, ...), all checked with the shared `checks`; leaves
 //! with no crate imports: `codec` (WebSocket frames), `http_text`
-//! (plain-text answers), `tier`; `metrics/` reads each part through the
-//! `metrics::Source` trait they implement; `client/` is the consumer side;
-//! `tls/` the certificates and outgoing TLS.
+//! (plain-text answers), `tier`, `gh_api` (what the GitHub API's callers
+//! share); `metrics/` reads each part through the `metrics::Source` trait
+//! they implement; `client/` is the consumer side; `tls/` the certificates
+//! and outgoing TLS; `redelivery/` asks GitHub, as the App (`github_app/`:
+//! its key and JWT), to redeliver the webhooks it failed to deliver.
 //!
 //! # Guarantees
 //!
@@ -191,12 +193,14 @@ mod codec;
 pub mod config;
 mod event;
 mod gh_api;
+mod github_app;
 mod http_text;
 // Crate-private parsers exposed to the cargo-fuzz targets in fuzz/.
 #[doc(hidden)]
 pub mod fuzzing;
 mod limits;
 mod metrics;
+mod redelivery;
 pub mod server;
 mod subscription;
 mod tier;

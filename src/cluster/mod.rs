@@ -19,6 +19,7 @@ mod config;
 mod connect;
 mod consume;
 pub mod facts;
+mod lease;
 mod publish;
 mod stats;
 mod stream;
@@ -36,6 +37,7 @@ use crate::checks::ConfigError;
 use crate::webhook::{CommitCache, DeliveryIds};
 use backfill::BackfillBounds;
 pub use config::ClusterConfig;
+pub(crate) use lease::Lease;
 pub(crate) use stats::ClusterStats;
 
 /// Why a node could not join its cluster, or read or write its stream.

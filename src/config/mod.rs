@@ -33,7 +33,9 @@ pub use crate::auth::{AuthConfig, AuthProviderKind};
 pub use crate::broker::{BrokerConfig, ReplaySection as ReplayConfig, SlowClientPolicy};
 pub use crate::checks::{ConfigError, ConfigErrors, is_event_type, is_login};
 pub use crate::cluster::ClusterConfig;
+pub use crate::github_app::GithubAppConfig;
 pub use crate::limits::LimitsConfig;
+pub use crate::redelivery::RedeliveryConfig;
 pub use crate::tier::TiersConfig;
 pub use crate::tls::{AcmeConfig, LETS_ENCRYPT_DIRECTORY, TlsConfig};
 pub use crate::webhook::{SECRET_ENV, SecretSource, WebhookConfig, WebhookSecret};
@@ -91,6 +93,10 @@ config_sections! {
     replay: ReplayConfig,
     /// Several nodes sharing one event stream in NATS JetStream.
     cluster: ClusterConfig,
+    /// hookfan as the GitHub App, to call the API as the App.
+    github_app: GithubAppConfig,
+    /// Asking GitHub to redeliver what it failed to deliver.
+    redelivery: RedeliveryConfig,
 }
 
 impl Config {
@@ -140,9 +146,13 @@ impl Config {
         }
     }
 
-    /// Checks the values that parsed; returns every problem found.
+    /// Checks the values that parsed, then what a section needs of
+    /// another; returns every problem found.
     fn validate(&self) -> Vec<ConfigError> {
-        self.sections().iter().flat_map(|s| s.validate()).collect()
+        let mut errors: Vec<ConfigError> =
+            self.sections().iter().flat_map(|s| s.validate()).collect();
+        errors.extend(self.redelivery.validate_with(&self.github_app));
+        errors
     }
 
     /// The WebSocket endpoint's settings, drawn from `[server]`, `[auth]`,

@@ -37,6 +37,8 @@ pub(crate) enum Place {
     Cluster,
     /// The listener's certificate and its ACME client.
     Tls,
+    /// The redelivery sweeper.
+    Redelivery,
 }
 
 impl Place {
@@ -44,11 +46,12 @@ impl Place {
     pub(super) const COUNT: usize = Self::AFTER_HUB.len() + 1;
 
     /// The places after the hub's figures, in order of output.
-    pub(super) const AFTER_HUB: [Place; 4] = [
+    pub(super) const AFTER_HUB: [Place; 5] = [
         Place::CommitCache,
         Place::Intake,
         Place::Cluster,
         Place::Tls,
+        Place::Redelivery,
     ];
 }
 

@@ -19,6 +19,7 @@ use super::routes::{App, serve_app, serve_metrics, serve_redirect};
 use super::tls::{PreparedTls, TlsMode, prepare_tls};
 use crate::cluster::{Cluster, Learners};
 use crate::config::Config;
+use crate::redelivery::{Redelivery, Setup};
 use crate::tls::acme::Acme;
 use crate::tls::metrics::TlsFigures;
 use crate::webhook::WebhookSecret;
@@ -57,6 +58,10 @@ pub async fn start(
             },
         );
     }
+    let redelivery = redelivery(config, &webhook, cluster.as_ref()).await?;
+    if let Some(r) = &redelivery {
+        metrics.register(r.stats());
+    }
     let (phase, phase_rx) = watch::channel(Phase::Serving);
     let app = App {
         webhook,
@@ -69,6 +74,9 @@ pub async fn start(
     };
     let (local_addr, metrics_addr, redirect_addr) = listeners.addrs;
     let mut accept_tasks = listeners.serve(app);
+    if let Some(r) = redelivery {
+        accept_tasks.push(tokio::spawn(r.run(hub.clone())));
+    }
     // ACME orders once the listener answers its tls-alpn-01 challenges.
     let store = tls.as_ref().map(|t| t.store.clone());
     if let Some(PreparedTls {
@@ -153,6 +161,36 @@ async fn join_cluster(config: &Config) -> io::Result<Option<Cluster>> {
         .await
         .map(Some)
         .map_err(|e| io::Error::other(format!("cannot join the cluster: {e}")))
+}
+
+/// The redelivery sweeper, when `[redelivery]` is on; in a cluster with
+/// the lease that lets one node sweep at a time.
+async fn redelivery(
+    config: &Config,
+    webhook: &WebhookEndpoint,
+    cluster: Option<&Cluster>,
+) -> io::Result<Option<Redelivery>> {
+    let c = &config.redelivery;
+    if !c.enabled {
+        return Ok(None);
+    }
+    let lease = match cluster {
+        Some(cl) => Some(
+            cl.lease("redelivery", Duration::from_secs(c.lease_ttl_s))
+                .await
+                .map_err(|e| io::Error::other(format!("redelivery: the sweep's lease: {e}")))?,
+        ),
+        None => None,
+    };
+    Redelivery::new(Setup {
+        config: c,
+        app: &config.github_app,
+        api_url: &config.auth.github_api_url,
+        api_timeout: Duration::from_secs(config.auth.api_timeout_s),
+        accepted: webhook.delivery_ids().clone(),
+        lease,
+    })
+    .map_err(io::Error::other)
 }
 
 fn hub_config(config: &Config, cluster: Option<&Cluster>) -> HubConfig {
