@@ -20,6 +20,7 @@ mod github_auth;
 mod limits;
 mod loadtest_smoke;
 mod metrics;
+mod monitoring;
 mod operations;
 mod subscription_validate;
 mod tls;
