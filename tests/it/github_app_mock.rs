@@ -200,137 +200,130 @@ fn unix_time(iso: &str) -> i64 {
     date.with_time(t).assume_utc().unix_timestamp()
 }
 
-/// Each request GitHub refuses is refused with GitHub's status and
-/// recorded once, with a reason that never holds the JWT.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_github_refuses_is_refused_and_recorded() {
-    let mock = mock().await;
-    mock.add(delivery("g-1", 5, 200));
-    let (app, other) = (key("app-key.pem"), key("other-key.pem"));
-    let id = APP_ID.to_string();
-    let t = now();
-    let claims = |iss: Value| json!({"iat": t - 60, "exp": t + 540, "iss": iss});
-    let hs256 = sign_jwt(
-        &app,
-        &json!({"alg": "HS256", "typ": "JWT"}),
-        &claims(json!(id)),
-    );
-    let with = |jwt: &str, drop: &str, set: &[(&'static str, &str)]| {
-        let mut h = api_headers(jwt);
-        h.retain(|(k, _)| *k != drop);
-        h.extend(set.iter().map(|(k, v)| (*k, v.to_string())));
-        h
-    };
-    // Name, headers, GitHub's status, a word of the recorded reason.
-    type Case = (&'static str, Vec<(&'static str, String)>, u16, &'static str);
-    let cases: Vec<Case> = vec![
-        (
-            "other key",
-            with(&app_jwt(&other, &id, t - 60, t + 540), "", &[]),
-            401,
-            "signature",
-        ),
-        (
-            "wrong iss",
-            with(&app_jwt(&app, "424202", t - 60, t + 540), "", &[]),
-            401,
-            "iss",
-        ),
-        (
-            "expired",
-            with(&app_jwt(&app, &id, t - 700, t - 100), "", &[]),
-            401,
-            "expired",
-        ),
-        (
-            "11 min",
-            with(&app_jwt(&app, &id, t - 60, t + 660), "", &[]),
-            401,
-            "10 minutes",
-        ),
-        (
-            "iat ahead",
-            with(&app_jwt(&app, &id, t + 60, t + 300), "", &[]),
-            401,
-            "iat",
-        ),
-        ("HS256", with(&hs256, "", &[]), 401, "alg"),
-        ("no auth", with("x", "authorization", &[]), 401, "Bearer"),
-        (
-            "token scheme",
-            with("x", "authorization", &[("authorization", "token x")]),
-            401,
-            "Bearer",
-        ),
-        (
-            "version",
-            with(
-                &good_jwt(),
-                "x-github-api-version",
-                &[("x-github-api-version", "2021-01-01")],
-            ),
-            400,
-            "2021-01-01",
-        ),
-        (
-            "no UA",
-            with(&good_jwt(), "user-agent", &[]),
-            403,
-            "User-Agent",
-        ),
-        // GitHub serves these; the mock records them all the same.
-        ("no Accept", with(&good_jwt(), "accept", &[]), 200, "Accept"),
-        (
-            "no version",
-            with(&good_jwt(), "x-github-api-version", &[]),
-            200,
-            "X-GitHub-Api-Version",
-        ),
-    ];
+/// Headers of a request the mock refuses (or records): the test's name
+/// for it, the headers, GitHub's status, a word of the recorded reason.
+type Case = (&'static str, Vec<(&'static str, String)>, u16, &'static str);
+
+/// A request with `jwt`, header `drop` left out and `set` added.
+fn with(jwt: &str, drop: &str, set: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut h = api_headers(jwt);
+    h.retain(|(k, _)| *k != drop);
+    h.extend(set.iter().map(|(k, v)| (*k, v.to_string())));
+    h
+}
+
+/// Sends each case to `mock` and checks that it is answered with its
+/// status and recorded once, with a reason that never holds the JWT.
+async fn refused(mock: &GithubAppMock, cases: &[Case]) {
+    let before = mock.bad_requests().len();
     for (n, (name, headers, status, why)) in cases.iter().enumerate() {
-        let (got, _, body) = call(&mock, "GET", LIST, headers).await;
+        let (got, _, body) = call(mock, "GET", LIST, headers).await;
         assert_eq!(got, *status, "{name}: {body}");
-        if *status == 401 {
-            assert_eq!(
-                body["documentation_url"], "https://docs.github.com/rest",
-                "{name}"
-            );
-            assert!(
-                body["message"].as_str().unwrap().contains("claim")
-                    || body["message"] == "A JSON web token could not be decoded",
-                "{name}: {body}"
-            );
+        if *status != 200 {
+            assert_eq!(body["documentation_url"], "https://docs.github.com/rest");
         }
         let bad = mock.bad_requests();
-        assert_eq!(bad.len(), n + 1, "{name}: {bad:?}");
-        assert!(
-            bad[n].starts_with("GET /app/hook/deliveries: ") && bad[n].contains(why),
-            "{name}: {}",
-            bad[n]
-        );
+        assert_eq!(bad.len(), before + n + 1, "{name}: {bad:?}");
+        let last = &bad[before + n];
+        let right = last.starts_with("GET /app/hook/deliveries: ") && last.contains(why);
+        assert!(right, "{name}: {last}");
         let jwt = headers.iter().find(|(k, _)| *k == "authorization");
         let sig = jwt.and_then(|(_, v)| v.rsplit('.').next()).unwrap_or("-");
-        assert!(!bad[n].contains(sig), "{name}: the JWT is in {}", bad[n]);
+        assert!(!last.contains(sig), "{name}: the JWT is in {last}");
     }
-    let expired = &cases[2].1;
-    let (_, _, body) = call(&mock, "GET", LIST, expired).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwt_github_refuses_is_answered_401_and_recorded() {
+    let mock = mock().await;
+    let (app, other, id, t) = (
+        key("app-key.pem"),
+        key("other-key.pem"),
+        APP_ID.to_string(),
+        now(),
+    );
+    let claims = json!({"iat": t - 60, "exp": t + 540, "iss": id});
+    let hs256 = sign_jwt(&app, &json!({"alg": "HS256"}), &claims);
+    let jwt =
+        |key: &str, iss: &str, iat: i64, exp: i64| with(&app_jwt(key, iss, iat, exp), "", &[]);
+    let token = [("authorization", "token x")];
+    refused(
+        &mock,
+        &[
+            (
+                "other key",
+                jwt(&other, &id, t - 60, t + 540),
+                401,
+                "signature",
+            ),
+            (
+                "wrong iss",
+                jwt(&app, "424202", t - 60, t + 540),
+                401,
+                "iss",
+            ),
+            ("expired", jwt(&app, &id, t - 700, t - 100), 401, "expired"),
+            (
+                "11 minutes ahead",
+                jwt(&app, &id, t - 60, t + 660),
+                401,
+                "10 minutes",
+            ),
+            ("iat ahead", jwt(&app, &id, t + 60, t + 300), 401, "iat"),
+            ("HS256", with(&hs256, "", &[]), 401, "alg"),
+            ("no auth", with("x", "authorization", &[]), 401, "Bearer"),
+            (
+                "token scheme",
+                with("x", "authorization", &token),
+                401,
+                "Bearer",
+            ),
+        ],
+    )
+    .await;
+    // GitHub's messages: about the claim, or that the JWT is undecodable.
+    let (_, _, body) = call(&mock, "GET", LIST, &jwt(&app, &id, t - 700, t - 100)).await;
     assert!(
-        body["message"].as_str().unwrap().contains("'exp'"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("'Expiration time' claim ('exp')"),
         "{body}"
     );
+    let (_, _, body) = call(&mock, "GET", LIST, &jwt(&other, &id, t - 60, t + 540)).await;
+    assert_eq!(body["message"], "A JSON web token could not be decoded");
+}
 
-    // GitHub takes `iss` as a number or a string; both pass, unrecorded
-    // (the unknown endpoint is recorded).
-    let before = mock.bad_requests().len();
-    let numeric = sign_jwt(&app, &json!({"alg": "RS256"}), &claims(json!(APP_ID)));
-    for jwt in [numeric, good_jwt()] {
-        let (status, _, body) = call(&mock, "GET", LIST, &api_headers(&jwt)).await;
-        assert_eq!(
-            (status, body[0]["guid"].as_str()),
-            (200, Some("g-1")),
-            "{body}"
-        );
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_github_wants_are_checked_and_recorded() {
+    let mock = mock().await;
+    let version = [("x-github-api-version", "2021-01-01")];
+    refused(
+        &mock,
+        &[
+            (
+                "wrong version",
+                with(&good_jwt(), "x-github-api-version", &version),
+                400,
+                "2021-01-01",
+            ),
+            (
+                "no User-Agent",
+                with(&good_jwt(), "user-agent", &[]),
+                403,
+                "User-Agent",
+            ),
+            // GitHub serves these; the mock records them all the same.
+            ("no Accept", with(&good_jwt(), "accept", &[]), 200, "Accept"),
+            (
+                "no version",
+                with(&good_jwt(), "x-github-api-version", &[]),
+                200,
+                "X-GitHub-Api-Version",
+            ),
+        ],
+    )
+    .await;
     let (status, _, _) = call(
         &mock,
         "POST",
@@ -339,12 +332,30 @@ async fn what_github_refuses_is_refused_and_recorded() {
     )
     .await;
     assert_eq!(status, 404);
-    assert_eq!(
-        mock.bad_requests().len(),
-        before + 1,
+    assert!(
+        mock.bad_requests()[4].contains("no such endpoint"),
         "{:?}",
         mock.bad_requests()
     );
+}
+
+/// GitHub takes `iss` as a number or a string; both pass, unrecorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iss_may_be_a_number_or_a_string() {
+    let mock = mock().await;
+    mock.add(delivery("g-1", 5, 200));
+    let t = now();
+    let claims = json!({"iat": t - 60, "exp": t + 540, "iss": APP_ID});
+    let numeric = sign_jwt(&key("app-key.pem"), &json!({"alg": "RS256"}), &claims);
+    for jwt in [numeric, good_jwt()] {
+        let (status, _, body) = call(&mock, "GET", LIST, &api_headers(&jwt)).await;
+        assert_eq!(
+            (status, body[0]["guid"].as_str()),
+            (200, Some("g-1")),
+            "{body}"
+        );
+    }
+    assert_eq!(mock.bad_requests(), Vec::<String>::new());
 }
 
 /// A redelivery reaches a real hookfan signed with the webhook secret and
