@@ -5,6 +5,7 @@
 //! ([`payloads`]) and metrics ([`metrics`]).
 
 pub mod daemon;
+pub mod github_app;
 pub mod http;
 pub mod metrics;
 pub mod nats;
@@ -15,6 +16,7 @@ pub mod tools;
 pub mod ws;
 
 pub use daemon::*;
+pub use github_app::*;
 pub use http::*;
 pub use metrics::*;
 pub use nats::*;

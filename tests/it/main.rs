@@ -16,6 +16,7 @@ mod cli;
 mod client;
 mod cluster;
 mod embedder;
+mod github_app_mock;
 mod github_auth;
 mod limits;
 mod loadtest_smoke;
