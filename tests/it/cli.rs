@@ -1,7 +1,7 @@
 //! The `hookfan` binary: flags, config validation, refusing to start
 //! without a secret, and serving on the shipped config.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -337,6 +337,7 @@ fn check_config_prints_every_path_absolute() {
         ("cluster.tls_ca_file", "tls/ca.pem"),
     ]);
     expected.sort();
+    let base = std::fs::canonicalize(&conf).unwrap();
 
     // `--config` relative to the working directory, with and without a directory part.
     for (cwd, config) in [(root.path(), "conf/hookfan.toml"), (&conf, "hookfan.toml")] {
@@ -347,16 +348,12 @@ fn check_config_prints_every_path_absolute() {
             "{config}: {stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let base = std::fs::canonicalize(&conf).unwrap();
         let mut printed = path_keys(&stdout.parse().unwrap(), "");
         printed.sort();
-        let keys = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
-        let want: Vec<_> = expected
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(keys(&printed), keys(&want), "{stdout}");
-        for ((key, path), (_, relative)) in printed.iter().zip(&want) {
+        let printed_keys: Vec<&str> = printed.iter().map(|(k, _)| k.as_str()).collect();
+        let expected_keys: Vec<&str> = expected.iter().map(|(k, _)| *k).collect();
+        assert_eq!(printed_keys, expected_keys, "{stdout}");
+        for ((key, path), (_, relative)) in printed.iter().zip(&expected) {
             assert!(Path::new(path).is_absolute(), "{config}: {key} = {path:?}");
             assert_eq!(
                 std::fs::canonicalize(path).unwrap(),
@@ -397,7 +394,7 @@ async fn check_config_output_saved_elsewhere_serves_from_another_directory() {
         String::from_utf8_lossy(&out.stderr)
     );
     let elsewhere = tempfile::tempdir().unwrap();
-    let copy: PathBuf = elsewhere.path().join("hookfan.toml");
+    let copy = elsewhere.path().join("hookfan.toml");
     std::fs::write(&copy, &out.stdout).unwrap();
 
     let again = check_config_in(elsewhere.path(), "hookfan.toml");
