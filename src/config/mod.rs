@@ -13,7 +13,8 @@
 //! Secrets never live in the file itself: the webhook secret comes from
 //! `webhook.secret_file` or the `GITHUB_WEBHOOK_SECRET` environment variable.
 //! Relative paths in the file are resolved against the file's own directory,
-//! so a config works the same whatever the daemon's working directory is.
+//! made absolute, so a config works the same whatever the daemon's working
+//! directory is, and the config `check-config` prints works from anywhere.
 
 mod daemon;
 mod lenient;
@@ -54,7 +55,8 @@ macro_rules! config_sections {
             /// Marks a development config: the daemon warns loudly at start.
             pub development: bool,
             $($(#[doc = $doc])* pub $name: $ty,)*
-            /// Directory relative paths are resolved against (the config file's).
+            /// Directory relative paths are resolved against (the config
+            /// file's), absolute.
             #[serde(skip)]
             pub base_dir: PathBuf,
         }
@@ -105,7 +107,8 @@ impl Config {
         strict(Self::load_lenient(path))
     }
 
-    /// Parses and validates config text; relative paths resolve against `base_dir`.
+    /// Parses and validates config text; relative paths resolve against
+    /// `base_dir` (itself made absolute against the working directory).
     pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         strict(Self::parse_lenient(text, base_dir))
     }
@@ -119,7 +122,7 @@ impl Config {
             Err(e) => return (Config::default(), vec![e]),
         };
         let (mut config, mut errors) = lenient::deserialize_collecting(table);
-        config.base_dir = base_dir.to_path_buf();
+        config.base_dir = absolute_dir(base_dir);
         config.resolve_paths();
         errors.extend(config.validate());
         (config, errors)
@@ -188,6 +191,21 @@ impl Config {
             epoch: None,
         }
     }
+}
+
+/// `dir` joined to the working directory when relative, so that every path
+/// resolved against it is absolute: the paths `check-config` prints then
+/// hold wherever its output is used. An empty `dir` (the parent of a bare
+/// file name) is the working directory; `..` is kept, for the kernel to
+/// follow as it would have.
+fn absolute_dir(dir: &Path) -> PathBuf {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    // Only a vanished working directory fails: then the path as given.
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// The config, or every problem with it.

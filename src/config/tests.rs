@@ -225,6 +225,26 @@ fn relative_paths_resolve_against_the_config_directory() {
 }
 
 #[test]
+fn resolved_paths_are_absolute_whatever_the_base() {
+    let cwd = std::env::current_dir().unwrap();
+    let text = "[webhook]\nsecret_file = \"s.txt\"\n[server.tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n";
+    // "" is the directory of `--config hookfan.toml`.
+    for (base, dir) in [
+        ("conf", cwd.join("conf")),
+        ("", cwd.clone()),
+        ("./conf/../etc", cwd.join("conf/../etc")),
+        ("/etc/hookfan", PathBuf::from("/etc/hookfan")),
+    ] {
+        let c = Config::parse(text, Path::new(base)).unwrap();
+        assert_eq!(c.base_dir, dir, "{base:?}");
+        assert_eq!(c.webhook.secret_file, Some(dir.join("s.txt")), "{base:?}");
+        let tls = c.server.tls.unwrap();
+        assert_eq!(tls.key_file, Some(dir.join("k.pem")), "{base:?}");
+        assert!(tls.cert_file.unwrap().is_absolute(), "{base:?}");
+    }
+}
+
+#[test]
 fn defaults_are_the_runtime_types_own() {
     let c = Config::default();
     assert_eq!(

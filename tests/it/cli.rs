@@ -1,10 +1,16 @@
 //! The `hookfan` binary: flags, config validation, refusing to start
 //! without a secret, and serving on the shipped config.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::Message;
+
 use crate::common;
+use crate::common::pki::TestCa;
 
 fn hookfan() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hookfan"));
@@ -18,8 +24,15 @@ fn shipped_config() -> String {
 
 /// `hookfan check-config --config PATH`.
 fn check_config(path: &str) -> std::process::Output {
+    check_config_in(Path::new("."), path)
+}
+
+/// `hookfan check-config --config PATH` run in `cwd`, which a relative
+/// PATH starts from.
+fn check_config_in(cwd: &Path, path: &str) -> std::process::Output {
     hookfan()
         .args(["check-config", "--config", path])
+        .current_dir(cwd)
         .output()
         .unwrap()
 }
@@ -262,4 +275,162 @@ async fn every_dev_token_receives_a_shipped_fixture() {
             "{login}: {e}"
         );
     }
+}
+
+/// What the config of [`write_relative_config`] points at, by key.
+const RELATIVE_PATHS: &[(&str, &str)] = &[
+    ("auth.tokens_file", "fan-tokens.toml"),
+    ("server.tls.cert_file", "tls/cert.pem"),
+    ("server.tls.key_file", "tls/key.pem"),
+    ("webhook.secret_file", "fan-secret.txt"),
+];
+
+/// The webhook secret [`write_relative_config`] writes.
+const FILE_SECRET: &str = "relative-config-secret-value";
+
+/// `dir/hookfan.toml` naming every file by a path relative to `dir`: the
+/// webhook secret, the token table, and a certificate and key made by `ca`;
+/// `extra` adds sections.
+fn write_relative_config(dir: &Path, ca: &TestCa, extra: &str) {
+    std::fs::create_dir_all(dir.join("tls")).unwrap();
+    ca.leaf()
+        .write(&dir.join("tls/cert.pem"), &dir.join("tls/key.pem"));
+    std::fs::write(dir.join("fan-secret.txt"), format!("{FILE_SECRET}\n")).unwrap();
+    std::fs::write(dir.join("fan-tokens.toml"), common::tokens_toml()).unwrap();
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert_file = \"tls/cert.pem\"\nkey_file = \"tls/key.pem\"\n\
+         [webhook]\nsecret_file = \"fan-secret.txt\"\n\
+         [auth]\nprovider = \"static\"\ntokens_file = \"fan-tokens.toml\"\n{extra}"
+    );
+    std::fs::write(dir.join("hookfan.toml"), text).unwrap();
+}
+
+/// Every `*_file` and `*_dir` key of a printed config, dotted, with its value.
+fn path_keys(table: &toml::Table, prefix: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (key, value) in table {
+        let dotted = format!("{prefix}{key}");
+        match value {
+            toml::Value::Table(t) => found.extend(path_keys(t, &format!("{dotted}."))),
+            toml::Value::String(s) if key.ends_with("_file") || key.ends_with("_dir") => {
+                found.push((dotted, s.clone()))
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+#[test]
+fn check_config_prints_every_path_absolute() {
+    let root = tempfile::tempdir().unwrap();
+    let conf = root.path().join("conf");
+    let ca = TestCa::new("hookfan test CA");
+    let cluster = "[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\nuser = \"hookfan\"\n\
+                   password_file = \"nats-password.txt\"\ntls_ca_file = \"tls/ca.pem\"\n";
+    write_relative_config(&conf, &ca, cluster);
+    std::fs::write(conf.join("nats-password.txt"), "nats-password-value\n").unwrap();
+    std::fs::write(conf.join("tls/ca.pem"), ca.pem()).unwrap();
+    let mut expected = RELATIVE_PATHS.to_vec();
+    expected.extend([
+        ("cluster.password_file", "nats-password.txt"),
+        ("cluster.tls_ca_file", "tls/ca.pem"),
+    ]);
+    expected.sort();
+    let base = std::fs::canonicalize(&conf).unwrap();
+
+    // `--config` relative to the working directory, with and without a directory part.
+    for (cwd, config) in [(root.path(), "conf/hookfan.toml"), (&conf, "hookfan.toml")] {
+        let out = check_config_in(cwd, config);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{config}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut printed = path_keys(&stdout.parse().unwrap(), "");
+        printed.sort();
+        let printed_keys: Vec<&str> = printed.iter().map(|(k, _)| k.as_str()).collect();
+        let expected_keys: Vec<&str> = expected.iter().map(|(k, _)| *k).collect();
+        assert_eq!(printed_keys, expected_keys, "{stdout}");
+        for ((key, path), (_, relative)) in printed.iter().zip(&expected) {
+            assert!(Path::new(path).is_absolute(), "{config}: {key} = {path:?}");
+            assert_eq!(
+                std::fs::canonicalize(path).unwrap(),
+                base.join(relative),
+                "{config}: {key}"
+            );
+        }
+        assert!(
+            stdout.contains(&format!(
+                "# {config}: valid; relative paths resolved against {}\n",
+                conf.display()
+            )),
+            "{config}: {stdout}"
+        );
+        for secret in [FILE_SECRET, "nats-password-value", &common::token("alice")] {
+            assert!(
+                !stdout.contains(secret),
+                "{config}: a secret is printed:\n{stdout}"
+            );
+        }
+    }
+}
+
+// The issue's case: a config with relative paths, checked from the
+// directory above it, its output saved in an unrelated directory and the
+// daemon started on that copy from yet another working directory (this
+// test's): every file the copy names is still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_output_saved_elsewhere_serves_from_another_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let conf = root.path().join("project/conf");
+    let ca = TestCa::new("hookfan test CA");
+    write_relative_config(&conf, &ca, "");
+    let out = check_config_in(root.path(), "project/conf/hookfan.toml");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("hookfan.toml");
+    std::fs::write(&copy, &out.stdout).unwrap();
+
+    let again = check_config_in(elsewhere.path(), "hookfan.toml");
+    assert!(
+        again.status.success(),
+        "the copy has a problem: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let daemon = common::spawn_daemon_at(&copy);
+    assert_ne!(std::env::current_dir().unwrap(), elsewhere.path());
+    // The certificate and key files: the daemon serves TLS with them.
+    let mut ws = ca
+        .wss(daemon.addr, &common::token("alice"))
+        .await
+        .expect("wss upgrade");
+    // The tokens file: alice's token authenticates.
+    ws.send(Message::text(json!({"organization": "acme"}).to_string()))
+        .await
+        .unwrap();
+    let first = common::next_json(&mut ws).await;
+    assert_eq!(first["type"], "subscription_confirmed", "{first}");
+    // The secret file: its secret (not the environment's) signs webhooks.
+    let body = common::pr_payload("acme", "widgets", 7, "bob", false);
+    let status = (ca.webhook(
+        daemon.addr,
+        FILE_SECRET.as_bytes(),
+        "pull_request",
+        &body,
+        "d-7",
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let event = common::next_event(&mut ws).await;
+    assert_eq!(
+        event["url"], "https://github.com/acme/widgets/pull/7",
+        "{event}"
+    );
 }

@@ -602,13 +602,13 @@ async fn fixtures_are_the_size_of_githubs() {
 }
 
 /// The cross-check on GitHub's own example payloads. It runs when
-/// `HOOKFAN_SHARED_FIXTURES` names their directory (`.ci/run` sets it when
-/// `../shared/fixtures/webhooks` exists), and says so when it does not run.
+/// `HOOKFAN_SHARED_FIXTURES` names a directory of them (`.ci/run` passes the
+/// variable on when it is set), and says so when it does not run.
 #[tokio::test]
 async fn shared_corpus_cross_check() {
     let Some(dir) = shared_fixtures_dir() else {
         eprintln!(
-            "shared_corpus_cross_check: not run: HOOKFAN_SHARED_FIXTURES is not set (point it at a directory of GitHub's example payloads, e.g. ../shared/fixtures/webhooks)"
+            "shared_corpus_cross_check: not run: HOOKFAN_SHARED_FIXTURES is not set (point it at a directory of GitHub's example payloads)"
         );
         return;
     };

@@ -1,5 +1,7 @@
 //! `hookfan check-config`: validates the configuration and prints the
-//! effective settings, secrets masked.
+//! effective settings, secrets masked, every path absolute (resolved
+//! against the file's directory), so that the output works as a config
+//! from any directory.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -23,7 +25,13 @@ pub(crate) fn run(path: &Path, prepared: Result<Prepared, ConfigErrors>) -> Exit
                     p.secret.expose().len()
                 ),
             };
-            println!("# {}: valid", path.display());
+            // The base is on the first line, the one that names the file:
+            // the rest is the same for the printed config fed back.
+            println!(
+                "# {}: valid; relative paths resolved against {}",
+                path.display(),
+                p.config.base_dir.display()
+            );
             println!("# webhook secret: {secret}");
             println!("# auth: {}", p.auth_summary);
             println!(
