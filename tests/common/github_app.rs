@@ -62,7 +62,8 @@ struct Books {
     statuses: HashMap<String, Vec<u16>>,
     list_requests: Vec<Instant>,
     bad: Vec<String>,
-    canned: Option<Canned>,
+    /// Answers queued by the test, served in order.
+    canned: std::collections::VecDeque<Canned>,
     page_cap: usize,
 }
 
@@ -184,13 +185,14 @@ impl GithubAppMock {
     }
 
     /// The next `n` API requests that pass the checks get `status` with
-    /// `headers` (and GitHub's message for that status) instead.
+    /// `headers` (and GitHub's message for that status) instead; after
+    /// the answers queued before, if any.
     pub fn answer_next(&self, n: usize, status: u16, headers: &[(&str, &str)]) {
         let headers = headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.state.books().canned = Some(Canned {
+        self.state.books().canned.push_back(Canned {
             left: n,
             status,
             headers,
@@ -305,7 +307,10 @@ impl State {
     /// The test's canned answer, if one is left.
     fn canned(&self) -> Option<Answer> {
         let mut books = self.books();
-        let canned = books.canned.as_mut().filter(|c| c.left > 0)?;
+        while books.canned.front().is_some_and(|c| c.left == 0) {
+            books.canned.pop_front();
+        }
+        let canned = books.canned.front_mut()?;
         canned.left -= 1;
         let message = wire::message_for(canned.status);
         Some(error(canned.status, &canned.headers, message))
