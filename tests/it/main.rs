@@ -23,6 +23,7 @@ mod loadtest_smoke;
 mod metrics;
 mod monitoring;
 mod operations;
+mod redelivery;
 mod subscription_validate;
 mod tls;
 mod webhook_dedup;
