@@ -116,6 +116,36 @@ fn check_config_reports_every_problem_with_its_key() {
 }
 
 #[test]
+fn check_config_refuses_redelivery_without_the_app_and_a_key_that_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret").unwrap();
+    let base = "[webhook]\nsecret_file = \"secret\"\n[auth]\nprovider = \"static\"\n\
+                tokens_file = \"tokens.toml\"\n";
+    std::fs::write(dir.path().join("tokens.toml"), common::tokens_toml()).unwrap();
+    let path = write_config(&dir, &format!("{base}[redelivery]\nenabled = true\n"));
+    let out = check_config(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("redelivery.enabled: needs [github_app] app_id and private_key_file"),
+        "{err}"
+    );
+    // A certificate where the App's private key should be.
+    std::fs::write(dir.path().join("app.pem"), TestCa::new("not a key").pem()).unwrap();
+    let app = "[github_app]\napp_id = 7\nprivate_key_file = \"app.pem\"\n";
+    let path = write_config(&dir, &format!("{base}{app}[redelivery]\nenabled = true\n"));
+    let out = check_config(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("github_app.private_key_file: ")
+            && err.contains("app.pem holds no PEM private key"),
+        "{err}"
+    );
+    assert!(!err.contains("redelivery.enabled"), "{err}");
+}
+
+#[test]
 fn unknown_key_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(&dir, "[server]\nlisten_addr = \"127.0.0.1:0\"\n");
@@ -327,14 +357,21 @@ fn check_config_prints_every_path_absolute() {
     let conf = root.path().join("conf");
     let ca = TestCa::new("hookfan test CA");
     let cluster = "[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\nuser = \"hookfan\"\n\
-                   password_file = \"nats-password.txt\"\ntls_ca_file = \"tls/ca.pem\"\n";
+                   password_file = \"nats-password.txt\"\ntls_ca_file = \"tls/ca.pem\"\n\
+                   [github_app]\napp_id = 1\nprivate_key_file = \"app-key.pem\"\n";
     write_relative_config(&conf, &ca, cluster);
     std::fs::write(conf.join("nats-password.txt"), "nats-password-value\n").unwrap();
     std::fs::write(conf.join("tls/ca.pem"), ca.pem()).unwrap();
+    let app_key = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github-app/app-key.pem"),
+    )
+    .unwrap();
+    std::fs::write(conf.join("app-key.pem"), &app_key).unwrap();
     let mut expected = RELATIVE_PATHS.to_vec();
     expected.extend([
         ("cluster.password_file", "nats-password.txt"),
         ("cluster.tls_ca_file", "tls/ca.pem"),
+        ("github_app.private_key_file", "app-key.pem"),
     ]);
     expected.sort();
     let base = std::fs::canonicalize(&conf).unwrap();
@@ -368,7 +405,13 @@ fn check_config_prints_every_path_absolute() {
             )),
             "{config}: {stdout}"
         );
-        for secret in [FILE_SECRET, "nats-password-value", &common::token("alice")] {
+        let key_body = app_key.lines().nth(1).unwrap();
+        for secret in [
+            FILE_SECRET,
+            "nats-password-value",
+            &common::token("alice"),
+            key_body,
+        ] {
             assert!(
                 !stdout.contains(secret),
                 "{config}: a secret is printed:\n{stdout}"
