@@ -110,9 +110,9 @@ impl Nats {
     }
 
     /// Restarts it the way an operator does: SIGTERM, wait until it has
-    /// shut down (JetStream's store flushed), then start it again on the
-    /// same port with the same store.
-    pub fn restart_gracefully(&mut self) {
+    /// shut down (JetStream's store flushed), then, `down` later (a slow
+    /// restart), start it again on the same port with the same store.
+    pub fn restart_gracefully(&mut self, down: std::time::Duration) {
         if let Some(mut c) = self.child.take() {
             let status = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
@@ -121,6 +121,7 @@ impl Nats {
             assert!(status.success(), "kill -TERM nats-server");
             c.wait().unwrap();
         }
+        std::thread::sleep(down);
         self.start_again();
     }
 
