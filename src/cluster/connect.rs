@@ -1,10 +1,11 @@
 //! Joining the cluster at start: NATS reached with the configured
 //! credentials and TLS, the stream made sure of; a failure names the config
-//! key to look at. Also the back-off between attempts to reach NATS again.
+//! key to look at. Also the back-off between attempts to reach NATS again,
+//! and what the client's events (lost, back) change.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use async_nats::ConnectErrorKind;
@@ -17,12 +18,25 @@ use super::stream::{ensure_stream, epoch_of};
 use super::{Cluster, ClusterError, ClusterStats, Inner, fail};
 use crate::checks::read_secret_line;
 
-/// Back-off between attempts to reach NATS again: 100 ms doubling to 5 s,
-/// with jitter so that the nodes of a cluster do not retry in step.
+/// Back-off between attempts to start the stream's consumer again: 100 ms
+/// doubling to 5 s, with jitter so that the nodes of a cluster do not retry
+/// in step.
 pub(super) fn backoff(attempt: usize) -> Duration {
+    doubling(attempt, Duration::from_secs(5))
+}
+
+/// Delay between attempts to reach NATS again: 100 ms doubling to 1 s, with
+/// jitter. A second at most, so that a node is back within about a second
+/// of a restarted NATS listening again (however long it was down); an
+/// attempt a second costs NATS nothing.
+fn reconnect_delay(attempt: usize) -> Duration {
+    doubling(attempt, Duration::from_secs(1))
+}
+
+/// 100 ms doubling with each attempt up to `cap`, times 0.5 to 1.
+fn doubling(attempt: usize, cap: Duration) -> Duration {
     let base = Duration::from_millis(100).saturating_mul(1 << attempt.min(6) as u32);
-    let capped = base.min(Duration::from_secs(5));
-    capped.mul_f64(0.5 + fastrand::f64() / 2.0)
+    base.min(cap).mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
 impl Cluster {
@@ -44,15 +58,20 @@ impl Cluster {
             node: config.node(),
             ..ClusterStats::default()
         });
+        let link = Arc::new(Link {
+            stats: stats.clone(),
+            reconnected: watch::Sender::new(0),
+            down: AtomicBool::new(false),
+        });
         let options = async_nats::ConnectOptions::new()
             .name(format!("hookfan {}", stats.node))
             .connection_timeout(Duration::from_secs(5))
-            .reconnect_delay_callback(backoff)
+            .reconnect_delay_callback(reconnect_delay)
             .event_callback({
-                let stats = stats.clone();
+                let link = link.clone();
                 move |event| {
-                    let stats = stats.clone();
-                    async move { on_event(&stats, event) }
+                    let link = link.clone();
+                    async move { link.on_event(event) }
                 }
             });
         let (options, auth_key) = with_credentials(options, config).await?;
@@ -84,6 +103,7 @@ impl Cluster {
                 joined_at: last,
                 stream_first: AtomicU64::new(info.state.first_sequence.max(1)),
                 applied: watch::Sender::new(last),
+                reconnected: link.reconnected.clone(),
                 stats,
                 hub: OnceLock::new(),
                 backfills: tokio::sync::Semaphore::new(config.backfill_concurrency),
@@ -197,19 +217,40 @@ fn tls_failure<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustl
     None
 }
 
-fn on_event(stats: &ClusterStats, event: async_nats::Event) {
-    match event {
-        async_nats::Event::Connected => {
-            stats.connected.store(true, Relaxed);
-            tracing::info!(node = %stats.node, "connected to NATS");
+/// What the NATS client's events change: the node's state, and the signal
+/// that makes the consumer start again at once after a reconnection.
+struct Link {
+    stats: Arc<ClusterStats>,
+    /// Bumped each time NATS is back after being lost.
+    reconnected: watch::Sender<u64>,
+    /// NATS was lost and is not back yet.
+    down: AtomicBool,
+}
+
+impl Link {
+    fn on_event(&self, event: async_nats::Event) {
+        let stats = &self.stats;
+        match event {
+            async_nats::Event::Connected => {
+                stats.connected.store(true, Relaxed);
+                tracing::info!(node = %stats.node, "connected to NATS");
+                // The consumer's pull requests died with the old connection
+                // (and the server may have lost the consumer itself): it is
+                // made again now rather than when heartbeats time out.
+                if self.down.swap(false, Relaxed) {
+                    stats.reconnects.fetch_add(1, Relaxed);
+                    self.reconnected.send_modify(|n| *n += 1);
+                }
+            }
+            async_nats::Event::Disconnected => {
+                stats.connected.store(false, Relaxed);
+                self.down.store(true, Relaxed);
+                tracing::warn!(node = %stats.node, "lost NATS: webhooks are answered 503 until it is back");
+            }
+            async_nats::Event::Closed => {
+                stats.connected.store(false, Relaxed);
+            }
+            other => tracing::info!(node = %stats.node, event = %other, "NATS"),
         }
-        async_nats::Event::Disconnected => {
-            stats.connected.store(false, Relaxed);
-            tracing::warn!(node = %stats.node, "lost NATS: webhooks are answered 503 until it is back");
-        }
-        async_nats::Event::Closed => {
-            stats.connected.store(false, Relaxed);
-        }
-        other => tracing::info!(node = %stats.node, event = %other, "NATS"),
     }
 }

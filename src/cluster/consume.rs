@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use futures_util::StreamExt;
+use tokio::sync::watch;
 
 use super::connect::backoff;
 use super::facts::{self, DecodeError};
@@ -14,15 +15,33 @@ use crate::broker::Hub;
 use crate::event::Event;
 
 /// Applies the stream to the hub, in order, from the seq after the last
-/// applied; starts over (with back-off) whenever the consumer fails.
+/// applied; starts over (with back-off) whenever the consumer fails, and at
+/// once when NATS is back after being lost.
 pub(super) async fn consume(inner: Arc<Inner>, hub: Hub, learners: Learners) {
+    let mut reconnected = inner.reconnected.subscribe();
     let mut attempt = 0usize;
     while !hub.is_stopped() {
         let from = *inner.applied.borrow() + 1;
         inner.stats.consumer_starts.fetch_add(1, Relaxed);
-        match consume_from(&inner, &hub, &learners, from).await {
-            Ok(()) => return,
-            Err(e) => {
+        reconnected.mark_unchanged();
+        // None: NATS is back after being lost.
+        let outcome = tokio::select! {
+            r = consume_from(&inner, &hub, &learners, from) => Some(r),
+            () = back(&mut reconnected) => None,
+        };
+        match outcome {
+            Some(Ok(())) => return,
+            None => {
+                // A fresh start: the consumer is made again from `applied + 1`
+                // now, and retried quickly should JetStream not be ready.
+                attempt = 0;
+                tracing::info!(
+                    node = %inner.stats.node, after = *inner.applied.borrow(),
+                    "NATS is back: reading the stream again"
+                );
+                continue;
+            }
+            Some(Err(e)) => {
                 // It got somewhere: the next failure starts the backoff over.
                 if *inner.applied.borrow() >= from {
                     attempt = 0;
@@ -35,8 +54,18 @@ pub(super) async fn consume(inner: Arc<Inner>, hub: Hub, learners: Learners) {
                 }
             }
         }
-        tokio::time::sleep(backoff(attempt)).await;
-        attempt += 1;
+        tokio::select! {
+            () = tokio::time::sleep(backoff(attempt)) => attempt += 1,
+            () = back(&mut reconnected) => attempt = 0,
+        }
+    }
+}
+
+/// Returns once NATS is back after being lost (never, once the link is
+/// gone).
+async fn back(reconnected: &mut watch::Receiver<u64>) {
+    if reconnected.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

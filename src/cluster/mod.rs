@@ -116,6 +116,8 @@ struct Inner {
     stream_first: AtomicU64,
     /// The last seq applied to the hub.
     applied: watch::Sender<u64>,
+    /// Bumped each time NATS is back after being lost.
+    reconnected: watch::Sender<u64>,
     stats: Arc<ClusterStats>,
     hub: OnceLock<Hub>,
     /// Resumes reading the stream at once on this node

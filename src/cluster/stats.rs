@@ -29,6 +29,8 @@ pub(crate) struct ClusterStats {
     pub lost: AtomicU64,
     /// Times the consumer was (re)started.
     pub consumer_starts: AtomicU64,
+    /// Times NATS was back after being lost.
+    pub reconnects: AtomicU64,
 }
 
 impl Source for ClusterStats {
@@ -44,6 +46,11 @@ impl Source for ClusterStats {
                 [("node", self.node.as_str())],
                 self.connected.load(Relaxed) as i64,
             )],
+        )?;
+        out.counter(
+            "cluster_reconnects",
+            "Times this node got NATS back after losing it",
+            self.reconnects.load(Relaxed),
         )?;
         self.report_publishing(out)?;
         self.report_consuming(out)

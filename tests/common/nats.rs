@@ -106,10 +106,39 @@ impl Nats {
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) {
         self.kill();
+        self.start_again();
+    }
+
+    /// Restarts it the way an operator does: SIGTERM, wait until it has
+    /// shut down (JetStream's store flushed), then, `down` later (a slow
+    /// restart), start it again on the same port with the same store.
+    pub fn restart_gracefully(&mut self, down: std::time::Duration) {
+        if let Some(mut c) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill -TERM nats-server");
+            c.wait().unwrap();
+        }
+        std::thread::sleep(down);
+        self.start_again();
+    }
+
+    fn start_again(&mut self) {
         let (child, port) = Self::spawn(self.store.path(), self.port as i32, self.conf.as_deref());
         assert_eq!(port, self.port);
         self.child = Some(child);
     }
+}
+
+/// A cluster node's config: `nats`, `stream`, and room for many clients
+/// from 127.0.0.1.
+pub fn node_config(nats: &Nats, stream: &str, extra: &str) -> String {
+    format!(
+        "[limits]\nmax_conns_per_ip = 2000\n[cluster]\nnats_url = \"{}\"\nstream = \"{stream}\"\npublish_timeout_s = 2\n{extra}",
+        nats.url()
+    )
 }
 
 impl Drop for Nats {

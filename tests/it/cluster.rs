@@ -17,15 +17,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// The answer to a delivery id already accepted.
 const DUPLICATE: &str = "duplicate: delivery already accepted\n";
 
-/// A node's config: the test's NATS, `stream`, and room for many clients
-/// from 127.0.0.1.
-fn node_config(nats: &Nats, stream: &str, extra: &str) -> String {
-    format!(
-        "[limits]\nmax_conns_per_ip = 2000\n[cluster]\nnats_url = \"{}\"\nstream = \"{stream}\"\npublish_timeout_s = 2\n{extra}",
-        nats.url()
-    )
-}
-
 async fn node(nats: &Nats, stream: &str) -> TestServer {
     TestServer::start(&node_config(nats, stream, "")).await
 }

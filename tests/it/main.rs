@@ -15,6 +15,7 @@ mod acme;
 mod cli;
 mod client;
 mod cluster;
+mod cluster_restart;
 mod embedder;
 mod github_app_mock;
 mod github_auth;
