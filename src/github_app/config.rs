@@ -67,24 +67,26 @@ impl Section for GithubAppConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use super::*;
 
-    fn problems(text: &str) -> Vec<String> {
-        match Config::parse(text, std::path::Path::new("/nonexistent")) {
-            Ok(_) => vec![],
-            Err(e) => e.0.iter().map(ToString::to_string).collect(),
-        }
+    fn problems(app_id: Option<u64>, key: Option<&str>) -> Vec<String> {
+        let mut c = GithubAppConfig {
+            app_id,
+            private_key_file: key.map(PathBuf::from),
+        };
+        c.resolve_paths(Path::new("/nonexistent"));
+        c.validate().iter().map(ToString::to_string).collect()
     }
 
     #[test]
     fn both_keys_or_neither() {
-        assert!(problems("[github_app]\n").is_empty());
+        assert!(problems(None, None).is_empty());
         assert_eq!(
-            problems("[github_app]\napp_id = 7\n"),
+            problems(Some(7), None),
             ["github_app.private_key_file: not set, but github_app.app_id is"]
         );
         assert_eq!(
-            problems("[github_app]\napp_id = 0\nprivate_key_file = \"k.pem\"\n"),
+            problems(Some(0), Some("k.pem")),
             [
                 "github_app.app_id: must be the App's id (a positive number), got 0",
                 "github_app.private_key_file: cannot read /nonexistent/k.pem: \

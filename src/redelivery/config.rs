@@ -75,43 +75,53 @@ impl RedeliveryConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use super::*;
 
-    fn problems(text: &str) -> Vec<String> {
-        match Config::parse(text, std::path::Path::new("/")) {
-            Ok(_) => vec![],
-            Err(e) => e.0.iter().map(ToString::to_string).collect(),
-        }
+    fn problems(c: &RedeliveryConfig) -> Vec<String> {
+        c.validate().iter().map(ToString::to_string).collect()
     }
 
     #[test]
     fn defaults_are_off_and_valid() {
-        let c = Config::parse("", std::path::Path::new("/")).unwrap();
-        assert!(!c.redelivery.enabled);
-        assert_eq!(
-            (c.redelivery.interval_s, c.redelivery.lookback_s),
-            (300, 259_200)
-        );
-        assert_eq!(c.redelivery.max_per_sweep, 1000);
+        let c = RedeliveryConfig::default();
+        assert!(!c.enabled);
+        assert_eq!((c.interval_s, c.lookback_s), (300, 259_200));
+        assert_eq!((c.max_per_sweep, c.lease_ttl_s), (1000, 30));
+        assert!(problems(&c).is_empty());
+        assert!(c.validate_with(&GithubAppConfig::default()).is_none());
     }
 
     #[test]
     fn enabled_needs_the_app() {
+        let on = RedeliveryConfig {
+            enabled: true,
+            ..RedeliveryConfig::default()
+        };
         assert_eq!(
-            problems("[redelivery]\nenabled = true\n"),
-            [
-                "redelivery.enabled: needs [github_app] app_id and private_key_file: GitHub \
-              lists and redelivers an App's webhook deliveries only to the App itself"
-            ]
+            on.validate_with(&GithubAppConfig::default())
+                .unwrap()
+                .to_string(),
+            "redelivery.enabled: needs [github_app] app_id and private_key_file: GitHub \
+             lists and redelivers an App's webhook deliveries only to the App itself"
         );
+        let app = GithubAppConfig {
+            app_id: Some(1),
+            private_key_file: Some("k.pem".into()),
+        };
+        assert!(on.validate_with(&app).is_none());
     }
 
     #[test]
     fn bounds() {
-        let text = "[redelivery]\ninterval_s = 0\nlookback_s = 259201\n\
-                    max_per_sweep = 0\nlease_ttl_s = 1\n";
+        let c = RedeliveryConfig {
+            enabled: false,
+            interval_s: 0,
+            lookback_s: 259_201,
+            max_per_sweep: 0,
+            lease_ttl_s: 1,
+        };
         assert_eq!(
-            problems(text),
+            problems(&c),
             [
                 "redelivery.interval_s: must be 1..=86400 s, got 0",
                 "redelivery.lookback_s: must be 1..=259200 s, got 259201",
