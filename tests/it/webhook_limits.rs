@@ -222,8 +222,12 @@ async fn three_hundred_stalled_bodies_hold_no_memory_and_are_cut_off() {
     let mut stalled = Vec::new();
     for _ in 0..STALLED {
         let mut c = Raw::connect(addr).await;
+        // Taken before the head goes out: the daemon's deadline starts when
+        // it has the head, never earlier, even if this task is descheduled
+        // between the write and reading the clock.
+        let sending = Instant::now();
         c.send(stalled_head.as_bytes()).await;
-        stalled.push((c, Instant::now()));
+        stalled.push((c, sending));
     }
     wait_metric(addr, IN_PROGRESS, STALLED as f64).await;
     assert_eq!(metric(addr, RESERVED).await, Some(300.0 * 1048576.0));
