@@ -1,6 +1,7 @@
 //! Shared test helpers, by concern: the test token table (here), real
 //! servers in this process ([`server`]) and as child processes
-//! ([`daemon`], [`nats`]; [`tools`] installs what they run), clients for
+//! ([`daemon`], [`nats`]; [`tools`] installs what they run), a GitHub-like
+//! App API for the redelivery sweeper ([`github_app`]), clients for
 //! plain HTTP ([`http`]), WebSocket ([`ws`]) and TLS ([`pki`]), payloads
 //! ([`payloads`]) and metrics ([`metrics`]).
 
