@@ -1,0 +1,1 @@
+// hookfan JavaScript client: being built.

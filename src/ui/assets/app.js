@@ -1,0 +1,1 @@
+// The live events page: being built.
