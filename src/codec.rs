@@ -306,6 +306,22 @@ pub(crate) fn text_frame(payload: &[u8]) -> (Bytes, u8) {
     encode(Frame::text(Payload::Borrowed(payload)))
 }
 
+/// The payload of a text frame this server built (unmasked, one frame);
+/// `None` for any other frame.
+pub(crate) fn text_payload(frame: &[u8]) -> Option<&[u8]> {
+    let (&first, rest) = frame.split_first()?;
+    if first != 0x80 | 0x1 {
+        return None;
+    }
+    let (&len, rest) = rest.split_first()?;
+    let skip = match len & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    rest.get(skip..)
+}
+
 /// A close frame with `code` and a short `reason` (cut to fit 123 bytes).
 pub(crate) fn close_frame(code: u16, reason: &str) -> Bytes {
     let mut end = reason.len().min(123);
@@ -546,5 +562,20 @@ mod tests {
         );
         assert_eq!(close_frame(1000, &"é".repeat(100)).len(), 2 + 2 + 122);
         assert_eq!(&pong_frame(b"x")[..], &[0x8a, 1, b'x']);
+    }
+
+    #[test]
+    fn text_payload_reads_back_what_text_frame_wrote() {
+        for len in [0, 5, 125, 126, 65_535, 65_536, 70_000] {
+            let payload = vec![b'x'; len];
+            assert_eq!(
+                text_payload(&text_frame(&payload).0),
+                Some(&payload[..]),
+                "{len}"
+            );
+        }
+        assert_eq!(text_payload(&close_frame(1000, "bye")), None);
+        assert_eq!(text_payload(&ping_frame(b"p")), None);
+        assert_eq!(text_payload(&[]), None);
     }
 }

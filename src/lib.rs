@@ -207,6 +207,7 @@ mod tier;
 mod tls;
 mod ui;
 mod webhook;
+mod write_deadline;
 mod ws;
 
 pub use auth::github::{GithubProvider, GithubStats};

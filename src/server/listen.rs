@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -69,14 +68,16 @@ where
 /// stopped (then it is closed once its request in flight is answered).
 /// While draining, connections stay open so that every request, on a
 /// connection old or new, gets its 503 rather than a reset.
-pub(super) async fn serve_http<I, S>(
+pub(super) async fn serve_http<I, S, B>(
     stream: I,
     service: S,
     header_timeout: Duration,
     mut phase: watch::Receiver<Phase>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>> + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B> + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {

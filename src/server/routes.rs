@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
@@ -19,6 +19,8 @@ use tokio_rustls::TlsAcceptor;
 use super::Phase;
 use super::listen::serve_http;
 use crate::http_text::{PROMETHEUS_TEXT, closing, text, typed};
+use crate::write_deadline::WriteDeadline;
+use crate::ws::Body;
 use crate::{Metrics, WebhookEndpoint, WsEndpoint};
 
 /// The header read timeout of the metrics and redirect listeners.
@@ -35,6 +37,8 @@ pub(super) struct App {
     pub(super) ui: bool,
     pub(super) phase: watch::Receiver<Phase>,
     pub(super) header_timeout: Duration,
+    /// How long a response's write may stall (`server.write_timeout_s`).
+    pub(super) write_timeout: Duration,
     /// `Some` when the listener speaks TLS.
     pub(super) tls: Option<TlsAcceptor>,
 }
@@ -43,6 +47,7 @@ pub(super) struct App {
 /// TLS, then HTTP routed to the endpoints.
 pub(super) async fn serve_app(stream: TcpStream, peer: SocketAddr, app: Arc<App>) {
     let (phase, header_timeout, tls) = (app.phase.clone(), app.header_timeout, app.tls.clone());
+    let write_timeout = app.write_timeout;
     let service = service_fn(move |req| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(route(req, peer, &app).await) }
@@ -50,17 +55,27 @@ pub(super) async fn serve_app(stream: TcpStream, peer: SocketAddr, app: Arc<App>
     match tls {
         None => {
             let _ = stream.set_nodelay(true);
+            let stream = WriteDeadline::new(stream, write_timeout);
             serve_http(stream, service, header_timeout, phase).await;
         }
         Some(tls) => {
             if let Some(stream) = super::tls::handshake(stream, peer, &tls, header_timeout).await {
+                let stream = WriteDeadline::new(stream, write_timeout);
                 serve_http(stream, service, header_timeout, phase).await;
             }
         }
     }
 }
 
-async fn route(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Response<Body> {
+    if req.uri().path() == "/events" && *app.phase.borrow() == Phase::Serving {
+        return app.ws.handle_events(req, peer).await;
+    }
+    route_whole(req, peer, app).await.map(Either::Left)
+}
+
+/// Every answer but an event stream.
+async fn route_whole(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Response<Full<Bytes>> {
     let serving = *app.phase.borrow() == Phase::Serving;
     match req.uri().path() {
         "/metrics" if app.public_metrics => metrics_response(&req, &app.metrics),
@@ -72,7 +87,7 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Response<
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/webhook" if !serving => draining("shutting down\n"),
         "/webhook" => app.webhook.handle(req).await,
-        "/ws" if !serving => draining("503 Service Unavailable: shutting down\n"),
+        "/ws" | "/events" if !serving => draining("503 Service Unavailable: shutting down\n"),
         "/ws" => app.ws.handle(req, peer),
         p if app.ui && crate::ui::serves(p) => match serving {
             true => crate::ui::handle(&req),

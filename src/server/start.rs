@@ -71,6 +71,7 @@ pub async fn start(
         ui: config.server.ui,
         phase: phase_rx,
         header_timeout: Duration::from_secs(config.server.header_read_timeout_s),
+        write_timeout: Duration::from_secs(config.server.write_timeout_s),
         tls: (tls.as_ref()).map(|t| TlsAcceptor::from(t.config.clone())),
     };
     let (local_addr, metrics_addr, redirect_addr) = listeners.addrs;

@@ -44,6 +44,9 @@ pub(crate) enum HandshakeError {
     TooLarge(usize),
     /// The first message was binary.
     Binary,
+    /// The query of `/events` (or its `Last-Event-ID`) does not make a
+    /// subscription.
+    InvalidQuery(String),
     /// The subscription is invalid.
     Invalid(SubscriptionError),
     /// An event type outside the server's allowed list.
@@ -106,6 +109,11 @@ impl HandshakeError {
             Self::Invalid(e) => (
                 InvalidSubscription,
                 format!("Invalid subscription: {e}"),
+                1008,
+            ),
+            Self::InvalidQuery(why) => (
+                InvalidSubscription,
+                format!("Invalid subscription: {why}"),
                 1008,
             ),
             Self::EventTypeNotAllowed(t) => (
@@ -184,7 +192,12 @@ struct ErrorMsg<'a> {
 
 /// `{"type":"error","error":CODE,"message":...}` as a text frame.
 pub(crate) fn error_frame(code: ErrorCode, message: &str) -> Bytes {
-    json_frame(&ErrorMsg {
+    codec::text_frame(&error_json(code, message)).0
+}
+
+/// `{"type":"error","error":CODE,"message":...}`.
+pub(crate) fn error_json(code: ErrorCode, message: &str) -> Vec<u8> {
+    json(&ErrorMsg {
         kind: "error",
         error: code.as_str(),
         message,
@@ -227,9 +240,9 @@ pub(crate) struct Confirmed<'a> {
     pub warnings: &'a [String],
 }
 
-/// The `subscription_confirmed` message as a text frame.
-pub(crate) fn confirmation_frame(c: &Confirmed<'_>) -> Bytes {
-    json_frame(&Confirmation {
+/// The `subscription_confirmed` message.
+pub(crate) fn confirmation_json(c: &Confirmed<'_>) -> Vec<u8> {
+    json(&Confirmation {
         kind: "subscription_confirmed",
         organization: c.organization,
         username: c.username,
@@ -268,8 +281,11 @@ pub(crate) fn pong_frame(seq: Option<&serde_json::Value>) -> Bytes {
 }
 
 fn json_frame(v: &impl Serialize) -> Bytes {
-    let json = serde_json::to_vec(v).expect("serializing plain structs cannot fail");
-    codec::text_frame(&json).0
+    codec::text_frame(&json(v)).0
+}
+
+fn json(v: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(v).expect("serializing plain structs cannot fail")
 }
 
 /// A message a subscribed client may send.
@@ -329,7 +345,7 @@ mod tests {
             warnings: &[],
         };
         assert_eq!(
-            text(&confirmation_frame(&base)),
+            std::str::from_utf8(&confirmation_json(&base)).unwrap(),
             r#"{"type":"subscription_confirmed","organization":"acme","username":"alice","event_types":["pull_request"],"stream":{"epoch":"e1","seq":9,"oldest":3}}"#
         );
         let resumed = Confirmed {
@@ -339,7 +355,7 @@ mod tests {
             ..base
         };
         assert_eq!(
-            text(&confirmation_frame(&resumed)),
+            std::str::from_utf8(&confirmation_json(&resumed)).unwrap(),
             r#"{"type":"subscription_confirmed","organization":"acme","username":"alice","stream":{"epoch":"e1","seq":9,"oldest":3},"resumed":true,"warnings":["w"]}"#
         );
         let refused = Confirmed {
@@ -348,7 +364,7 @@ mod tests {
             ..resumed
         };
         assert_eq!(
-            text(&confirmation_frame(&refused)),
+            std::str::from_utf8(&confirmation_json(&refused)).unwrap(),
             r#"{"type":"subscription_confirmed","organization":"acme","username":"alice","stream":{"epoch":"e1","seq":9,"oldest":3},"resumed":false,"resume_error":"too_old"}"#
         );
         assert_eq!(text(&ping_frame(3)), r#"{"type":"ping","seq":3}"#);

@@ -6,9 +6,11 @@ mod access;
 pub(crate) use crate::codec;
 mod messages;
 mod session;
+mod sse;
 mod subprotocol;
 mod wire;
 
+pub(crate) use sse::Body;
 pub use subprotocol::SUBPROTOCOL;
 
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +33,7 @@ use crate::limits::{
     client_key,
 };
 use crate::metrics::Metrics;
+use crate::write_deadline::WriteDeadline;
 use access::AccessWatch;
 use subprotocol::Offered;
 
@@ -103,6 +106,42 @@ pub(crate) struct WsContext {
     pub backfill: Option<Arc<dyn Backfill>>,
     /// The tokens of the connected clients, checked again as they come due.
     pub access: Arc<AccessWatch>,
+}
+
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// The socket under an upgraded connection.
+enum Socket {
+    Tcp(TcpStream),
+    /// Boxed: the TLS state is large, the upgrade task stays small.
+    Tls(Box<TlsStream>),
+}
+
+/// The socket of an upgraded connection, and the bytes hyper read past the
+/// request: served by the daemon (with a [`WriteDeadline`] around it) or by
+/// an embedder (without).
+fn unwrap_socket(upgraded: hyper::upgrade::Upgraded) -> Option<(Socket, Bytes)> {
+    let upgraded = match upgraded.downcast::<TokioIo<WriteDeadline<TcpStream>>>() {
+        Ok(p) => return Some((Socket::Tcp(p.io.into_inner().into_inner()), p.read_buf)),
+        Err(u) => u,
+    };
+    let upgraded = match upgraded.downcast::<TokioIo<WriteDeadline<TlsStream>>>() {
+        Ok(p) => {
+            return Some((
+                Socket::Tls(Box::new(p.io.into_inner().into_inner())),
+                p.read_buf,
+            ));
+        }
+        Err(u) => u,
+    };
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(p) => return Some((Socket::Tcp(p.io.into_inner()), p.read_buf)),
+        Err(u) => u,
+    };
+    match upgraded.downcast::<TokioIo<TlsStream>>() {
+        Ok(p) => Some((Socket::Tls(Box::new(p.io.into_inner())), p.read_buf)),
+        Err(_) => None,
+    }
 }
 
 /// `GET /ws`: what an embedder routes WebSocket clients to.
@@ -339,20 +378,16 @@ impl WsEndpoint {
             // The session works on the socket directly (see codec.rs for
             // why); hyper hands back any bytes it read past the request.
             let held = (guard, slot);
-            let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(p) => {
-                    let tcp = p.io.into_inner();
-                    return session::run(tcp, p.read_buf, token, ip, ctx, held).await;
+            match unwrap_socket(upgraded) {
+                Some((Socket::Tcp(tcp), prefix)) => {
+                    session::run(tcp, prefix, token, ip, ctx, held).await;
                 }
-                Err(u) => u,
-            };
-            match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
-                Ok(p) => {
-                    let (tcp, tls) = p.io.into_inner().into_inner();
+                Some((Socket::Tls(tls), prefix)) => {
+                    let (tcp, tls) = (*tls).into_inner();
                     let wire = wire::TlsWire::new(tcp, tls);
-                    session::run(wire, p.read_buf, token, ip, ctx, held).await;
+                    session::run(wire, prefix, token, ip, ctx, held).await;
                 }
-                Err(_) => {
+                None => {
                     tracing::error!(%ip, "upgraded connection is neither TCP nor TLS over TCP");
                 }
             }

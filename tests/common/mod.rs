@@ -2,7 +2,8 @@
 //! servers in this process ([`server`]) and as child processes
 //! ([`daemon`], [`nats`]; [`tools`] installs what they run), a GitHub-like
 //! App API for the redelivery sweeper ([`github_app`]), clients for
-//! plain HTTP ([`http`]), WebSocket ([`ws`]) and TLS ([`pki`]), payloads
+//! plain HTTP ([`http`]), WebSocket ([`ws`]), Server-Sent Events
+//! ([`sse`]) and TLS ([`pki`]), payloads
 //! ([`payloads`]) and metrics ([`metrics`]).
 
 pub mod daemon;
@@ -13,6 +14,7 @@ pub mod nats;
 pub mod payloads;
 pub mod pki;
 pub mod server;
+pub mod sse;
 pub mod tools;
 pub mod ws;
 
@@ -23,6 +25,7 @@ pub use metrics::*;
 pub use nats::*;
 pub use payloads::*;
 pub use server::*;
+pub use sse::*;
 pub use tools::*;
 pub use ws::*;
 

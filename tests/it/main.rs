@@ -17,6 +17,7 @@ mod client;
 mod cluster;
 mod cluster_restart;
 mod embedder;
+mod events_sse;
 mod github_app_mock;
 mod github_auth;
 mod limits;

@@ -20,14 +20,14 @@ enum First {
 }
 
 /// A successful handshake.
-pub(super) struct Accepted {
+pub(crate) struct Accepted {
     /// As accepted: username and pinned org filled in.
-    pub(super) subscription: Subscription,
-    pub(super) can_see_private: bool,
+    pub(crate) subscription: Subscription,
+    pub(crate) can_see_private: bool,
     /// The event types the confirmation lists.
-    pub(super) listed: Option<Vec<String>>,
-    pub(super) warnings: Vec<String>,
-    pub(super) filter: Filter,
+    pub(crate) listed: Option<Vec<String>>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) filter: Filter,
 }
 
 /// Reads the subscription, checks it and the token. `Ok(None)`: the client
@@ -40,8 +40,19 @@ pub(super) async fn handshake<W: Wire>(
     let Some(first) = read_subscription(conn, ctx).await? else {
         return Ok(None);
     };
+    check(&first, token, ctx).await.map(Some)
+}
+
+/// The checks on a subscription, whichever way it came (the first message
+/// on `/ws`, the query of `/events`): its fields, the allowed event types,
+/// the token, the organization's membership.
+pub(crate) async fn check(
+    first: &str,
+    token: &Token,
+    ctx: &WsContext,
+) -> Result<Accepted, HandshakeError> {
     let (sub, unknown) =
-        Subscription::parse_with_unknown(&first).map_err(HandshakeError::Invalid)?;
+        Subscription::parse_with_unknown(first).map_err(HandshakeError::Invalid)?;
     if let Some(allowed) = &ctx.settings.allowed_events
         && let Some(t) = sub.event_types.iter().find(|t| !allowed.contains(t))
     {
@@ -74,13 +85,13 @@ pub(super) async fn handshake<W: Wire>(
         username: identity.login,
         ..sub
     };
-    Ok(Some(accept(
+    Ok(accept(
         subscription,
         identity.orgs,
         can_see_private,
         warnings,
         ctx,
-    )))
+    ))
 }
 
 /// The first message, within the handshake timeout. `Ok(None)`: the

@@ -17,13 +17,16 @@ use tokio::time::Instant;
 
 use super::WsContext;
 use super::access::Watching;
-use super::messages::{self, HandshakeError};
+use super::codec;
+use super::messages::{self, ErrorCode, HandshakeError};
 use super::wire::Wire;
 use crate::auth::Token;
 use crate::broker::{ClientId, ClientProfile, Live, Outbox, Registration, Replay};
 use crate::subscription::ResumeFrom;
 use conn::Conn;
-use handshake::{Accepted, handshake};
+use handshake::handshake;
+pub(crate) use handshake::{Accepted, check};
+pub(crate) use stream::replay_ended;
 use stream::stream_events;
 
 /// Runs a connection from just after the upgrade: the handshake here, then
@@ -53,36 +56,17 @@ pub(crate) async fn run<W: Wire, H: Send + 'static>(
     };
     // Queued on the connection itself: it is written before anything is
     // taken from the outbox or the replay, so it precedes every event.
-    conn.queue(messages::confirmation_frame(&messages::Confirmed {
-        organization: &said.org,
-        username: &said.login,
-        event_types: said.listed.as_deref(),
-        stream: &live.stream,
-        resume: live.resume,
-        warnings: &said.warnings,
-    }));
-    ctx.metrics.handshake("confirmed");
+    conn.queue(codec::text_frame(&said.message(&live)).0);
+    let access = subscribed(&ctx, token, peer, &live, &said);
     let Live {
         id,
         outbox,
         registration,
-        stream,
         replay,
-        resume: outcome,
+        ..
     } = live;
-    let Confirmation {
-        login, org, resume, ..
-    } = said;
+    let Confirmation { login, org, .. } = said;
     let shard = registration.shard();
-    let access = ctx.access.watch(&ctx, token, id);
-    tracing::info!(client = id, %peer, %login, %org, shard, seq = stream.seq, "client subscribed");
-    if let (Some(from), Some(Err(refusal))) = (&resume, outcome) {
-        tracing::info!(
-            client = id, %login, outcome = refusal.as_str(), after = from.after,
-            oldest = stream.oldest, seq = stream.seq,
-            "resume refused: the client may have missed events"
-        );
-    }
     tokio::spawn(
         Subscribed {
             conn,
@@ -118,10 +102,34 @@ async fn accept<W: Wire>(
             None
         }
         Err(e) => {
-            refuse_handshake(conn, ctx, token, peer, e).await;
+            answer_on(conn, refused_check(ctx, token, peer, e)).await;
             None
         }
     }
+}
+
+/// Counts, logs and watches a client that just joined: its token is
+/// checked again from now on, as long as the returned watch is kept.
+pub(crate) fn subscribed(
+    ctx: &Arc<WsContext>,
+    token: Token,
+    peer: IpAddr,
+    live: &Live,
+    said: &Confirmation,
+) -> Watching {
+    ctx.metrics.handshake("confirmed");
+    let (id, stream) = (live.id, &live.stream);
+    let (login, org) = (&said.login, &said.org);
+    let shard = live.registration.shard();
+    tracing::info!(client = id, %peer, %login, %org, shard, seq = stream.seq, "client subscribed");
+    if let (Some(from), Some(Err(refusal))) = (&said.resume, live.resume) {
+        tracing::info!(
+            client = id, %login, outcome = refusal.as_str(), after = from.after,
+            oldest = stream.oldest, seq = stream.seq,
+            "resume refused: the client may have missed events"
+        );
+    }
+    ctx.access.watch(ctx, token, id)
 }
 
 /// Joins the hub with the accepted subscription (and its resume position):
@@ -133,6 +141,22 @@ async fn join<W: Wire>(
     peer: IpAddr,
     ctx: &WsContext,
 ) -> Option<(Live, Confirmation)> {
+    match join_hub(accepted, peer, ctx).await {
+        Ok(joined) => Some(joined),
+        Err(answer) => {
+            answer_on(conn, answer).await;
+            None
+        }
+    }
+}
+
+/// Joins the hub with the accepted subscription: what the client streams,
+/// or the answer to a refusal (logged and counted).
+pub(crate) async fn join_hub(
+    accepted: Accepted,
+    peer: IpAddr,
+    ctx: &WsContext,
+) -> Result<(Live, Confirmation), Answer> {
     // Fields moved out one by one, not destructured into more locals:
     // this future holds its locals across the join's awaits.
     let said = Confirmation {
@@ -154,20 +178,19 @@ async fn join<W: Wire>(
         .join_client(profile, accepted.filter, resume, backfill)
         .await
     {
-        Ok(live) => Some((live, said)),
+        Ok(live) => Ok((live, said)),
         Err(e) => {
             let log = |code: &str, detail: &str| {
                 tracing::info!(%peer, login = %said.login, error = code, detail = %detail, "subscription refused");
             };
-            refuse(conn, ctx, e.into(), log).await;
-            None
+            Err(refused(ctx, e.into(), log))
         }
     }
 }
 
 /// What the confirmation says of an accepted subscription, besides the
 /// stream and the resume's outcome.
-struct Confirmation {
+pub(crate) struct Confirmation {
     login: String,
     org: String,
     resume: Option<ResumeFrom>,
@@ -176,15 +199,53 @@ struct Confirmation {
     warnings: Vec<String>,
 }
 
-/// Answers a failed handshake, counting a rejected token against the
-/// client's address.
-async fn refuse_handshake<W: Wire>(
-    conn: &mut Conn<W>,
+impl Confirmation {
+    /// The client's login and the organization it subscribed to.
+    pub(crate) fn names(&self) -> (&str, &str) {
+        (&self.login, &self.org)
+    }
+
+    /// The `subscription_confirmed` message (JSON) for `live`.
+    pub(crate) fn message(&self, live: &Live) -> Vec<u8> {
+        messages::confirmation_json(&messages::Confirmed {
+            organization: &self.org,
+            username: &self.login,
+            event_types: self.listed.as_deref(),
+            stream: &live.stream,
+            resume: live.resume,
+            warnings: &self.warnings,
+        })
+    }
+}
+
+/// A refused subscription's error message and close code.
+pub(crate) struct Answer {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+    pub(crate) close: u16,
+}
+
+/// Counts and logs a refused subscription (`log` says who was refused);
+/// returns what to answer.
+fn refused(ctx: &WsContext, refusal: HandshakeError, log: impl FnOnce(&str, &str)) -> Answer {
+    ctx.metrics.handshake(refusal.outcome());
+    let (code, message, close) = refusal.answer();
+    log(code.as_str(), &message);
+    Answer {
+        code,
+        message,
+        close,
+    }
+}
+
+/// [`refused`] for a failed handshake, counting a rejected token against
+/// the client's address.
+pub(crate) fn refused_check(
     ctx: &WsContext,
     token: &Token,
     peer: IpAddr,
     e: HandshakeError,
-) {
+) -> Answer {
     if e.rejects_token() {
         ctx.failed_checks.record(crate::limits::client_key(peer));
     }
@@ -193,22 +254,13 @@ async fn refuse_handshake<W: Wire>(
     let log = |code: &str, detail: &str| {
         tracing::info!(%peer, %token, error = code, detail = %detail, "subscription refused");
     };
-    refuse(conn, ctx, e, log).await;
+    refused(ctx, e, log)
 }
 
-/// Answers a subscription that is refused (by the handshake or the hub)
-/// with its error message, and closes. `log` says who was refused.
-async fn refuse<W: Wire>(
-    conn: &mut Conn<W>,
-    ctx: &WsContext,
-    refusal: HandshakeError,
-    log: impl FnOnce(&str, &str),
-) {
-    ctx.metrics.handshake(refusal.outcome());
-    let (code, message, close) = refusal.answer();
-    log(code.as_str(), &message);
-    conn.queue(messages::error_frame(code, &message));
-    conn.close(close, code.as_str()).await;
+/// Sends a refusal's error message, and closes.
+async fn answer_on<W: Wire>(conn: &mut Conn<W>, answer: Answer) {
+    conn.queue(messages::error_frame(answer.code, &answer.message));
+    conn.close(answer.close, answer.code.as_str()).await;
 }
 
 /// What a subscribed connection keeps for its whole life.

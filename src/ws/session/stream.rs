@@ -126,7 +126,7 @@ pub(super) async fn stream_events<W: Wire>(
 
 /// Counts and logs a replay written to its end (or cut short by the
 /// outbox closing).
-fn replay_ended(ctx: &WsContext, id: ClientId, r: &Replay, outbox: &Outbox) {
+pub(crate) fn replay_ended(ctx: &WsContext, id: ClientId, r: &Replay, outbox: &Outbox) {
     ctx.hub.count_replayed(r.replayed);
     tracing::info!(
         client = id,

@@ -1,0 +1,128 @@
+//! `GET /events`: the WebSocket subscription as Server-Sent Events, for
+//! clients without WebSocket (scripts, `curl -N`, proxies that do not pass
+//! upgrades). The token comes in the `Authorization` header, the
+//! subscription in the query, a resume in `Last-Event-ID`; the same limits,
+//! checks, recheck and answers as `/ws` apply, errors coming as an `error`
+//! event that ends the stream.
+
+mod query;
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::messages::{self, HandshakeError};
+use super::session::{self, Answer};
+use super::{Admission, WsEndpoint, plain};
+use crate::auth::Token;
+use crate::limits::client_ip;
+pub(crate) use stream::EventStream;
+use stream::Subscribed;
+
+/// What the main listener answers with: a whole body, or an event stream.
+pub(crate) type Body = Either<Full<Bytes>, EventStream>;
+
+impl WsEndpoint {
+    /// Answers `GET /events`: 405 for another method, the checks made before
+    /// a WebSocket upgrade (403, 429), then, with status 200, the
+    /// confirmation and the events (or one `error` event).
+    pub(crate) async fn handle_events<B>(
+        &self,
+        req: Request<B>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        if req.method() != Method::GET {
+            let mut r = plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "405 Method Not Allowed\n".into(),
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET"));
+            return r.map(Either::Left);
+        }
+        let admission = match self.check_events(&req, peer) {
+            Ok(a) => a,
+            Err(refusal) => return refusal.response().map(Either::Left),
+        };
+        let last_event_id = req.headers().get("last-event-id").map(|v| v.as_bytes());
+        let first = query::subscription_json(req.uri().query(), last_event_id);
+        event_stream(self.subscribe_events(first, admission).await)
+    }
+
+    /// [`WsEndpoint::check`] with the token of the `Authorization` header
+    /// only (no subprotocol: this is no WebSocket).
+    fn check_events<B>(
+        &self,
+        req: &Request<B>,
+        peer: SocketAddr,
+    ) -> Result<Admission, super::Refusal> {
+        let auth = req.headers().get(header::AUTHORIZATION);
+        let token = Token::from_authorization(auth.map(|v| v.as_bytes())).map_err(|why| {
+            self.ctx.metrics.handshake("forbidden");
+            tracing::debug!(%peer, %why, "events refused");
+            super::Refusal::Forbidden(why)
+        })?;
+        let ip = client_ip(peer.ip(), req.headers(), &self.ctx.settings.trusted_proxies);
+        self.admit(token, ip, false)
+    }
+
+    /// The handshake's checks and the join, as on `/ws`: the stream to send.
+    async fn subscribe_events(
+        &self,
+        first: Result<String, String>,
+        admission: Admission,
+    ) -> EventStream {
+        let ctx = &self.ctx;
+        let Admission {
+            token, ip, slot, ..
+        } = admission;
+        let checked = match first {
+            Ok(first) => session::check(&first, &token, ctx).await,
+            Err(why) => Err(HandshakeError::InvalidQuery(why)),
+        };
+        let accepted = match checked {
+            Ok(a) => a,
+            Err(e) => return refused(ctx, session::refused_check(ctx, &token, ip, e)),
+        };
+        let (live, said) = match session::join_hub(accepted, ip, ctx).await {
+            Ok(joined) => joined,
+            Err(answer) => return refused(ctx, answer),
+        };
+        let first = said.message(&live);
+        let access = session::subscribed(ctx, token, ip, &live, &said);
+        let (login, org) = said.names();
+        let held = Box::new((ctx.hub.track_session(), slot));
+        let sub = Subscribed {
+            live,
+            access,
+            login: login.into(),
+            org: org.into(),
+            peer: ip,
+        };
+        EventStream::new(ctx.clone(), first, sub, held)
+    }
+}
+
+fn refused(ctx: &Arc<super::WsContext>, answer: Answer) -> EventStream {
+    EventStream::refused(
+        ctx.clone(),
+        &messages::error_json(answer.code, &answer.message),
+    )
+}
+
+/// The 200 response carrying `stream`.
+fn event_stream(stream: EventStream) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        // Proxies that buffer responses (nginx) pass this one through.
+        .header("x-accel-buffering", "no")
+        .body(Either::Right(stream))
+        .expect("valid response")
+}
