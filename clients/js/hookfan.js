@@ -281,7 +281,7 @@ export function connect(options = {}) {
       fail(new HookfanError('bad_options', `hookfan: cannot open ${url}: ${e?.message ?? e}`, { fatal: true, cause: e }));
       return;
     }
-    c.timer = setTimeout(() => drop(c, `not subscribed within ${Math.round(connectTimeout / 1000)} s`), connectTimeout);
+    c.timer = setTimeout(() => drop(c, `not subscribed within ${connectTimeout / 1000} s`), connectTimeout);
     c.ws.onopen = () => {
       if (conn !== c) return;
       c.opened = true;
@@ -336,7 +336,7 @@ export function connect(options = {}) {
 
   function armIdle(c) {
     clearTimeout(c.timer);
-    c.timer = setTimeout(() => drop(c, `no message from the server in ${Math.round(idleTimeout / 1000)} s`), idleTimeout);
+    c.timer = setTimeout(() => drop(c, `no message from the server in ${idleTimeout / 1000} s`), idleTimeout);
   }
 
   // Ends the attempt from our side (a timeout, a failed handler).
