@@ -19,6 +19,7 @@ mod cluster_restart;
 mod embedder;
 mod github_app_mock;
 mod github_auth;
+mod js_client;
 mod limits;
 mod loadtest_smoke;
 mod metrics;
