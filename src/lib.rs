@@ -205,6 +205,7 @@ pub mod server;
 mod subscription;
 mod tier;
 mod tls;
+mod ui;
 mod webhook;
 mod ws;
 
@@ -227,7 +228,7 @@ pub use webhook::{
     CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, Signature, SignatureError,
     SinkError, SinkFuture, Stored, WebhookEndpoint, WebhookOptions, WebhookVerifier, sign,
 };
-pub use ws::{Admission, Refusal, WsEndpoint, WsOptions};
+pub use ws::{Admission, Refusal, SUBPROTOCOL, WsEndpoint, WsOptions};
 
 /// Hooks for the criterion benchmarks; not a stable API.
 #[doc(hidden)]

@@ -45,6 +45,12 @@ impl Token {
         let token = header
             .strip_prefix(b"Bearer ")
             .ok_or(TokenRejection::NotBearer)?;
+        Self::from_bare(token)
+    }
+
+    /// Takes a token given without a scheme (a WebSocket subprotocol's),
+    /// refusing one that does not look like a GitHub token.
+    pub fn from_bare(token: &[u8]) -> Result<Token, TokenRejection> {
         let token = std::str::from_utf8(token).map_err(|_| TokenRejection::Malformed)?;
         if !looks_like_github_token(token) {
             return Err(TokenRejection::Malformed);
@@ -69,6 +75,9 @@ pub enum TokenRejection {
     NotBearer,
     /// Does not look like a GitHub token.
     Malformed,
+    /// Offered as the `hookfan.bearer.<token>` subprotocol without
+    /// `hookfan.v1`, which the server must be able to answer.
+    BearerWithoutVersion,
 }
 
 impl fmt::Display for TokenRejection {
@@ -77,6 +86,9 @@ impl fmt::Display for TokenRejection {
             Self::Missing => "missing Authorization header",
             Self::NotBearer => "Authorization header must be 'Bearer <token>'",
             Self::Malformed => "token does not look like a GitHub token",
+            Self::BearerWithoutVersion => {
+                "the hookfan.bearer.<token> subprotocol must be offered with hookfan.v1"
+            }
         })
     }
 }

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub shutdown_timeout_s: u64,
     /// Seconds a client may take to send a complete HTTP request head.
     pub header_read_timeout_s: u64,
+    /// Serve the live events page at `/ui/` (and the JavaScript client at
+    /// `/ui/hookfan.js`).
+    pub ui: bool,
     /// `[server.tls]`: serve `https`/`wss` on `listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             write_timeout_s: ws.write_timeout.as_secs(),
             shutdown_timeout_s: 10,
             header_read_timeout_s: 30,
+            ui: true,
             tls: None,
         }
     }

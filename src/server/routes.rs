@@ -31,6 +31,8 @@ pub(super) struct App {
     pub(super) metrics: Arc<Metrics>,
     /// `/metrics` is served here (else on a listener of its own).
     pub(super) public_metrics: bool,
+    /// The live events page is served at `/ui/`.
+    pub(super) ui: bool,
     pub(super) phase: watch::Receiver<Phase>,
     pub(super) header_timeout: Duration,
     /// `Some` when the listener speaks TLS.
@@ -72,6 +74,10 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Response<
         "/webhook" => app.webhook.handle(req).await,
         "/ws" if !serving => draining("503 Service Unavailable: shutting down\n"),
         "/ws" => app.ws.handle(req, peer),
+        p if app.ui && crate::ui::serves(p) => match serving {
+            true => crate::ui::handle(&req),
+            false => draining("503 Service Unavailable: shutting down\n"),
+        },
         _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
 }

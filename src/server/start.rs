@@ -68,6 +68,7 @@ pub async fn start(
         ws: ws.clone(),
         metrics: metrics.clone(),
         public_metrics: listeners.metrics.is_none(),
+        ui: config.server.ui,
         phase: phase_rx,
         header_timeout: Duration::from_secs(config.server.header_read_timeout_s),
         tls: (tls.as_ref()).map(|t| TlsAcceptor::from(t.config.clone())),

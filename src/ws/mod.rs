@@ -6,7 +6,10 @@ mod access;
 pub(crate) use crate::codec;
 mod messages;
 mod session;
+mod subprotocol;
 mod wire;
+
+pub use subprotocol::SUBPROTOCOL;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -29,6 +32,7 @@ use crate::limits::{
 };
 use crate::metrics::Metrics;
 use access::AccessWatch;
+use subprotocol::Offered;
 
 /// Settings of a [`WsEndpoint`]; the defaults are PROTOCOL.md's.
 #[derive(Debug, Clone)]
@@ -174,6 +178,8 @@ pub struct Admission {
     token: Token,
     ip: IpAddr,
     slot: Slot,
+    /// The client offered [`SUBPROTOCOL`]: the upgrade answers it.
+    subprotocol: bool,
 }
 
 impl Admission {
@@ -242,13 +248,17 @@ impl WsEndpoint {
     /// The checks made before the upgrade, usable on their own: the bearer
     /// token's shape (403), the client's failed token checks and the
     /// connection limits (429); see [`Refusal::response`] for the daemon's
-    /// answer. `peer` is the TCP peer's address.
+    /// answer. `peer` is the TCP peer's address. The token is the
+    /// `Authorization` header's, else the one offered as the
+    /// `hookfan.bearer.<token>` subprotocol (with [`SUBPROTOCOL`]).
     pub fn check<B>(&self, req: &Request<B>, peer: SocketAddr) -> Result<Admission, Refusal> {
-        let auth = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        let token = match Token::from_authorization(auth) {
+        let offered = Offered::read(req.headers());
+        let auth = req.headers().get(header::AUTHORIZATION);
+        let token = match (auth, offered.token()) {
+            (None, Some(from_subprotocol)) => from_subprotocol,
+            (auth, _) => Token::from_authorization(auth.map(|v| v.as_bytes())),
+        };
+        let token = match token {
             Ok(t) => t,
             Err(why) => {
                 self.ctx.metrics.handshake("forbidden");
@@ -257,12 +267,12 @@ impl WsEndpoint {
             }
         };
         let ip = client_ip(peer.ip(), req.headers(), &self.ctx.settings.trusted_proxies);
-        self.admit(token, ip)
+        self.admit(token, ip, offered.version)
     }
 
     /// The limits on the client at `ip`: its failed token checks, then a
     /// connection slot.
-    fn admit(&self, token: Token, ip: IpAddr) -> Result<Admission, Refusal> {
+    fn admit(&self, token: Token, ip: IpAddr, subprotocol: bool) -> Result<Admission, Refusal> {
         let key = client_key(ip);
         // Before a slot is taken: a refused client holds nothing.
         if let Err(TooManyFailures { retry_after_s }) = self.ctx.failed_checks.check(key) {
@@ -271,7 +281,12 @@ impl WsEndpoint {
             return Err(Refusal::TooManyFailedChecks { retry_after_s });
         }
         match self.ctx.limiter.try_acquire(key) {
-            Ok(slot) => Ok(Admission { token, ip, slot }),
+            Ok(slot) => Ok(Admission {
+                token,
+                ip,
+                slot,
+                subprotocol,
+            }),
             Err(limit) => {
                 self.ctx.metrics.handshake(match limit {
                     LimitExceeded::PerIp => "limited_per_ip",
@@ -308,8 +323,11 @@ impl WsEndpoint {
         };
         let guard = ctx.hub.track_session();
         let ctx = ctx.clone();
+        let subprotocol = admission.subprotocol;
         tokio::spawn(async move {
-            let Admission { token, ip, slot } = admission;
+            let Admission {
+                token, ip, slot, ..
+            } = admission;
             let upgraded = match upgrade.await {
                 Ok(ws) => ws.into_inner().into_inner(),
                 Err(e) => {
@@ -339,7 +357,13 @@ impl WsEndpoint {
                 }
             }
         });
-        let (parts, _) = response.into_parts();
+        let (mut parts, _) = response.into_parts();
+        if subprotocol {
+            parts.headers.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                header::HeaderValue::from_static(SUBPROTOCOL),
+            );
+        }
         Response::from_parts(parts, Full::new(Bytes::new()))
     }
 

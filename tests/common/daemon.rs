@@ -105,6 +105,23 @@ impl Daemon {
         }
     }
 
+    /// The log once it holds `needle` (10 s at most): a line may reach the
+    /// pipe just after what it reports became visible.
+    pub async fn log_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.stderr.lock().unwrap().clone();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn webhook(&self, kind: &str, body: &[u8], id: &str) -> u16 {
         post_webhook(self.addr, DAEMON_SECRET.as_bytes(), kind, id, body)
             .await
