@@ -49,6 +49,7 @@ after(async () => {
 // console errors (a CSP violation is one) and uncaught exceptions.
 async function openPage() {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: `http://${proxy.addr}` });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);
   const problems = [];
@@ -106,6 +107,20 @@ test('connect with a token, see events in order with their URLs', { skip }, asyn
     await page.fill('#filter', '');
     assert.equal(await page.locator('[data-seq]:visible').count(), 4);
     assert.equal(await page.evaluate(() => sessionStorage.getItem('hookfan.token')), TOKENS.alice);
+    // Paused, events are held (and counted); resumed, they show.
+    await page.click('#pause');
+    await sendPullRequests(daemon, [705]);
+    await page.waitForFunction(() => /1 held/.test(document.getElementById('count').textContent));
+    assert.equal(await rowCount(page), 4);
+    await page.click('#pause');
+    await waitFor(async () => (await rowCount(page)) === 5, { timeout: WAIT, what: 'the held event' });
+    assertEvents(await rows(page), [701, 702, 703, 704, 705]);
+    // Copy JSON puts the event on the clipboard.
+    await page.click('[data-seq] button.copy');
+    await page.waitForFunction(() => document.querySelector('[data-seq] button.copy').textContent === 'Copied');
+    const copied = JSON.parse(await page.evaluate(() => navigator.clipboard.readText()));
+    assert.equal(copied.url, pr(705));
+    assert.equal(String(copied.seq), await page.getAttribute('[data-seq]', 'data-seq'));
     assert.deepEqual(problems, []);
   } finally {
     await context.close();

@@ -33,7 +33,6 @@ function client({ token = TOKENS.alice, subscription = { organization: 'acme' },
     subscription,
     store,
     WebSocket,
-    auth: process.env.HOOKFAN_TEST_AUTH || 'subprotocol', // TEMP until the subprotocol lands
     backoff: { base: 50, cap: 400, resetAfter: 60000 },
     onEvent: (e) => {
       onEvent?.(e);

@@ -38,7 +38,6 @@ function client(idleTimeout, sent = []) {
     token: TOKENS.alice,
     subscription: { organization: 'acme' },
     WebSocket: recording(sent),
-    auth: process.env.HOOKFAN_TEST_AUTH || 'subprotocol', // TEMP until the subprotocol lands
     idleTimeout,
     backoff: { base: 50, cap: 200 },
     onState: (s, d) => {
