@@ -4,7 +4,10 @@
 //
 //   node clients/js/tools/ui-screenshot.mjs --server http://127.0.0.1:PORT \
 //     --secret-file config/dev-webhook-secret.txt --token ghp_... \
-//     --chromium /path/to/chromium --out docs/ui.png
+//     --chromium /path/to/chromium --out docs/ui.png [--page URL] [--organization ORG]
+//
+// --page: the page to open (default SERVER/ui/); --organization: the
+// subscription's (default acme).
 
 import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
