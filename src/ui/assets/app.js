@@ -3,7 +3,7 @@
 // hookfan.js's: reconnects with backoff, resumes after the last event
 // shown, reports gaps, and stops on errors retrying cannot fix.
 
-import { connect, memoryStore } from './hookfan.js';
+import { connect, memoryStore, webStorageStore } from './hookfan.js';
 
 const MAX_ROWS = 1000; // older rows are removed from the page (the count goes on)
 const KEY = {
@@ -91,20 +91,7 @@ function restoreForm() {
 // the page was.
 function positionStore() {
   const s = storage();
-  if (!s) return memoryStore();
-  return {
-    get() {
-      try {
-        return JSON.parse(s.getItem(KEY.position) ?? 'null');
-      } catch {
-        return null;
-      }
-    },
-    set(p) {
-      if (p) s.setItem(KEY.position, JSON.stringify(p));
-      else s.removeItem(KEY.position);
-    },
-  };
+  return s ? webStorageStore(s, KEY.position) : memoryStore();
 }
 
 // --- the subscription ----------------------------------------------------------
