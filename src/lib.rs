@@ -46,19 +46,23 @@
 //!    matching subscriber; each writes one pre-serialized frame into the
 //!    client's outbox. `broker/join.rs` owns joining: replay from the window
 //!    or the stream, then live.
-//! 5. `ws/`: `GET /ws`: checks before the upgrade (`limits`), the upgrade,
-//!    then `ws/session/` (handshake: subscription and token check through
+//! 5. `ws/`: `GET /ws`: checks before the upgrade (`limits`; the token
+//!    from the header or `ws/subprotocol.rs`), the upgrade, then
+//!    `ws/session/` (handshake: subscription and token check through
 //!    `auth/`; stream: writes the outbox and pings); `ws/access.rs`
-//!    checks connected clients' tokens again.
+//!    checks connected clients' tokens again. `ws/sse/` serves the same
+//!    subscription as Server-Sent Events (`GET /events`), through the same
+//!    checks and join; `ui/` serves the live events page.
 //!
 //! Beside the path: `config/` loads the TOML file and holds the aggregate,
 //! while each module owns its section (`auth/config.rs`, `tls/config.rs`,
 //! `broker/config.rs`, ...), all checked with the shared `checks`; leaves
 //! with no crate imports: `codec` (WebSocket frames), `http_text`
-//! (plain-text answers), `tier`, `gh_api` (what the GitHub API's callers
-//! share); `metrics/` reads each part through the `metrics::Source` trait
-//! they implement; `client/` is the consumer side; `tls/` the certificates
-//! and outgoing TLS; `redelivery/` asks GitHub, as the App (`github_app/`:
+//! (plain-text answers), `write_deadline` (a stalled response's end),
+//! `tier`, `gh_api` (what the GitHub API's callers share); `metrics/`
+//! reads each part through the `metrics::Source` trait they implement;
+//! `client/` is the consumer side; `tls/` the certificates and outgoing
+//! TLS; `redelivery/` asks GitHub, as the App (`github_app/`:
 //! its key and JWT), to redeliver the webhooks it failed to deliver.
 //!
 //! # Guarantees

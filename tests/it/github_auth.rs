@@ -1317,6 +1317,54 @@ async fn revoked_tokens_and_lost_memberships_close_live_connections() {
     assert!(metric_of(server.addr, rechecks).await >= 3.0);
 }
 
+/// `/events` streams are checked again like WebSocket clients: a token
+/// revoked on GitHub ends its stream with an `error` event within 5 s, a
+/// stream of a token still valid goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_ends_its_event_stream_with_an_error_event() {
+    let mock = Mock::start().await;
+    let [alice, dave] = ["alice", "dave"].map(token);
+    mock.add(&alice, user("alice", &["acme"]));
+    mock.add(&dave, user("dave", &["acme"]));
+    let (server, _gh) = start(&mock, "", |a| {
+        a.recheck_interval_s = 2;
+        a.cache_ttl_s = 1;
+    })
+    .await;
+    let mut revoked = Sse::subscribe(server.addr, &alice, "organization=acme").await;
+    let mut kept = Sse::subscribe(server.addr, &dave, "organization=acme").await;
+    for sse in [&mut revoked, &mut kept] {
+        let m = sse.next_message().await;
+        assert_eq!(m.event.as_deref(), Some("subscription_confirmed"), "{m:?}");
+    }
+    mock.add(
+        &alice,
+        Account::Status {
+            status: 401,
+            rate_limited: false,
+        },
+    );
+    let changed = Instant::now();
+    let m = revoked.next_message().await;
+    assert_eq!(m.event.as_deref(), Some("error"), "{m:?}");
+    assert_eq!(refused(&m.json()), "authentication_failed");
+    assert_eq!(
+        revoked.next().await,
+        None,
+        "the stream ends after its error"
+    );
+    assert!(
+        changed.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        changed.elapsed()
+    );
+    server
+        .webhook("pull_request", &pr_payload("acme", "api", 3, "zed", false))
+        .await;
+    let (event, _) = kept.next_event().await;
+    assert_eq!(event["url"], "https://github.com/acme/api/pull/3");
+}
+
 /// Rechecks come as a steady stream within half the API cap, never a
 /// burst: 40 connections with distinct tokens coming due together, under
 /// `max_concurrent_api_requests = 8`, are each checked again while GitHub
