@@ -297,16 +297,25 @@ impl WsEndpoint {
             (None, Some(from_subprotocol)) => from_subprotocol,
             (auth, _) => Token::from_authorization(auth.map(|v| v.as_bytes())),
         };
-        let token = match token {
-            Ok(t) => t,
-            Err(why) => {
-                self.ctx.metrics.handshake("forbidden");
-                tracing::debug!(%peer, %why, "upgrade refused");
-                return Err(Refusal::Forbidden(why));
-            }
-        };
-        let ip = client_ip(peer.ip(), req.headers(), &self.ctx.settings.trusted_proxies);
-        self.admit(token, ip, offered.version)
+        self.admit_request(token, req.headers(), peer, offered.version)
+    }
+
+    /// The checks on a request's token (its shape: 403) and client (429),
+    /// for `/ws` and `/events` alike.
+    fn admit_request(
+        &self,
+        token: Result<Token, TokenRejection>,
+        headers: &header::HeaderMap,
+        peer: SocketAddr,
+        subprotocol: bool,
+    ) -> Result<Admission, Refusal> {
+        let token = token.map_err(|why| {
+            self.ctx.metrics.handshake("forbidden");
+            tracing::debug!(%peer, %why, "request refused");
+            Refusal::Forbidden(why)
+        })?;
+        let ip = client_ip(peer.ip(), headers, &self.ctx.settings.trusted_proxies);
+        self.admit(token, ip, subprotocol)
     }
 
     /// The limits on the client at `ip`: its failed token checks, then a

@@ -20,7 +20,6 @@ use super::messages::{self, HandshakeError};
 use super::session::{self, Answer};
 use super::{Admission, WsEndpoint, plain};
 use crate::auth::Token;
-use crate::limits::client_ip;
 pub(crate) use stream::EventStream;
 use stream::Subscribed;
 
@@ -62,13 +61,8 @@ impl WsEndpoint {
         peer: SocketAddr,
     ) -> Result<Admission, super::Refusal> {
         let auth = req.headers().get(header::AUTHORIZATION);
-        let token = Token::from_authorization(auth.map(|v| v.as_bytes())).map_err(|why| {
-            self.ctx.metrics.handshake("forbidden");
-            tracing::debug!(%peer, %why, "events refused");
-            super::Refusal::Forbidden(why)
-        })?;
-        let ip = client_ip(peer.ip(), req.headers(), &self.ctx.settings.trusted_proxies);
-        self.admit(token, ip, false)
+        let token = Token::from_authorization(auth.map(|v| v.as_bytes()));
+        self.admit_request(token, req.headers(), peer, false)
     }
 
     /// The handshake's checks and the join, as on `/ws`: the stream to send.

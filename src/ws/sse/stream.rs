@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::{Body, Frame};
 use tokio::time::{Instant, Sleep};
 
 use super::super::WsContext;
@@ -221,10 +221,6 @@ impl Body for EventStream {
 
     fn is_end_stream(&self) -> bool {
         self.ending && self.ready.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 
