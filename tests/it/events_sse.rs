@@ -48,6 +48,9 @@ async fn the_stream_carries_what_a_websocket_carries() {
     assert_eq!(confirmation["username"], "alice");
     assert_eq!(confirmation["organization"], "acme");
     let epoch = confirmation["stream"]["epoch"].as_str().unwrap().to_owned();
+    // Another organization's event reaches neither client.
+    let widgets = pr_payload("widgets", "api", 9, "zed", false);
+    assert_eq!(server.webhook("pull_request", &widgets).await.0, 200);
     for n in 1..=3 {
         assert_eq!(server.webhook("pull_request", &pr(n)).await.0, 200);
     }
@@ -56,6 +59,10 @@ async fn the_stream_carries_what_a_websocket_carries() {
         let (on_sse, id) = sse.next_event().await;
         assert_eq!(on_sse, on_ws, "the same JSON as on /ws");
         assert_eq!(id, format!("{epoch}:{}", on_ws["seq"]));
+        assert!(
+            on_sse["url"].as_str().unwrap().contains("/acme/"),
+            "{on_sse}"
+        );
     }
 }
 
