@@ -229,6 +229,17 @@ impl Admission {
     }
 }
 
+/// The answer to a method other than GET (on `/ws` and `/events`).
+fn get_only() -> Response<Full<Bytes>> {
+    let mut r = plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "405 Method Not Allowed\n".into(),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+    r
+}
+
 fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
     http_text::typed(status, http_text::TEXT_PLAIN, text)
 }
@@ -415,13 +426,7 @@ impl WsEndpoint {
     /// [`WsEndpoint::check`] then [`WsEndpoint::upgrade`].
     pub fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         if req.method() != Method::GET {
-            let mut r = plain(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "405 Method Not Allowed\n".into(),
-            );
-            r.headers_mut()
-                .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
-            return r;
+            return get_only();
         }
         match self.check(&req, peer) {
             Ok(admission) => self.upgrade(req, admission),

@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::header::{self, HeaderValue};
+use hyper::header;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::messages::{self, HandshakeError};
 use super::session::{self, Answer};
-use super::{Admission, WsEndpoint, plain};
+use super::{Admission, WsEndpoint, get_only};
 use crate::auth::Token;
 pub(crate) use stream::EventStream;
 use stream::Subscribed;
@@ -36,13 +36,7 @@ impl WsEndpoint {
         peer: SocketAddr,
     ) -> Response<Body> {
         if req.method() != Method::GET {
-            let mut r = plain(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "405 Method Not Allowed\n".into(),
-            );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET"));
-            return r.map(Either::Left);
+            return get_only().map(Either::Left);
         }
         let admission = match self.check_events(&req, peer) {
             Ok(a) => a,
