@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::HubConfig;
 use crate::checks::Section;
+use crate::webhook::WebhookOptions;
 use crate::ws::WsOptions;
 
 pub use crate::auth::{AuthConfig, AuthProviderKind};
@@ -176,6 +177,15 @@ impl Config {
             // Half the API requests at most, the rest for handshakes.
             recheck_concurrency: (a.max_concurrent_api_requests / 2).max(1),
             max_failed_checks_per_ip: a.max_failed_checks_per_ip,
+        }
+    }
+
+    /// The webhook endpoint's settings, drawn from `[webhook]` and
+    /// `[limits]` (whose proxies are believed for senders too).
+    pub fn webhook_options(&self) -> WebhookOptions {
+        WebhookOptions {
+            trusted_proxies: self.limits.trusted_proxies.clone(),
+            ..self.webhook.options()
         }
     }
 

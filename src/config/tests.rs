@@ -252,7 +252,7 @@ fn defaults_are_the_runtime_types_own() {
         format!("{:?}", WsOptions::default())
     );
     assert_eq!(
-        format!("{:?}", c.webhook.options()),
+        format!("{:?}", c.webhook_options()),
         format!("{:?}", crate::WebhookOptions::default())
     );
     let (hub, default) = (c.hub_config(), HubConfig::default());

@@ -86,7 +86,7 @@ async fn route_whole(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Res
         },
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/webhook" if !serving => draining("shutting down\n"),
-        "/webhook" => app.webhook.handle(req).await,
+        "/webhook" => app.webhook.handle(req, peer).await,
         "/ws" | "/events" if !serving => draining("503 Service Unavailable: shutting down\n"),
         "/ws" => app.ws.handle(req, peer),
         p if app.ui && crate::ui::serves(p) => match serving {

@@ -225,7 +225,7 @@ fn endpoints(
     let webhook = WebhookEndpoint::new(
         sink,
         secret.expose(),
-        config.webhook.options(),
+        config.webhook_options(),
         metrics.clone(),
     );
     (ws, webhook)

@@ -83,7 +83,8 @@ impl WebhookConfig {
         }
     }
 
-    /// The endpoint settings these keys describe.
+    /// The endpoint settings these keys describe (no trusted proxies: those
+    /// are `[limits]`', see `Config::webhook_options`).
     pub fn options(&self) -> WebhookOptions {
         WebhookOptions {
             max_payload_bytes: self.max_payload_bytes,
@@ -95,6 +96,7 @@ impl WebhookConfig {
             max_inflight_bytes: self.max_inflight_bytes,
             dedup_entries: self.dedup_entries,
             dedup_window: Duration::from_secs(self.dedup_window_s),
+            trusted_proxies: Vec::new(),
         }
     }
 

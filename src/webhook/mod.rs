@@ -24,6 +24,7 @@ mod parser;
 mod signature;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,8 +35,10 @@ use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, header};
+use ipnet::IpNet;
 
 use crate::event::EventParts;
+use crate::limits::client_ip;
 use crate::metrics::Metrics;
 use body::{BodyError, check_declared, read_limited};
 pub(crate) use capacity::Capacity;
@@ -125,6 +128,9 @@ pub struct WebhookOptions {
     pub dedup_entries: usize,
     /// How long a delivery id is remembered.
     pub dedup_window: Duration,
+    /// Proxies whose `X-Forwarded-For` gives the sender's IP (none), as
+    /// for WebSocket clients (`limits.trusted_proxies`).
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for WebhookOptions {
@@ -139,6 +145,7 @@ impl Default for WebhookOptions {
             max_inflight_bytes: 256 << 20,
             dedup_entries: 100_000,
             dedup_window: Duration::from_secs(259_200),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -167,6 +174,7 @@ pub struct WebhookEndpoint {
     body_timeout: Duration,
     /// `Retry-After` of a 503 for capacity: `body_timeout`, in seconds.
     retry_after: HeaderValue,
+    trusted_proxies: Vec<IpNet>,
     metrics: Arc<Metrics>,
 }
 
@@ -216,6 +224,7 @@ impl WebhookEndpoint {
             capacity,
             body_timeout: options.body_timeout,
             retry_after: HeaderValue::from(options.body_timeout.as_secs().max(1)),
+            trusted_proxies: options.trusted_proxies,
             metrics,
         }
     }
@@ -245,16 +254,17 @@ impl WebhookEndpoint {
         parse(kind, delivery_id, body, &self.cache).map(|p| p.event)
     }
 
-    /// Handles one request to `/webhook`. A broadcast webhook's log line is
-    /// written once the shards have routed it (with the clients it matched);
-    /// every other outcome is logged here.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        self.answer(req).await.response(&self.retry_after)
+    /// Handles one request to `/webhook` from the TCP peer `peer`. A
+    /// broadcast webhook's log line is written once the shards have routed
+    /// it (with the clients it matched); every other outcome is logged here.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+        self.answer(req, peer).await.response(&self.retry_after)
     }
 
     /// [`WebhookEndpoint::handle`], returning the outcome.
-    async fn answer(&self, req: Request<Incoming>) -> Outcome {
+    async fn answer(&self, req: Request<Incoming>, peer: SocketAddr) -> Outcome {
         let started = Instant::now();
+        let ip = client_ip(peer.ip(), req.headers(), &self.trusted_proxies);
         // The head has been received: the body's deadline counts from now.
         let deadline = tokio::time::Instant::now() + self.body_timeout;
         let kind = header_str(&req, "x-github-event").to_owned();
@@ -273,7 +283,7 @@ impl WebhookEndpoint {
                 "webhook accepted"
             ),
             None => tracing::info!(
-                kind = %kind, delivery = %delivery, outcome = outcome.as_str(),
+                kind = %kind, delivery = %delivery, client = %ip, outcome = outcome.as_str(),
                 status = outcome.status().as_u16(), elapsed_us,
                 "webhook not broadcast"
             ),

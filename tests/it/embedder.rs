@@ -90,7 +90,7 @@ async fn serve(options: WsOptions) -> Service {
                 async move {
                     Ok::<_, Infallible>(match req.uri().path() {
                         "/ws" => ws.handle(req, peer),
-                        "/webhook" => webhook.handle(req).await,
+                        "/webhook" => webhook.handle(req, peer).await,
                         _ => Response::new(Full::new(bytes::Bytes::from_static(
                             b"the embedder page",
                         ))),
