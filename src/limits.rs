@@ -1,6 +1,6 @@
 //! WebSocket connection limits: per client and in total; the client's IP
-//! and the key per-client tables count it under. Failed token checks per
-//! client are in [`failed_checks`].
+//! and the key per-client tables count it under. Failed checks per client
+//! are in [`failed_checks`], requests per client and minute in [`rate`].
 //!
 //! A slot is reserved before the upgrade and released when the returned
 //! [`Slot`] is dropped, so it is given back on every path a connection can
@@ -10,6 +10,7 @@
 pub(crate) mod config;
 mod failed_checks;
 mod metrics;
+mod rate;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -21,6 +22,8 @@ use ipnet::IpNet;
 
 pub use config::LimitsConfig;
 pub(crate) use failed_checks::{FailedChecks, TooManyFailures};
+pub(crate) use metrics::ClientTables;
+pub(crate) use rate::{RateLimited, RequestRate};
 
 /// Which limit refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

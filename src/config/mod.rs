@@ -177,6 +177,8 @@ impl Config {
             // Half the API requests at most, the rest for handshakes.
             recheck_concurrency: (a.max_concurrent_api_requests / 2).max(1),
             max_failed_checks_per_ip: a.max_failed_checks_per_ip,
+            upgrades_per_ip_per_minute: l.upgrades_per_minute(),
+            rate_table_entries: l.rate_table_entries,
         }
     }
 
@@ -185,6 +187,7 @@ impl Config {
     pub fn webhook_options(&self) -> WebhookOptions {
         WebhookOptions {
             trusted_proxies: self.limits.trusted_proxies.clone(),
+            rate_table_entries: self.limits.rate_table_entries,
             ..self.webhook.options()
         }
     }

@@ -273,3 +273,51 @@ fn every_section_is_validated() {
     got.sort();
     assert_eq!(got, ["cluster.replicas", "server.tls.key_file"]);
 }
+
+#[test]
+fn per_ip_rates_default_from_the_connection_limit_and_are_range_checked() {
+    let parse = |text: &str| Config::parse(text, Path::new("/x")).unwrap();
+    let c = parse("");
+    assert_eq!(c.limits.upgrades_per_ip_per_minute, None);
+    assert_eq!(
+        c.limits.upgrades_per_minute(),
+        60,
+        "six times max_conns_per_ip"
+    );
+    assert_eq!(c.limits.rate_table_entries, 100_000);
+    assert_eq!(c.webhook.max_bad_signatures_per_ip_per_minute, 30);
+    // Raising the connection limit raises the default with it.
+    let c = parse("[limits]\nmax_conns_per_ip = 500\n");
+    assert_eq!(c.ws_options().upgrades_per_ip_per_minute, 3000);
+    // Set: as set, 0 turning it off.
+    let c = parse("[limits]\nmax_conns_per_ip = 500\nupgrades_per_ip_per_minute = 0\n");
+    assert_eq!(c.ws_options().upgrades_per_ip_per_minute, 0);
+    let c = parse(
+        "[limits]\nrate_table_entries = 100\n[webhook]\nmax_bad_signatures_per_ip_per_minute = 0\n",
+    );
+    assert_eq!(c.webhook_options().rate_table_entries, 100);
+    assert_eq!(c.ws_options().rate_table_entries, 100);
+    assert_eq!(c.webhook_options().max_bad_signatures_per_ip_per_minute, 0);
+
+    let messages = |text: &str| {
+        errors(text)
+            .into_iter()
+            .map(|e| format!("{}: {}", e.key, e.message))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        messages("[limits]\nrate_table_entries = 99\nupgrades_per_ip_per_minute = 1000001\n"),
+        [
+            "limits.upgrades_per_ip_per_minute: must be at most 1000000, got 1000001",
+            "limits.rate_table_entries: must be 100..=10000000, got 99",
+        ]
+    );
+    assert_eq!(
+        messages("[webhook]\nmax_bad_signatures_per_ip_per_minute = 10001\n"),
+        ["webhook.max_bad_signatures_per_ip_per_minute: must be at most 10000, got 10001"]
+    );
+    assert_eq!(
+        keys("[limits]\nupgrades_per_ip_per_minute = -1\n"),
+        ["limits.upgrades_per_ip_per_minute"]
+    );
+}

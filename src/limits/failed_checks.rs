@@ -1,13 +1,16 @@
-//! Failed token checks per client and minute (`auth.max_failed_checks_per_ip`).
+//! Failed checks per client and minute: rejected tokens
+//! (`auth.max_failed_checks_per_ip`), bad webhook signatures
+//! (`webhook.max_bad_signatures_per_ip_per_minute`).
 //!
 //! Every new bad token is a cache miss and a GitHub API request, so a client
-//! sending made-up tokens could spend the server's API allowance. Once a
-//! client (a [`ClientKey`]) has had `limit` tokens rejected within a minute,
-//! its upgrades are refused before any check until that minute has passed.
+//! sending made-up tokens could spend the server's API allowance; every bad
+//! signature costs an HMAC over a body read in full. Once a client (a
+//! [`ClientKey`]) has failed `limit` checks within a minute, its requests
+//! are refused before any check until that minute has passed.
 //!
 //! The table is fed by the network, so it is bounded: at most
-//! [`MAX_TRACKED`] clients, the oldest window evicted first when it is full
-//! of live ones. An evicted client starts again from zero: an attacker who
+//! `limits.rate_table_entries` clients, the oldest window evicted first
+//! when it is full of live ones. An evicted client starts again from zero: an attacker who
 //! can fill the table from that many clients gets one more minute's
 //! allowance each time, never unbounded memory.
 
@@ -24,10 +27,6 @@ use super::ClientKey;
 /// failure.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
-/// Most clients whose failures are remembered at once: about 10 MiB of
-/// table at most.
-pub(crate) const MAX_TRACKED: usize = 65_536;
-
 /// A client that has reached the limit: refused for this much longer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooManyFailures {
@@ -36,8 +35,13 @@ pub(crate) struct TooManyFailures {
     pub retry_after_s: u64,
 }
 
-/// Where the table reads the time; a test clock in unit tests.
-type Clock = Box<dyn Fn() -> Instant + Send + Sync>;
+/// Where a table reads the time; a test clock in unit tests.
+pub(super) type Clock = Box<dyn Fn() -> Instant + Send + Sync>;
+
+/// `d` in whole seconds, rounded up: a `Retry-After` value.
+pub(super) fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
 
 /// Failed token checks per client within its current window.
 pub(crate) struct FailedChecks {
@@ -45,6 +49,8 @@ pub(crate) struct FailedChecks {
     limit: u32,
     /// Most clients in the table.
     capacity: usize,
+    /// Logged once per client and window when it reaches the limit.
+    reached: &'static str,
     /// Read while the table is locked, so that windows start in order.
     clock: Clock,
     table: Mutex<Table>,
@@ -75,15 +81,17 @@ impl fmt::Debug for FailedChecks {
 }
 
 impl FailedChecks {
-    /// A table refusing a client after `limit` failures a minute (0: off).
-    pub fn new(limit: u32) -> Self {
-        Self::with_clock(limit, MAX_TRACKED, Box::new(Instant::now))
+    /// A table of at most `capacity` clients, refusing a client after
+    /// `limit` failures a minute (0: off), logging `reached` when it does.
+    pub fn new(limit: u32, capacity: usize, reached: &'static str) -> Self {
+        Self::with_clock(limit, capacity, reached, Box::new(Instant::now))
     }
 
-    fn with_clock(limit: u32, capacity: usize, clock: Clock) -> Self {
+    fn with_clock(limit: u32, capacity: usize, reached: &'static str, clock: Clock) -> Self {
         Self {
             limit,
             capacity,
+            reached,
             clock,
             table: Mutex::new(Table::default()),
         }
@@ -108,7 +116,7 @@ impl FailedChecks {
             return Ok(());
         }
         Err(TooManyFailures {
-            retry_after_s: left.as_secs() + u64::from(left.subsec_nanos() > 0),
+            retry_after_s: whole_seconds(left),
         })
     }
 
@@ -141,11 +149,7 @@ impl FailedChecks {
         if failures == self.limit {
             // Once per client and window: the refusals themselves are not
             // logged above debug, so that a flood does not flood the log.
-            tracing::info!(
-                client = %key,
-                limit = self.limit,
-                "too many failed token checks: upgrades refused until the minute has passed"
-            );
+            tracing::info!(client = %key, limit = self.limit, "{}", self.reached);
         }
     }
 
@@ -200,7 +204,12 @@ mod tests {
     fn table(limit: u32, capacity: usize) -> (FailedChecks, Arc<Mutex<Instant>>) {
         let now = Arc::new(Mutex::new(Instant::now()));
         let clock = now.clone();
-        let t = FailedChecks::with_clock(limit, capacity, Box::new(move || *clock.lock().unwrap()));
+        let t = FailedChecks::with_clock(
+            limit,
+            capacity,
+            "limit reached",
+            Box::new(move || *clock.lock().unwrap()),
+        );
         (t, now)
     }
 

@@ -51,6 +51,10 @@ pub struct WebhookConfig {
     pub dedup_entries: usize,
     /// Seconds a delivery id is remembered.
     pub dedup_window_s: u64,
+    /// Requests with a missing, malformed or wrong signature allowed per
+    /// sender IP and minute before its POSTs are answered 429 unread; 0:
+    /// no limit.
+    pub max_bad_signatures_per_ip_per_minute: u32,
 }
 
 impl Default for WebhookConfig {
@@ -69,6 +73,7 @@ impl Default for WebhookConfig {
             max_inflight_bytes: o.max_inflight_bytes,
             dedup_entries: o.dedup_entries,
             dedup_window_s: o.dedup_window.as_secs(),
+            max_bad_signatures_per_ip_per_minute: o.max_bad_signatures_per_ip_per_minute,
         }
     }
 }
@@ -83,8 +88,8 @@ impl WebhookConfig {
         }
     }
 
-    /// The endpoint settings these keys describe (no trusted proxies: those
-    /// are `[limits]`', see `Config::webhook_options`).
+    /// The endpoint settings these keys describe (trusted proxies and the
+    /// table size are `[limits]`', see `Config::webhook_options`).
     pub fn options(&self) -> WebhookOptions {
         WebhookOptions {
             max_payload_bytes: self.max_payload_bytes,
@@ -96,7 +101,8 @@ impl WebhookConfig {
             max_inflight_bytes: self.max_inflight_bytes,
             dedup_entries: self.dedup_entries,
             dedup_window: Duration::from_secs(self.dedup_window_s),
-            trusted_proxies: Vec::new(),
+            max_bad_signatures_per_ip_per_minute: self.max_bad_signatures_per_ip_per_minute,
+            ..WebhookOptions::default()
         }
     }
 
@@ -175,6 +181,12 @@ impl Section for WebhookConfig {
                     self.dedup_window_s,
                     1..=MAX_DEDUP_WINDOW_S,
                     "seconds",
+                ),
+                at_most(
+                    "webhook.max_bad_signatures_per_ip_per_minute",
+                    self.max_bad_signatures_per_ip_per_minute,
+                    10_000,
+                    "",
                 ),
             ]
             .into_iter()

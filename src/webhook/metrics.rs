@@ -1,9 +1,10 @@
 //! What webhook intake reports to `/metrics`: its commit cache, its caps
-//! in use and the delivery ids it remembers.
+//! in use, the delivery ids and the senders of bad signatures it remembers.
 
 use std::sync::Arc;
 
 use super::{Capacity, CommitCache, DeliveryIds};
+use crate::limits::FailedChecks;
 use crate::metrics::{Place, Report, Source};
 
 impl Source for CommitCache {
@@ -31,6 +32,7 @@ impl Source for CommitCache {
 pub(super) struct IntakeFigures {
     pub(super) capacity: Arc<Capacity>,
     pub(super) deliveries: Arc<DeliveryIds>,
+    pub(super) bad_signatures: Arc<FailedChecks>,
 }
 
 impl Source for IntakeFigures {
@@ -53,6 +55,11 @@ impl Source for IntakeFigures {
             "delivery_ids",
             "Delivery ids remembered to answer redeliveries duplicate",
             self.deliveries.len() as i64,
+        )?;
+        out.gauge(
+            "bad_signature_clients",
+            "Senders whose bad webhook signatures are counted (webhook.max_bad_signatures_per_ip_per_minute)",
+            self.bad_signatures.tracked() as i64,
         )
     }
 }

@@ -38,7 +38,7 @@ use hyper::{Method, Request, Response, header};
 use ipnet::IpNet;
 
 use crate::event::EventParts;
-use crate::limits::client_ip;
+use crate::limits::{ClientKey, FailedChecks, client_ip, client_key};
 use crate::metrics::Metrics;
 use body::{BodyError, check_declared, read_limited};
 pub(crate) use capacity::Capacity;
@@ -131,6 +131,12 @@ pub struct WebhookOptions {
     /// Proxies whose `X-Forwarded-For` gives the sender's IP (none), as
     /// for WebSocket clients (`limits.trusted_proxies`).
     pub trusted_proxies: Vec<IpNet>,
+    /// Requests with a missing, malformed or wrong signature allowed per
+    /// sender IP and minute before its requests are answered 429 unread
+    /// (30); 0: no limit. Valid deliveries are never counted.
+    pub max_bad_signatures_per_ip_per_minute: u32,
+    /// Most senders the bad-signature table remembers (100,000).
+    pub rate_table_entries: usize,
 }
 
 impl Default for WebhookOptions {
@@ -146,9 +152,14 @@ impl Default for WebhookOptions {
             dedup_entries: 100_000,
             dedup_window: Duration::from_secs(259_200),
             trusted_proxies: Vec::new(),
+            max_bad_signatures_per_ip_per_minute: DEFAULT_MAX_BAD_SIGNATURES_PER_IP,
+            rate_table_entries: crate::limits::config::DEFAULT_RATE_TABLE_ENTRIES,
         }
     }
 }
+
+/// Default `webhook.max_bad_signatures_per_ip_per_minute`.
+pub(crate) const DEFAULT_MAX_BAD_SIGNATURES_PER_IP: u32 = 30;
 
 /// `POST /webhook`: what an embedder routes GitHub's deliveries to.
 ///
@@ -175,6 +186,8 @@ pub struct WebhookEndpoint {
     /// `Retry-After` of a 503 for capacity: `body_timeout`, in seconds.
     retry_after: HeaderValue,
     trusted_proxies: Vec<IpNet>,
+    /// Bad signatures per sender and minute.
+    bad_signatures: Arc<FailedChecks>,
     metrics: Arc<Metrics>,
 }
 
@@ -210,9 +223,15 @@ impl WebhookEndpoint {
             options.max_inflight_bytes,
         ));
         metrics.register(cache.clone());
+        let bad_signatures = Arc::new(FailedChecks::new(
+            options.max_bad_signatures_per_ip_per_minute,
+            options.rate_table_entries,
+            "too many bad webhook signatures: POST /webhook refused until the minute has passed",
+        ));
         metrics.register(Arc::new(IntakeFigures {
             capacity: capacity.clone(),
             deliveries: deliveries.clone(),
+            bad_signatures: bad_signatures.clone(),
         }));
         Self {
             verifier: WebhookVerifier::new(secret),
@@ -225,6 +244,7 @@ impl WebhookEndpoint {
             body_timeout: options.body_timeout,
             retry_after: HeaderValue::from(options.body_timeout.as_secs().max(1)),
             trusted_proxies: options.trusted_proxies,
+            bad_signatures,
             metrics,
         }
     }
@@ -269,10 +289,14 @@ impl WebhookEndpoint {
         let deadline = tokio::time::Instant::now() + self.body_timeout;
         let kind = header_str(&req, "x-github-event").to_owned();
         let delivery = sanitize_delivery_id(header_str(&req, "x-github-delivery"));
-        let (outcome, seq) = match self.process(req, &kind, &delivery, deadline).await {
+        let key = client_key(ip);
+        let (outcome, seq) = match self.process(req, key, &kind, &delivery, deadline).await {
             Ok(seq) => (Outcome::Broadcast, Some(seq)),
             Err(outcome) => (outcome, None),
         };
+        if matches!(outcome, Outcome::BadSignatureHeader | Outcome::BadSignature) {
+            self.bad_signatures.record(key);
+        }
         let took = started.elapsed();
         self.metrics
             .webhook(&kind, outcome.status().as_u16(), outcome.as_str(), took);
@@ -296,11 +320,12 @@ impl WebhookEndpoint {
     async fn process(
         &self,
         req: Request<Incoming>,
+        sender: ClientKey,
         kind: &str,
         delivery: &str,
         deadline: tokio::time::Instant,
     ) -> Step<u64> {
-        let (signature, declared) = self.check_head(&req, kind)?;
+        let (signature, declared) = self.check_head(&req, sender, kind)?;
         // Held until the answer: the slot, and the bytes the body may use.
         let mut admitted =
             self.capacity
@@ -320,10 +345,20 @@ impl WebhookEndpoint {
 
     /// What is decided from the head alone, before a byte of the body is
     /// read: the signature it names and the declared length.
-    fn check_head(&self, req: &Request<Incoming>, kind: &str) -> Step<(Signature, Option<u64>)> {
+    fn check_head(
+        &self,
+        req: &Request<Incoming>,
+        sender: ClientKey,
+        kind: &str,
+    ) -> Step<(Signature, Option<u64>)> {
         if req.method() != Method::POST {
             return Err(Outcome::MethodNotAllowed);
         }
+        self.bad_signatures
+            .check(sender)
+            .map_err(|too_many| Outcome::TooManyBadSignatures {
+                retry_after_s: too_many.retry_after_s,
+            })?;
         if let Some(allowed) = &self.allowed
             && !allowed.contains(kind)
         {

@@ -13,6 +13,13 @@ use crate::http_text;
 pub(crate) enum Outcome {
     /// 405: not a POST.
     MethodNotAllowed,
+    /// 429 + `Retry-After` before the body is read: the sender had
+    /// `webhook.max_bad_signatures_per_ip_per_minute` bad signatures within
+    /// a minute.
+    TooManyBadSignatures {
+        /// Seconds until the sender's minute has passed.
+        retry_after_s: u64,
+    },
     /// 200, not broadcast: the event type is not in the allowed list.
     TypeNotAllowed,
     /// 413: declared or actual body over the limit.
@@ -50,6 +57,7 @@ impl Outcome {
     pub fn status(self) -> StatusCode {
         match self {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::TooManyBadSignatures { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadSignatureHeader | Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -66,6 +74,9 @@ impl Outcome {
     fn body(self) -> &'static str {
         match self {
             Self::MethodNotAllowed => "method not allowed\n",
+            Self::TooManyBadSignatures { .. } => {
+                "too many requests: too many bad signatures from this address; check the webhook secret\n"
+            }
             Self::TooLarge => "payload too large\n",
             Self::BadSignatureHeader | Self::BadSignature => "unauthorized\n",
             Self::BusyRequests | Self::BusyBytes => {
@@ -85,6 +96,7 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::TooManyBadSignatures { .. } => "limited_bad_signatures",
             Self::TypeNotAllowed => "type_not_allowed",
             Self::TooLarge => "too_large",
             Self::BadSignatureHeader => "bad_signature_header",
@@ -108,6 +120,7 @@ impl Outcome {
         matches!(
             self,
             Self::MethodNotAllowed
+                | Self::TooManyBadSignatures { .. }
                 | Self::TypeNotAllowed
                 | Self::TooLarge
                 | Self::BadSignatureHeader
@@ -126,8 +139,14 @@ impl Outcome {
         if self == Self::MethodNotAllowed {
             headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
         }
-        if matches!(self, Self::BusyRequests | Self::BusyBytes) {
-            headers.insert(header::RETRY_AFTER, retry_after.clone());
+        match self {
+            Self::BusyRequests | Self::BusyBytes => {
+                headers.insert(header::RETRY_AFTER, retry_after.clone());
+            }
+            Self::TooManyBadSignatures { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            _ => {}
         }
         if self.leaves_body_unread() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -29,8 +29,8 @@ use crate::auth::{AuthProvider, Token, TokenRejection};
 use crate::broker::{Backfill, Hub};
 use crate::http_text;
 use crate::limits::{
-    ConnCounts, ConnLimiter, FailedChecks, LimitExceeded, Slot, TooManyFailures, client_ip,
-    client_key,
+    ClientTables, ConnCounts, ConnLimiter, FailedChecks, LimitExceeded, RateLimited, RequestRate,
+    Slot, TooManyFailures, client_ip, client_key,
 };
 use crate::metrics::Metrics;
 use crate::write_deadline::WriteDeadline;
@@ -69,6 +69,13 @@ pub struct WsOptions {
     /// `max_conns_per_ip`) and minute before its upgrades are answered 429
     /// without a check (30); 0: no limit.
     pub max_failed_checks_per_ip: u32,
+    /// Upgrades and `/events` requests allowed per client IP and minute,
+    /// counted before any token check (60: six times `max_conns_per_ip`);
+    /// 0: no limit.
+    pub upgrades_per_ip_per_minute: u32,
+    /// Most clients the per-client tables (upgrade rates, failed token
+    /// checks) remember (100,000).
+    pub rate_table_entries: usize,
 }
 
 impl Default for WsOptions {
@@ -88,6 +95,10 @@ impl Default for WsOptions {
             recheck_concurrency: (crate::auth::config::DEFAULT_MAX_CONCURRENT_API_REQUESTS / 2)
                 .max(1),
             max_failed_checks_per_ip: crate::auth::config::DEFAULT_MAX_FAILED_CHECKS_PER_IP,
+            upgrades_per_ip_per_minute: crate::limits::config::default_upgrades_per_minute(
+                crate::limits::config::DEFAULT_MAX_CONNS_PER_IP,
+            ),
+            rate_table_entries: crate::limits::config::DEFAULT_RATE_TABLE_ENTRIES,
         }
     }
 }
@@ -100,7 +111,9 @@ pub(crate) struct WsContext {
     pub limiter: Arc<ConnLimiter>,
     /// Rejected tokens per client: recorded by sessions, read before the
     /// upgrade.
-    pub failed_checks: FailedChecks,
+    pub failed_checks: Arc<FailedChecks>,
+    /// Upgrades and `/events` requests per client and minute.
+    pub upgrades: Arc<RequestRate>,
     pub metrics: Arc<Metrics>,
     /// Where resumes find what the hub no longer holds (a cluster's stream).
     pub backfill: Option<Arc<dyn Backfill>>,
@@ -165,6 +178,13 @@ pub enum Refusal {
     Forbidden(TokenRejection),
     /// A connection limit is reached (429).
     TooManyConnections,
+    /// The client made more upgrades (or `/events` requests) within a
+    /// minute than `limits.upgrades_per_ip_per_minute` allows (429, with
+    /// `Retry-After`).
+    TooManyUpgrades {
+        /// Seconds until the client may try again.
+        retry_after_s: u64,
+    },
     /// The client had too many tokens rejected within a minute (429, with
     /// `Retry-After`).
     TooManyFailedChecks {
@@ -178,14 +198,14 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
-            Refusal::TooManyConnections | Refusal::TooManyFailedChecks { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Refusal::TooManyConnections
+            | Refusal::TooManyUpgrades { .. }
+            | Refusal::TooManyFailedChecks { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     /// The answer the daemon gives: the status and a plain-text reason
-    /// (and `Retry-After` after too many failed token checks).
+    /// (and `Retry-After` when the client is limited for a while).
     pub fn response(&self) -> Response<Full<Bytes>> {
         match self {
             Refusal::Forbidden(why) => plain(self.status(), format!("403 Forbidden: {why}\n")),
@@ -193,18 +213,14 @@ impl Refusal {
                 self.status(),
                 "429 Too Many Requests: Connection limit exceeded\n".into(),
             ),
-            Refusal::TooManyFailedChecks { retry_after_s } => {
-                let mut r = plain(
-                    self.status(),
-                    "429 Too Many Requests: too many failed token checks from this address\n"
-                        .into(),
-                );
-                r.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    header::HeaderValue::from(*retry_after_s),
-                );
-                r
-            }
+            Refusal::TooManyUpgrades { retry_after_s } => retry_later(
+                "429 Too Many Requests: too many connection attempts from this address\n",
+                *retry_after_s,
+            ),
+            Refusal::TooManyFailedChecks { retry_after_s } => retry_later(
+                "429 Too Many Requests: too many failed token checks from this address\n",
+                *retry_after_s,
+            ),
         }
     }
 }
@@ -240,6 +256,16 @@ fn get_only() -> Response<Full<Bytes>> {
     r
 }
 
+/// A 429 saying `why`, with `Retry-After: retry_after_s`.
+fn retry_later(why: &'static str, retry_after_s: u64) -> Response<Full<Bytes>> {
+    let mut r = plain(StatusCode::TOO_MANY_REQUESTS, why.into());
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(retry_after_s),
+    );
+    r
+}
+
 fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
     http_text::typed(status, http_text::TEXT_PLAIN, text)
 }
@@ -254,9 +280,21 @@ impl WsEndpoint {
         metrics: Arc<Metrics>,
     ) -> Self {
         let limiter = ConnLimiter::new(options.max_conns_per_ip, options.max_conns_total);
-        metrics.register(limiter.clone());
         let access = AccessWatch::new(options.recheck_interval, options.recheck_concurrency);
-        let failed_checks = FailedChecks::new(options.max_failed_checks_per_ip);
+        let failed_checks = Arc::new(FailedChecks::new(
+            options.max_failed_checks_per_ip,
+            options.rate_table_entries,
+            "too many failed token checks: upgrades refused until the minute has passed",
+        ));
+        let upgrades = Arc::new(RequestRate::new(
+            options.upgrades_per_ip_per_minute,
+            options.rate_table_entries,
+        ));
+        metrics.register(Arc::new(ClientTables {
+            limiter: limiter.clone(),
+            failed_checks: failed_checks.clone(),
+            upgrades: upgrades.clone(),
+        }));
         Self {
             ctx: Arc::new(WsContext {
                 hub,
@@ -264,6 +302,7 @@ impl WsEndpoint {
                 settings: options,
                 limiter,
                 failed_checks,
+                upgrades,
                 metrics,
                 backfill: None,
                 access,
@@ -311,8 +350,8 @@ impl WsEndpoint {
         self.admit_request(token, req.headers(), peer, offered.version)
     }
 
-    /// The checks on a request's token (its shape: 403) and client (429),
-    /// for `/ws` and `/events` alike.
+    /// The checks on a request's client rate (429), its token (its shape:
+    /// 403) and client (429), for `/ws` and `/events` alike.
     fn admit_request(
         &self,
         token: Result<Token, TokenRejection>,
@@ -320,12 +359,18 @@ impl WsEndpoint {
         peer: SocketAddr,
         subprotocol: bool,
     ) -> Result<Admission, Refusal> {
+        let ip = client_ip(peer.ip(), headers, &self.ctx.settings.trusted_proxies);
+        // Every request counts, whatever its token: before any check.
+        if let Err(RateLimited { retry_after_s }) = self.ctx.upgrades.take(client_key(ip)) {
+            self.ctx.metrics.handshake("limited_rate");
+            tracing::debug!(%ip, retry_after_s, "request refused: too many upgrades a minute");
+            return Err(Refusal::TooManyUpgrades { retry_after_s });
+        }
         let token = token.map_err(|why| {
             self.ctx.metrics.handshake("forbidden");
             tracing::debug!(%peer, %why, "request refused");
             Refusal::Forbidden(why)
         })?;
-        let ip = client_ip(peer.ip(), headers, &self.ctx.settings.trusted_proxies);
         self.admit(token, ip, subprotocol)
     }
 

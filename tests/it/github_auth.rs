@@ -847,7 +847,10 @@ async fn rejected_tokens_from_one_address_stop_reaching_the_api() {
     mock.add(&alice, user("alice", &["acme"]));
     let (server, _gh) = start(
         &mock,
-        &format!("[limits]\nmax_conns_per_ip = {PER_IP}\ntrusted_proxies = [\"127.0.0.0/8\"]\n"),
+        // Upgrades a minute unlimited: this test is of failed checks alone.
+        &format!(
+            "[limits]\nmax_conns_per_ip = {PER_IP}\ntrusted_proxies = [\"127.0.0.0/8\"]\nupgrades_per_ip_per_minute = 0\n"
+        ),
         |_| {},
     )
     .await;
@@ -1419,4 +1422,63 @@ async fn rechecks_are_spread_within_half_the_api_cap() {
         "{shared_rounds} vs {other_rounds}"
     );
     drop(clients);
+}
+
+#[tokio::test]
+async fn upgrades_past_the_rate_are_refused_before_any_api_request() {
+    let mock = Mock::start().await;
+    let alice = token("alice");
+    mock.add(&alice, user("alice", &["acme"]));
+    let (server, _gh) = start(
+        &mock,
+        "[limits]\nupgrades_per_ip_per_minute = 2\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+        |_| {},
+    )
+    .await;
+    let addr = server.addr;
+    let sub = json!({"organization": "acme"});
+    // Two made-up tokens: each costs a check (and API requests).
+    for i in 0..2 {
+        let a = attempt(
+            addr,
+            "203.0.113.70",
+            &format!("ghp_made{i:0>32}"),
+            sub.clone(),
+        )
+        .await;
+        assert!(matches!(a, Attempt::Answered(_)), "{a:?}");
+    }
+    let spent = mock.total_hits();
+    assert!(spent >= 2, "{spent}");
+    // The third, even with a good token, is refused before any check.
+    match connect_as(addr, "203.0.113.70", &alice).await {
+        Err(WsError::Http(r)) => {
+            assert_eq!(r.status(), 429);
+            let body = String::from_utf8_lossy(r.body().as_deref().unwrap_or_default());
+            assert_eq!(
+                body,
+                "429 Too Many Requests: too many connection attempts from this address\n"
+            );
+            // Empty bucket of 2 a minute: the next is due in 30 s.
+            let retry: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((29..=30).contains(&retry), "{retry}");
+        }
+        other => panic!("expected 429, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(
+        mock.total_hits(),
+        spent,
+        "no API request for a limited upgrade"
+    );
+    assert_eq!(handshakes(&server, "limited_rate").await, 1);
+    // Another address, the same good token: checked and confirmed.
+    let a = attempt(addr, "203.0.113.71", &alice, sub).await;
+    match a {
+        Attempt::Answered(v) => assert_eq!(v["type"], "subscription_confirmed"),
+        a => panic!("{a:?}"),
+    }
 }

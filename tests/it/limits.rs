@@ -117,7 +117,9 @@ async fn total_limit_is_exact() {
 #[tokio::test]
 async fn every_failure_path_gives_the_slot_back() {
     let server = TestServer::start(
-        "[server]\nhandshake_timeout_s = 1\n[limits]\nmax_conns_per_ip = 1\n[webhook]\nallowed_events = [\"pull_request\"]\n",
+        // Every path in turn from one address, faster than its default rate
+        // (six upgrades a minute for one connection): no rate.
+        "[server]\nhandshake_timeout_s = 1\n[limits]\nmax_conns_per_ip = 1\nupgrades_per_ip_per_minute = 0\n[webhook]\nallowed_events = [\"pull_request\"]\n",
     )
     .await;
     let addr = server.addr;

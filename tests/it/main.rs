@@ -26,6 +26,7 @@ mod loadtest_smoke;
 mod metrics;
 mod monitoring;
 mod operations;
+mod rate_limits;
 mod redelivery;
 mod subscription_validate;
 mod tls;
