@@ -1,9 +1,9 @@
 //! What webhook intake reports to `/metrics`: its commit cache, its caps
-//! in use and the delivery ids it remembers.
+//! in use, the delivery ids it remembers and which secrets verify.
 
 use std::sync::Arc;
 
-use super::{Capacity, CommitCache, DeliveryIds};
+use super::{Capacity, CommitCache, DeliveryIds, WebhookKeys};
 use crate::metrics::{Place, Report, Source};
 
 impl Source for CommitCache {
@@ -27,10 +27,11 @@ impl Source for CommitCache {
     }
 }
 
-/// Webhook intake's caps and its table of delivery ids.
+/// Webhook intake's caps, its table of delivery ids and its secrets.
 pub(super) struct IntakeFigures {
     pub(super) capacity: Arc<Capacity>,
     pub(super) deliveries: Arc<DeliveryIds>,
+    pub(super) keys: Arc<WebhookKeys>,
 }
 
 impl Source for IntakeFigures {
@@ -53,6 +54,13 @@ impl Source for IntakeFigures {
             "delivery_ids",
             "Delivery ids remembered to answer redeliveries duplicate",
             self.deliveries.len() as i64,
+        )?;
+        // Labelled by line number only: nothing of a secret.
+        out.counters(
+            "webhook_signature_matches",
+            "Webhook signatures verified, by the line of webhook.secret_file holding the secret that verified them (1: the only secret, or the current one)",
+            (self.keys.matches().into_iter())
+                .map(|(line, n)| ([("secret_line", line.to_string())], n)),
         )
     }
 }
