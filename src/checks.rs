@@ -231,36 +231,60 @@ pub(crate) fn optional_socket_addr<'de, D: serde::Deserializer<'de>>(
     socket_addr(d).map(Some)
 }
 
-/// A secret file's bytes without the trailing newline (`\n`, `\r\n`): the
-/// webhook secret. Unreadable or empty: an error under `key`, which names
-/// the file and never its content.
-pub(crate) fn read_secret_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let raw = std::fs::read(path)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
-    let mut end = raw.len();
-    while end > 0 && (raw[end - 1] == b'\n' || raw[end - 1] == b'\r') {
-        end -= 1;
+/// The secrets of a secret file that may hold several, one per line
+/// (`\n` or `\r\n`), each with its 1-based line number. Blank lines
+/// (nothing, or only whitespace) are skipped; the others are kept byte for
+/// byte, spaces included, so that a secret reads as it did when the file
+/// held one.
+pub(crate) fn secret_lines(raw: &[u8]) -> Vec<(usize, &[u8])> {
+    raw.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line)))
+        .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
+        .collect()
+}
+
+/// [`secret_lines`] of the file at `path`. Unreadable, or holding no
+/// secret: an error under `key`, which names the file and never its
+/// content.
+pub(crate) fn read_secret_lines(
+    key: &str,
+    path: &Path,
+) -> Result<Vec<(usize, Vec<u8>)>, ConfigError> {
+    let raw = std::fs::read(path).map_err(|e| cannot_read(key, path, &e))?;
+    let lines: Vec<(usize, Vec<u8>)> = secret_lines(&raw)
+        .into_iter()
+        .map(|(n, line)| (n, line.to_vec()))
+        .collect();
+    if lines.is_empty() {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{} holds no secret (it is empty or every line is blank)",
+                path.display()
+            ),
+        ));
     }
-    nonempty_secret(key, path, raw[..end].to_vec())
+    Ok(lines)
+}
+
+fn cannot_read(key: &str, path: &Path, e: &std::io::Error) -> ConfigError {
+    ConfigError::new(key, format!("cannot read {}: {e}", path.display()))
 }
 
 /// The first line of a secret file, trimmed: a password or token (the
-/// cluster's NATS credentials). Errors as [`read_secret_file`]'s.
+/// cluster's NATS credentials). Unreadable or empty: an error under `key`,
+/// which names the file and never its content.
 pub(crate) fn read_secret_line(key: &str, path: &Path) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| cannot_read(key, path, &e))?;
     let line = text.lines().next().map_or("", str::trim).to_owned();
-    nonempty_secret(key, path, line)
-}
-
-fn nonempty_secret<S: AsRef<[u8]>>(key: &str, path: &Path, secret: S) -> Result<S, ConfigError> {
-    if secret.as_ref().is_empty() {
+    if line.is_empty() {
         return Err(ConfigError::new(
             key,
             format!("{} is empty", path.display()),
         ));
     }
-    Ok(secret)
+    Ok(line)
 }
 
 /// The problems `S::validate` finds in a section given as TOML text (its
@@ -319,17 +343,76 @@ mod tests {
     }
 
     #[test]
-    fn secret_files_are_read_whole_or_by_first_line() {
+    fn the_first_line_of_a_secret_file_trimmed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
         std::fs::write(&path, " pw \nsecond\r\n").unwrap();
-        assert_eq!(read_secret_file("k", &path).unwrap(), b" pw \nsecond");
         assert_eq!(read_secret_line("k", &path).unwrap(), "pw");
         std::fs::write(&path, "\n").unwrap();
         let e = read_secret_line("k", &path).unwrap_err();
         assert_eq!(e.message, format!("{} is empty", path.display()));
-        assert_eq!(read_secret_file("k", &path).unwrap_err(), e);
-        let e = read_secret_file("k", &dir.path().join("nope")).unwrap_err();
+        let e = read_secret_line("k", &dir.path().join("nope")).unwrap_err();
         assert!(e.message.starts_with("cannot read "), "{e}");
+    }
+
+    /// The lines of `raw` that hold a secret, as text.
+    fn lines(raw: &str) -> Vec<(usize, &str)> {
+        secret_lines(raw.as_bytes())
+            .into_iter()
+            .map(|(n, l)| (n, std::str::from_utf8(l).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn one_secret_per_line_blank_lines_skipped() {
+        assert_eq!(lines("s3cret"), [(1, "s3cret")]);
+        assert_eq!(lines("s3cret\n"), [(1, "s3cret")], "trailing newline");
+        assert_eq!(lines("new\nold\n"), [(1, "new"), (2, "old")]);
+        assert_eq!(lines("new\r\nold\r\n"), [(1, "new"), (2, "old")], "CRLF");
+        assert_eq!(
+            lines("\nnew\n\n  \n\t\r\nold"),
+            [(2, "new"), (6, "old")],
+            "blank and whitespace-only lines skipped, numbers kept"
+        );
+        assert_eq!(
+            lines(" pw \na\rb\r\r\n"),
+            [(1, " pw "), (2, "a\rb\r")],
+            "a line is kept byte for byte but for its line end"
+        );
+        for blank in ["", "\n", "\r\n", "\n\n\n", "  \n\t\n \r\n", " "] {
+            assert_eq!(lines(blank), [], "{blank:?}");
+        }
+    }
+
+    #[test]
+    fn a_secret_file_must_be_readable_and_hold_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        std::fs::write(&path, "new\r\n\r\nold\r\n").unwrap();
+        assert_eq!(
+            read_secret_lines("k", &path).unwrap(),
+            [(1, b"new".to_vec()), (3, b"old".to_vec())]
+        );
+        for blank in ["", "\n", " \r\n\t\n"] {
+            std::fs::write(&path, blank).unwrap();
+            let e = read_secret_lines("k", &path).unwrap_err();
+            assert_eq!(e.key, "k");
+            assert_eq!(
+                e.message,
+                format!(
+                    "{} holds no secret (it is empty or every line is blank)",
+                    path.display()
+                )
+            );
+        }
+        let missing = dir.path().join("nope");
+        let e = read_secret_lines("k", &missing).unwrap_err();
+        assert!(
+            e.message
+                .starts_with(&format!("cannot read {}: ", missing.display())),
+            "{e}"
+        );
+        let e = read_secret_lines("k", dir.path()).unwrap_err();
+        assert!(e.message.starts_with("cannot read "), "a directory: {e}");
     }
 }

@@ -231,7 +231,8 @@ pub use metrics::Metrics;
 pub use subscription::{ResumeFrom, Subscription, SubscriptionError};
 pub use webhook::{
     CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, Signature, SignatureError,
-    SinkError, SinkFuture, Stored, WebhookEndpoint, WebhookOptions, WebhookVerifier, sign,
+    SinkError, SinkFuture, Stored, WebhookEndpoint, WebhookKeys, WebhookOptions, WebhookVerifier,
+    sign,
 };
 pub use ws::{Admission, Refusal, SUBPROTOCOL, WsEndpoint, WsOptions};
 

@@ -13,7 +13,8 @@ use super::tls::{TlsMode, cert_problem};
 use crate::checks::ConfigErrors;
 use crate::config::Config;
 use crate::tls::server::{CertStore, Certificate};
-use crate::{AuthProvider, CommitCache, ConnCounts, Hub, Metrics, WsEndpoint};
+use crate::webhook::WebhookSecret;
+use crate::{AuthProvider, CommitCache, ConnCounts, Hub, Metrics, WebhookKeys, WsEndpoint};
 
 /// Why [`ServerHandle::reload`] applied nothing: the file is invalid.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub struct ServerHandle {
     pub(super) hub: Hub,
     pub(super) ws: WsEndpoint,
     pub(super) commit_cache: Arc<CommitCache>,
+    /// The webhook secrets in force, re-read from `webhook.secret_file`.
+    pub(super) webhook_keys: Arc<WebhookKeys>,
     pub(super) phase: watch::Sender<Phase>,
     pub(super) accept_tasks: Vec<JoinHandle<()>>,
     pub(super) metrics_addr: Option<SocketAddr>,
@@ -59,9 +62,9 @@ impl ServerHandle {
     }
 
     /// Reloads the configuration file at `path` without dropping a
-    /// connection: the TLS certificate and key, the static tokens file and
-    /// the tier lists (the caller applies `log.level` from the returned
-    /// config). Each part that fails keeps its old value; every failure is
+    /// connection: the TLS certificate and key, the webhook secrets of
+    /// `webhook.secret_file`, the static tokens file and the tier lists
+    /// (the caller applies `log.level` from the returned config). Each part that fails keeps its old value; every failure is
     /// logged with the file and the problem and counted in
     /// `hookfan_config_reloads_total{result="failed"}`. Changes to other
     /// keys are reported as needing a restart. `Err` when the file itself is
@@ -101,11 +104,22 @@ impl ServerHandle {
         Ok(new)
     }
 
-    /// Applies what a reload changes in place (the certificate, the tokens,
-    /// the tiers); returns the problems of the parts that kept their old
-    /// value.
+    /// Applies what a reload changes in place (the certificate, the
+    /// webhook secrets, the tokens, the tiers); returns the problems of the
+    /// parts that kept their old value.
     fn apply(&self, new: &Config) -> Vec<String> {
         let mut failures = Vec::new();
+        // The environment's secret cannot change under a running process:
+        // only a file is read again.
+        if let Some(path) = &new.webhook.secret_file {
+            match WebhookSecret::read_file(path) {
+                Ok(s) => {
+                    self.webhook_keys.set(&s);
+                    tracing::info!(file = %path.display(), lines = ?self.webhook_keys.lines(), "webhook secrets reloaded");
+                }
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
         if let (Some(store), Some((cert, key))) = (&self.tls, TlsMode::of(new).cert_files()) {
             match Certificate::load(cert, key) {
                 Ok(c) => {
@@ -181,6 +195,11 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         n.cert_file.clone_from(&o.cert_file);
         n.key_file.clone_from(&o.key_file);
     }
+    // A secret file named is read at every reload; going back to the
+    // environment's secret takes a restart.
+    if new.webhook.secret_file.is_some() {
+        new.webhook.secret_file.clone_from(&old.webhook.secret_file);
+    }
     new.auth.tokens_file.clone_from(&old.auth.tokens_file);
     new.tiers.pro.clone_from(&old.tiers.pro);
     new.tiers.flock.clone_from(&old.tiers.flock);
@@ -210,7 +229,7 @@ mod tests {
     use crate::tls::TlsConfig;
 
     #[test]
-    fn a_reload_applies_certificate_files_tokens_tiers_and_log_level() {
+    fn a_reload_applies_certificate_files_secrets_tokens_tiers_and_log_level() {
         let files = |cert: &str| TlsConfig {
             cert_file: Some(cert.into()),
             key_file: Some(format!("{cert}.key").into()),
@@ -222,7 +241,16 @@ mod tests {
         new.server.tls = Some(files("b.pem"));
         new.log.level = "debug".into();
         new.auth.tokens_file = Some("other.toml".into());
-        assert!(needs_restart(&old, &new).is_empty());
+        new.webhook.secret_file = Some("secret".into());
+        assert!(needs_restart(&old, &new).is_empty(), "a secret file named");
+        old.webhook.secret_file = Some("secret".into());
+        new.webhook.secret_file = None;
+        assert_eq!(
+            needs_restart(&old, &new),
+            ["webhook"],
+            "back to the environment"
+        );
+        new.webhook.secret_file = Some("other-secret".into());
         new.server.shutdown_timeout_s += 1;
         new.replay.max_events += 1;
         assert_eq!(needs_restart(&old, &new), ["server", "replay"]);

@@ -10,7 +10,8 @@
 //! With `[server.tls]` the listener speaks TLS (certificate from files or
 //! from ACME) and an optional plain listener redirects to it.
 //! [`ServerHandle::reload`] (SIGHUP in the daemon) swaps the certificate,
-//! the tokens and the tier lists without touching a connection.
+//! the webhook secrets, the tokens and the tier lists without touching a
+//! connection.
 //!
 //! Files: `start` (the steps from config to serving), `listen` (sockets,
 //! the one accept loop, HTTP over a connection), `routes` (what each

@@ -49,6 +49,7 @@ pub async fn start(
     }
     let (ws, webhook) = endpoints(config, secret, &hub, &auth, &metrics, cluster.as_ref());
     let commit_cache = webhook.commit_cache().clone();
+    let webhook_keys = webhook.keys().clone();
     if let Some(c) = &cluster {
         c.start(
             hub.clone(),
@@ -94,6 +95,7 @@ pub async fn start(
         hub,
         ws,
         commit_cache,
+        webhook_keys,
         phase,
         accept_tasks,
         metrics_addr,
@@ -222,11 +224,7 @@ fn endpoints(
         Some(c) => (ws.with_backfill(Arc::new(c.clone())), Arc::new(c.clone())),
         None => (ws, Arc::new(hub.clone())),
     };
-    let webhook = WebhookEndpoint::new(
-        sink,
-        secret.expose(),
-        config.webhook_options(),
-        metrics.clone(),
-    );
+    let webhook =
+        WebhookEndpoint::with_secret(sink, secret, config.webhook_options(), metrics.clone());
     (ws, webhook)
 }

@@ -1,6 +1,6 @@
-//! `[webhook]`: intake limits, and the webhook secret (from
-//! `webhook.secret_file`, else the `GITHUB_WEBHOOK_SECRET` environment
-//! variable; never the file itself). Its defaults are
+//! `[webhook]`: intake limits, and the webhook secrets (from
+//! `webhook.secret_file`, one per line, else the `GITHUB_WEBHOOK_SECRET`
+//! environment variable; never the file itself). Its defaults are
 //! [`WebhookOptions`]'; its checks.
 
 use std::fmt;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::WebhookOptions;
 use crate::checks::{
-    ConfigError, Section, at_most, is_event_type, range, read_secret_file, require, resolve_path,
+    ConfigError, Section, at_most, is_event_type, range, read_secret_lines, require, resolve_path,
 };
 
 /// Environment variable holding the webhook secret when `webhook.secret_file`
@@ -28,7 +28,8 @@ const MAX_DEDUP_WINDOW_S: u64 = 30 * 86_400;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookConfig {
-    /// File holding the webhook secret; else `GITHUB_WEBHOOK_SECRET`.
+    /// File holding the webhook secrets, one per line (the first the
+    /// current one; re-read on reload); else `GITHUB_WEBHOOK_SECRET`.
     pub secret_file: Option<PathBuf>,
     /// Largest accepted webhook body, in bytes.
     pub max_payload_bytes: u64,
@@ -202,7 +203,7 @@ impl Section for WebhookConfig {
     }
 }
 
-/// Where the webhook secret came from (never the secret itself).
+/// Where the webhook secrets came from (never the secrets themselves).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
     /// `webhook.secret_file`.
@@ -211,55 +212,87 @@ pub enum SecretSource {
     Env,
 }
 
-/// The webhook secret. Its `Debug` output is masked so that it cannot reach
-/// a log line or a panic message by accident.
+/// The webhook secrets: one, or during a rotation several (one per line of
+/// `webhook.secret_file`, the first the current one). A delivery signed
+/// with any of them is accepted. Its `Debug` output is masked so that no
+/// secret can reach a log line or a panic message by accident.
 #[derive(Clone)]
 pub struct WebhookSecret {
-    bytes: Vec<u8>,
+    /// Each secret with the 1-based line of the file holding it (1 for
+    /// the environment's); never empty but for [`WebhookSecret::from_bytes`]
+    /// with an empty secret.
+    lines: Vec<(usize, Vec<u8>)>,
     source: SecretSource,
 }
 
 impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WebhookSecret(****, {} bytes)", self.bytes.len())
+        write!(f, "WebhookSecret(****, {})", self.summary())
     }
 }
 
 impl WebhookSecret {
-    /// A secret given directly (tests and embedders).
+    /// A secret given directly (tests and embedders); an empty one refuses
+    /// every webhook.
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Self {
         Self {
-            bytes: bytes.into(),
+            lines: vec![(1, bytes.into())],
             source: SecretSource::Env,
         }
     }
 
-    /// The key bytes.
+    /// The current secret's bytes (the first line's).
     pub fn expose(&self) -> &[u8] {
-        &self.bytes
+        self.lines.first().map_or(&[], |(_, s)| s.as_slice())
     }
 
-    /// Where it came from.
+    /// Every secret, with the 1-based line holding it, current first.
+    pub fn secrets(&self) -> impl Iterator<Item = (usize, &[u8])> {
+        self.lines.iter().map(|(n, s)| (*n, s.as_slice()))
+    }
+
+    /// How many secrets there are.
+    pub fn count(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Where they came from.
     pub fn source(&self) -> &SecretSource {
         &self.source
     }
 
-    /// Loads the secret from `webhook.secret_file`, else from `env_value`
-    /// (the value of `GITHUB_WEBHOOK_SECRET`). A trailing newline in the file
-    /// is not part of the secret. An empty secret is refused.
+    /// What can be said of them without showing one: the line and length
+    /// of each (`line 1: 32 bytes, line 2: 20 bytes`).
+    pub fn summary(&self) -> String {
+        let lines: Vec<String> = (self.lines.iter())
+            .map(|(n, s)| format!("line {n}: {} bytes", s.len()))
+            .collect();
+        lines.join(", ")
+    }
+
+    /// Reads the secrets from `path` (`webhook.secret_file`): one per
+    /// line, blank lines skipped. Unreadable or without a secret: refused,
+    /// the error naming the file and never its content.
+    pub fn read_file(path: &Path) -> Result<Self, ConfigError> {
+        Ok(Self {
+            lines: read_secret_lines("webhook.secret_file", path)?,
+            source: SecretSource::File(path.to_path_buf()),
+        })
+    }
+
+    /// Loads the secrets from `webhook.secret_file`, else the one secret
+    /// of `env_value` (the value of `GITHUB_WEBHOOK_SECRET`). An empty
+    /// secret is refused.
     pub fn load_from(
         webhook: &WebhookConfig,
         env_value: Option<&str>,
     ) -> Result<Self, ConfigError> {
         if let Some(path) = &webhook.secret_file {
-            return Ok(Self {
-                bytes: read_secret_file("webhook.secret_file", path)?,
-                source: SecretSource::File(path.clone()),
-            });
+            return Self::read_file(path);
         }
         match env_value {
             Some(v) if !v.is_empty() => Ok(Self {
-                bytes: v.as_bytes().to_vec(),
+                lines: vec![(1, v.as_bytes().to_vec())],
                 source: SecretSource::Env,
             }),
             _ => Err(ConfigError::new(
@@ -351,17 +384,34 @@ mod tests {
         };
         let s = WebhookSecret::load_from(&c, Some("from-env")).unwrap();
         assert_eq!(s.expose(), b"s3cret");
+        assert_eq!(s.count(), 1);
         assert_eq!(s.source(), &SecretSource::File(path));
         assert!(!format!("{s:?}").contains("s3cret"));
     }
 
     #[test]
+    fn a_file_holds_several_secrets_the_first_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "\r\nnew-secret\r\n  \r\nold-secret\r\n\r\n").unwrap();
+        let s = WebhookSecret::read_file(&path).unwrap();
+        assert_eq!(s.expose(), b"new-secret");
+        let lines: Vec<(usize, &[u8])> = s.secrets().collect();
+        assert_eq!(lines, [(2, &b"new-secret"[..]), (4, &b"old-secret"[..])]);
+        assert_eq!(s.summary(), "line 2: 10 bytes, line 4: 10 bytes");
+        let shown = format!("{s:?}");
+        assert_eq!(
+            shown,
+            "WebhookSecret(****, line 2: 10 bytes, line 4: 10 bytes)"
+        );
+    }
+
+    #[test]
     fn secret_from_environment_and_refusal_without_one() {
         let c = WebhookConfig::default();
-        assert_eq!(
-            WebhookSecret::load_from(&c, Some("e")).unwrap().expose(),
-            b"e"
-        );
+        let s = WebhookSecret::load_from(&c, Some("e")).unwrap();
+        assert_eq!((s.expose(), s.count()), (&b"e"[..], 1));
+        assert_eq!(s.source(), &SecretSource::Env);
         let err = WebhookSecret::load_from(&c, None).unwrap_err();
         assert_eq!(err.key, "webhook.secret_file");
         assert!(err.message.contains(SECRET_ENV));
@@ -369,20 +419,19 @@ mod tests {
     }
 
     #[test]
-    fn empty_or_missing_secret_file_is_refused() {
+    fn a_secret_file_without_a_secret_or_missing_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
-        std::fs::write(&path, "\n").unwrap();
         let mut c = WebhookConfig {
-            secret_file: Some(path),
+            secret_file: Some(path.clone()),
             ..WebhookConfig::default()
         };
-        assert!(
-            WebhookSecret::load_from(&c, Some("env"))
-                .unwrap_err()
-                .message
-                .contains("empty")
-        );
+        for blank in ["", "\n", "\r\n \n\t\n"] {
+            std::fs::write(&path, blank).unwrap();
+            let e = WebhookSecret::load_from(&c, Some("env")).unwrap_err();
+            assert_eq!(e.key, "webhook.secret_file");
+            assert!(e.message.contains("holds no secret"), "{blank:?}: {e}");
+        }
         c.secret_file = Some(dir.path().join("nope"));
         assert!(
             WebhookSecret::load_from(&c, Some("env"))

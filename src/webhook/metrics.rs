@@ -1,9 +1,10 @@
 //! What webhook intake reports to `/metrics`: its commit cache, its caps
-//! in use, the delivery ids and the senders of bad signatures it remembers.
+//! in use, the delivery ids and the senders of bad signatures it
+//! remembers, and which secrets verify.
 
 use std::sync::Arc;
 
-use super::{Capacity, CommitCache, DeliveryIds};
+use super::{Capacity, CommitCache, DeliveryIds, WebhookKeys};
 use crate::limits::FailedChecks;
 use crate::metrics::{Place, Report, Source};
 
@@ -28,11 +29,12 @@ impl Source for CommitCache {
     }
 }
 
-/// Webhook intake's caps and its table of delivery ids.
+/// Webhook intake's caps, its table of delivery ids and its secrets.
 pub(super) struct IntakeFigures {
     pub(super) capacity: Arc<Capacity>,
     pub(super) deliveries: Arc<DeliveryIds>,
     pub(super) bad_signatures: Arc<FailedChecks>,
+    pub(super) keys: Arc<WebhookKeys>,
 }
 
 impl Source for IntakeFigures {
@@ -60,6 +62,13 @@ impl Source for IntakeFigures {
             "bad_signature_clients",
             "Senders whose bad webhook signatures are counted (webhook.max_bad_signatures_per_ip_per_minute)",
             self.bad_signatures.tracked() as i64,
+        )?;
+        // Labelled by line number only: nothing of a secret.
+        out.counters(
+            "webhook_signature_matches",
+            "Webhook signatures verified, by the line of webhook.secret_file holding the secret that verified them (1: the only secret, or the current one)",
+            (self.keys.matches().into_iter())
+                .map(|(line, n)| ([("secret_line", line.to_string())], n)),
         )
     }
 }

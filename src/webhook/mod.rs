@@ -18,6 +18,7 @@ mod config;
 mod dedup;
 mod expiring;
 mod extract;
+mod keys;
 mod metrics;
 mod outcome;
 mod parser;
@@ -48,6 +49,7 @@ pub use config::{SECRET_ENV, SecretSource, WebhookConfig, WebhookSecret};
 use dedup::Claimed;
 pub(crate) use dedup::DeliveryIds;
 pub use extract::ParseError;
+pub use keys::WebhookKeys;
 use metrics::IntakeFigures;
 use outcome::Outcome;
 pub(crate) use parser::parse;
@@ -170,9 +172,11 @@ pub(crate) const DEFAULT_MAX_BAD_SIGNATURES_PER_IP: u32 = 30;
 /// parses the body once and submits the event to its sink, then answers
 /// (503 when the sink could not store it); it never waits on clients. Safe
 /// to share between connections (`Send + Sync`); call
-/// [`WebhookEndpoint::handle`] from a tokio runtime.
+/// [`WebhookEndpoint::handle`] from a tokio runtime. Its secrets can be
+/// changed while it serves, through [`WebhookEndpoint::keys`].
 pub struct WebhookEndpoint {
-    verifier: WebhookVerifier,
+    /// The secrets in force; each request takes them once.
+    keys: Arc<WebhookKeys>,
     max_payload: u64,
     /// `None` allows every event type.
     allowed: Option<AHashSet<String>>,
@@ -210,6 +214,18 @@ impl WebhookEndpoint {
         options: WebhookOptions,
         metrics: Arc<Metrics>,
     ) -> Self {
+        Self::with_secret(sink, &WebhookSecret::from_bytes(secret), options, metrics)
+    }
+
+    /// [`WebhookEndpoint::new`] for the webhooks signed with any of the
+    /// secrets of `secret` (e.g. the lines of `webhook.secret_file`).
+    pub fn with_secret(
+        sink: Arc<dyn EventSink>,
+        secret: &WebhookSecret,
+        options: WebhookOptions,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let keys = Arc::new(WebhookKeys::new(secret));
         let cache = Arc::new(CommitCache::new(
             options.commit_cache_entries,
             options.commit_cache_ttl,
@@ -232,9 +248,10 @@ impl WebhookEndpoint {
             capacity: capacity.clone(),
             deliveries: deliveries.clone(),
             bad_signatures: bad_signatures.clone(),
+            keys: keys.clone(),
         }));
         Self {
-            verifier: WebhookVerifier::new(secret),
+            keys,
             max_payload: options.max_payload_bytes,
             allowed: options.allowed_events.map(|a| a.into_iter().collect()),
             sink,
@@ -247,6 +264,13 @@ impl WebhookEndpoint {
             bad_signatures,
             metrics,
         }
+    }
+
+    /// The secrets in force: [`WebhookKeys::set`] changes them for the
+    /// requests that come after (what a reload of `webhook.secret_file`
+    /// does).
+    pub fn keys(&self) -> &Arc<WebhookKeys> {
+        &self.keys
     }
 
     /// The commit cache: head SHA -> pull request, learned from
@@ -325,7 +349,9 @@ impl WebhookEndpoint {
         delivery: &str,
         deadline: tokio::time::Instant,
     ) -> Step<u64> {
-        let (signature, declared) = self.check_head(&req, sender, kind)?;
+        // The secrets in force now are the ones this request is checked with.
+        let keys = self.keys.current();
+        let (signature, declared) = self.check_head(&req, sender, kind, &keys.verifier)?;
         // Held until the answer: the slot, and the bytes the body may use.
         let mut admitted =
             self.capacity
@@ -337,8 +363,7 @@ impl WebhookEndpoint {
         let body = self
             .read_body(req.into_body(), declared, &mut admitted, deadline)
             .await?;
-        self.verifier
-            .check(&signature, &body)
+        keys.check(&signature, &body)
             .map_err(|_| Outcome::BadSignature)?;
         self.accept(kind, delivery, body).await
     }
@@ -350,6 +375,7 @@ impl WebhookEndpoint {
         req: &Request<Incoming>,
         sender: ClientKey,
         kind: &str,
+        verifier: &WebhookVerifier,
     ) -> Step<(Signature, Option<u64>)> {
         if req.method() != Method::POST {
             return Err(Outcome::MethodNotAllowed);
@@ -371,8 +397,7 @@ impl WebhookEndpoint {
         });
         check_declared(declared, self.max_payload).map_err(|_| Outcome::TooLarge)?;
         let header = req.headers().get("x-hub-signature-256");
-        let signature = self
-            .verifier
+        let signature = verifier
             .parse_header(header.map(HeaderValue::as_bytes))
             .map_err(|e| {
                 tracing::debug!(error = %e, "webhook signature refused before its body");

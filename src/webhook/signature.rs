@@ -1,17 +1,22 @@
 //! `X-Hub-Signature-256` verification: HMAC-SHA256 over the raw body, keyed
-//! with the webhook secret, compared in constant time by `ring`.
+//! with the webhook secret (or each of several, during a rotation),
+//! compared in constant time by `ring`.
 
 use ring::hmac;
 
-/// Verifies `X-Hub-Signature-256` headers with one secret, in constant time.
-/// Cheap to share between threads (`Send + Sync`).
+/// Verifies `X-Hub-Signature-256` headers with one secret, or several (a
+/// signature is then accepted when any of them verifies it), each
+/// comparison in constant time. Cheap to share between threads
+/// (`Send + Sync`).
 ///
 /// In two steps, so that a request whose header cannot be right is refused
 /// before its body is read: [`WebhookVerifier::parse_header`], then
 /// [`WebhookVerifier::check`] once the body is in.
 pub struct WebhookVerifier {
-    /// `None` when no secret is configured: every signature is then refused.
-    key: Option<hmac::Key>,
+    /// The keys in order, each with the line of the secret it was made
+    /// from; none when no secret is configured: every signature is then
+    /// refused.
+    keys: Vec<(usize, hmac::Key)>,
 }
 
 /// A well-formed `X-Hub-Signature-256`: the 32-byte tag it names. Its
@@ -59,16 +64,32 @@ impl std::fmt::Debug for WebhookVerifier {
 impl WebhookVerifier {
     /// A verifier for `secret`; an empty secret refuses everything.
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_secrets([(1, secret)])
+    }
+
+    /// A verifier accepting a signature made with any of `secrets`, tried
+    /// in order; each is given with its line (what
+    /// [`WebhookVerifier::matching_line`] answers). Empty secrets are left
+    /// out; with none, everything is refused.
+    pub fn with_secrets<'a>(secrets: impl IntoIterator<Item = (usize, &'a [u8])>) -> Self {
         Self {
-            key: (!secret.is_empty()).then(|| hmac::Key::new(hmac::HMAC_SHA256, secret)),
+            keys: (secrets.into_iter())
+                .filter(|(_, s)| !s.is_empty())
+                .map(|(line, s)| (line, hmac::Key::new(hmac::HMAC_SHA256, s)))
+                .collect(),
         }
+    }
+
+    /// The lines of the secrets it accepts, in the order they are tried.
+    pub fn lines(&self) -> impl Iterator<Item = usize> + '_ {
+        self.keys.iter().map(|(line, _)| *line)
     }
 
     /// The tag named by `header` (the `X-Hub-Signature-256` value), before
     /// the body is read: refused when there is no secret, no header, or a
     /// header other than `sha256=` and 64 hex digits.
     pub fn parse_header(&self, header: Option<&[u8]>) -> Result<Signature, SignatureError> {
-        if self.key.is_none() {
+        if self.keys.is_empty() {
             return Err(SignatureError::NoSecret);
         }
         let header = header.ok_or(SignatureError::Missing)?;
@@ -81,10 +102,35 @@ impl WebhookVerifier {
         Ok(Signature(tag))
     }
 
-    /// Whether `signature` is the HMAC of `body`, compared in constant time.
+    /// Whether `signature` is the HMAC of `body` under one of the secrets.
     pub fn check(&self, signature: &Signature, body: &[u8]) -> Result<(), SignatureError> {
-        let key = self.key.as_ref().ok_or(SignatureError::NoSecret)?;
-        hmac::verify(key, body, &signature.0).map_err(|_| SignatureError::Wrong)
+        self.matching(signature, body).map(|_| ())
+    }
+
+    /// The line of the first secret under which `signature` is the HMAC of
+    /// `body`.
+    pub fn matching_line(
+        &self,
+        signature: &Signature,
+        body: &[u8],
+    ) -> Result<usize, SignatureError> {
+        self.matching(signature, body).map(|i| self.keys[i].0)
+    }
+
+    /// The index of the first key under which `signature` is the HMAC of
+    /// `body`. Each comparison is constant-time (`ring`); stopping at the
+    /// first match tells a sender only which of the secrets it holds.
+    pub(crate) fn matching(
+        &self,
+        signature: &Signature,
+        body: &[u8],
+    ) -> Result<usize, SignatureError> {
+        if self.keys.is_empty() {
+            return Err(SignatureError::NoSecret);
+        }
+        (self.keys.iter())
+            .position(|(_, key)| hmac::verify(key, body, &signature.0).is_ok())
+            .ok_or(SignatureError::Wrong)
     }
 
     /// Both steps at once: whether `header` is `sha256=` followed by the hex
@@ -178,6 +224,29 @@ mod tests {
                 .unwrap_err(),
             SignatureError::NoSecret
         );
+    }
+
+    #[test]
+    fn any_of_several_secrets_verifies_and_names_its_line() {
+        let body = b"Hello, World!";
+        let v = WebhookVerifier::with_secrets([(1, &b"new"[..]), (3, b""), (4, SECRET)]);
+        assert_eq!(
+            v.lines().collect::<Vec<_>>(),
+            [1, 4],
+            "the empty one left out"
+        );
+        for (secret, line) in [(&b"new"[..], 1), (SECRET, 4)] {
+            let sig = v.parse_header(Some(sign(secret, body).as_bytes())).unwrap();
+            assert_eq!(v.matching_line(&sig, body), Ok(line));
+            assert_eq!(v.check(&sig, body), Ok(()));
+        }
+        for other in [&b"old"[..], b"", b"new\n"] {
+            let sig = v.parse_header(Some(sign(other, body).as_bytes())).unwrap();
+            assert_eq!(v.matching_line(&sig, body), Err(SignatureError::Wrong));
+        }
+        let none = WebhookVerifier::with_secrets([(1, &b""[..])]);
+        assert_eq!(none.lines().count(), 0);
+        assert!(!none.verify(Some(GITHUB_VECTOR.as_bytes()), body));
     }
 
     #[test]

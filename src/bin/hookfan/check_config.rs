@@ -15,15 +15,10 @@ pub(crate) fn run(path: &Path, prepared: Result<Prepared, ConfigErrors>) -> Exit
     match prepared {
         Ok(p) => {
             let secret = match p.secret.source() {
-                SecretSource::File(f) => format!(
-                    "**** ({} bytes, from {})",
-                    p.secret.expose().len(),
-                    f.display()
-                ),
-                SecretSource::Env => format!(
-                    "**** ({} bytes, from {SECRET_ENV})",
-                    p.secret.expose().len()
-                ),
+                SecretSource::File(f) => {
+                    format!("**** ({}; from {})", p.secret.summary(), f.display())
+                }
+                SecretSource::Env => format!("**** ({}; from {SECRET_ENV})", p.secret.summary()),
             };
             // The base is on the first line, the one that names the file:
             // the rest is the same for the printed config fed back.

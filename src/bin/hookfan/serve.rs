@@ -35,7 +35,7 @@ pub(crate) fn run(p: Prepared, path: PathBuf, listen: Option<SocketAddr>) -> Exi
         };
         println!("listening on {}", server.local_addr());
         let _ = std::io::stdout().flush();
-        tracing::info!(addr = %server.local_addr(), shards = server.hub().config().shards, auth = %p.auth_summary, tls = p.config.server.tls.is_some(), "hookfan serving");
+        tracing::info!(addr = %server.local_addr(), shards = server.hub().config().shards, auth = %p.auth_summary, webhook_secrets = p.secret.count(), tls = p.config.server.tls.is_some(), "hookfan serving");
         let reload = Reload {
             path: &path,
             listen,
