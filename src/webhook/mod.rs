@@ -5,8 +5,8 @@
 //! the handler never waits on subscribers. Intake knows nothing of the
 //! broker: the sink is all it sees.
 //!
-//! A request is refused from its head alone when it can be (size,
-//! signature header, capacity), so that senders who declare much and send
+//! A request is refused from its head alone when it can be (sender's
+//! address, size, signature header, capacity), so that senders who declare much and send
 //! little hold no memory; its body is read under a deadline, into a buffer
 //! that grows with what arrives, within a shared byte budget. A delivery id
 //! already accepted is answered `duplicate` and not broadcast again.
@@ -22,9 +22,10 @@ mod metrics;
 mod outcome;
 mod parser;
 mod signature;
+mod sources;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +53,9 @@ use metrics::IntakeFigures;
 use outcome::Outcome;
 pub(crate) use parser::parse;
 pub use signature::{Signature, SignatureError, WebhookVerifier, sign};
+pub use sources::AllowedSource;
+pub(crate) use sources::Refresher;
+use sources::{Refused, Sources};
 
 /// A boxed future, so that sinks can be trait objects.
 pub type SinkFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SinkError>> + Send + 'a>>;
@@ -131,6 +135,13 @@ pub struct WebhookOptions {
     /// Proxies whose `X-Forwarded-For` gives the sender's IP (none), as
     /// for WebSocket clients (`limits.trusted_proxies`).
     pub trusted_proxies: Vec<IpNet>,
+    /// The senders accepted (others: 403); empty accepts every sender.
+    /// [`AllowedSource::Github`]'s ranges are fetched by the daemon's
+    /// server, which runs the refresh; until they are known, a sender
+    /// outside the CIDRs is answered 503.
+    pub allowed_sources: Vec<AllowedSource>,
+    /// How often GitHub's ranges are fetched again.
+    pub allowed_sources_refresh: Duration,
 }
 
 impl Default for WebhookOptions {
@@ -146,6 +157,8 @@ impl Default for WebhookOptions {
             dedup_entries: 100_000,
             dedup_window: Duration::from_secs(259_200),
             trusted_proxies: Vec::new(),
+            allowed_sources: Vec::new(),
+            allowed_sources_refresh: Duration::from_secs(3600),
         }
     }
 }
@@ -153,7 +166,8 @@ impl Default for WebhookOptions {
 /// `POST /webhook`: what an embedder routes GitHub's deliveries to.
 ///
 /// Checks in PROTOCOL.md's order: before the body is read, method 405,
-/// allowed type, declared size 413, signature header 401 and capacity 503;
+/// sender's address 403 (503 while GitHub's ranges are unknown), allowed
+/// type, declared size 413, signature header 401 and capacity 503;
 /// then the body, read under a deadline (408) and the size limit (413);
 /// then signature 401, JSON 400 and the delivery id (`duplicate`). It
 /// parses the body once and submits the event to its sink, then answers
@@ -175,6 +189,10 @@ pub struct WebhookEndpoint {
     /// `Retry-After` of a 503 for capacity: `body_timeout`, in seconds.
     retry_after: HeaderValue,
     trusted_proxies: Vec<IpNet>,
+    /// The senders accepted; `None` accepts every sender.
+    sources: Option<Arc<Sources>>,
+    /// How often GitHub's ranges are fetched again.
+    sources_refresh: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -209,10 +227,12 @@ impl WebhookEndpoint {
             options.max_concurrent_requests,
             options.max_inflight_bytes,
         ));
+        let sources = Sources::new(&options.allowed_sources).map(Arc::new);
         metrics.register(cache.clone());
         metrics.register(Arc::new(IntakeFigures {
             capacity: capacity.clone(),
             deliveries: deliveries.clone(),
+            sources: sources.clone(),
         }));
         Self {
             verifier: WebhookVerifier::new(secret),
@@ -225,7 +245,23 @@ impl WebhookEndpoint {
             body_timeout: options.body_timeout,
             retry_after: HeaderValue::from(options.body_timeout.as_secs().max(1)),
             trusted_proxies: options.trusted_proxies,
+            sources,
+            sources_refresh: options.allowed_sources_refresh,
             metrics,
+        }
+    }
+
+    /// What keeps GitHub's ranges of `webhook.allowed_sources` fresh, from
+    /// the API at `api_url` (requests within `timeout`); `None` when the
+    /// list does not name `github`. Its `run` is to be spawned.
+    pub(crate) fn sources_refresher(
+        &self,
+        api_url: &str,
+        timeout: Duration,
+    ) -> Result<Option<Refresher>, String> {
+        match &self.sources {
+            Some(s) => Refresher::new(s, api_url, timeout, self.sources_refresh),
+            None => Ok(None),
         }
     }
 
@@ -269,7 +305,7 @@ impl WebhookEndpoint {
         let deadline = tokio::time::Instant::now() + self.body_timeout;
         let kind = header_str(&req, "x-github-event").to_owned();
         let delivery = sanitize_delivery_id(header_str(&req, "x-github-delivery"));
-        let (outcome, seq) = match self.process(req, &kind, &delivery, deadline).await {
+        let (outcome, seq) = match self.process(req, ip, &kind, &delivery, deadline).await {
             Ok(seq) => (Outcome::Broadcast, Some(seq)),
             Err(outcome) => (outcome, None),
         };
@@ -296,11 +332,12 @@ impl WebhookEndpoint {
     async fn process(
         &self,
         req: Request<Incoming>,
+        ip: IpAddr,
         kind: &str,
         delivery: &str,
         deadline: tokio::time::Instant,
     ) -> Step<u64> {
-        let (signature, declared) = self.check_head(&req, kind)?;
+        let (signature, declared) = self.check_head(&req, ip, kind)?;
         // Held until the answer: the slot, and the bytes the body may use.
         let mut admitted =
             self.capacity
@@ -319,10 +356,22 @@ impl WebhookEndpoint {
     }
 
     /// What is decided from the head alone, before a byte of the body is
-    /// read: the signature it names and the declared length.
-    fn check_head(&self, req: &Request<Incoming>, kind: &str) -> Step<(Signature, Option<u64>)> {
+    /// read (`ip` is the sender's): the signature it names and the
+    /// declared length.
+    fn check_head(
+        &self,
+        req: &Request<Incoming>,
+        ip: IpAddr,
+        kind: &str,
+    ) -> Step<(Signature, Option<u64>)> {
         if req.method() != Method::POST {
             return Err(Outcome::MethodNotAllowed);
+        }
+        if let Some(sources) = &self.sources {
+            sources.check(ip).map_err(|refused| match refused {
+                Refused::Forbidden => Outcome::ForbiddenSource,
+                Refused::Unknown { retry_after_s } => Outcome::SourcesUnknown { retry_after_s },
+            })?;
         }
         if let Some(allowed) = &self.allowed
             && !allowed.contains(kind)

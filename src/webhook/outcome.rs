@@ -13,6 +13,12 @@ use crate::http_text;
 pub(crate) enum Outcome {
     /// 405: not a POST.
     MethodNotAllowed,
+    /// 403: the sender is outside `webhook.allowed_sources`.
+    ForbiddenSource,
+    /// 503 + `Retry-After` (seconds until the next fetch): the sender is
+    /// outside the CIDRs of `webhook.allowed_sources`, and GitHub's ranges
+    /// are not known yet.
+    SourcesUnknown { retry_after_s: u64 },
     /// 200, not broadcast: the event type is not in the allowed list.
     TypeNotAllowed,
     /// 413: declared or actual body over the limit.
@@ -50,6 +56,7 @@ impl Outcome {
     pub fn status(self) -> StatusCode {
         match self {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ForbiddenSource => StatusCode::FORBIDDEN,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadSignatureHeader | Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -57,15 +64,22 @@ impl Outcome {
             Self::TypeNotAllowed | Self::Duplicate | Self::NoUrl | Self::Broadcast => {
                 StatusCode::OK
             }
-            Self::BusyRequests | Self::BusyBytes | Self::Unavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::SourcesUnknown { .. }
+            | Self::BusyRequests
+            | Self::BusyBytes
+            | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn body(self) -> &'static str {
         match self {
             Self::MethodNotAllowed => "method not allowed\n",
+            Self::ForbiddenSource => {
+                "forbidden: webhooks are accepted only from the addresses in webhook.allowed_sources\n"
+            }
+            Self::SourcesUnknown { .. } => {
+                "service unavailable: the addresses webhooks are accepted from are not known yet, retry later\n"
+            }
             Self::TooLarge => "payload too large\n",
             Self::BadSignatureHeader | Self::BadSignature => "unauthorized\n",
             Self::BusyRequests | Self::BusyBytes => {
@@ -85,6 +99,8 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::ForbiddenSource => "forbidden_source",
+            Self::SourcesUnknown { .. } => "sources_unknown",
             Self::TypeNotAllowed => "type_not_allowed",
             Self::TooLarge => "too_large",
             Self::BadSignatureHeader => "bad_signature_header",
@@ -108,6 +124,8 @@ impl Outcome {
         matches!(
             self,
             Self::MethodNotAllowed
+                | Self::ForbiddenSource
+                | Self::SourcesUnknown { .. }
                 | Self::TypeNotAllowed
                 | Self::TooLarge
                 | Self::BadSignatureHeader
@@ -119,15 +137,21 @@ impl Outcome {
     }
 
     /// The response; `retry_after` is the `Retry-After` of a 503 for
-    /// capacity.
+    /// capacity (one for unknown sources carries its own).
     pub fn response(self, retry_after: &HeaderValue) -> Response<Full<Bytes>> {
         let mut r = http_text::text(self.status(), self.body());
         let headers = r.headers_mut();
         if self == Self::MethodNotAllowed {
             headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
         }
-        if matches!(self, Self::BusyRequests | Self::BusyBytes) {
-            headers.insert(header::RETRY_AFTER, retry_after.clone());
+        match self {
+            Self::BusyRequests | Self::BusyBytes => {
+                headers.insert(header::RETRY_AFTER, retry_after.clone());
+            }
+            Self::SourcesUnknown { retry_after_s } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            _ => {}
         }
         if self.leaves_body_unread() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
