@@ -33,6 +33,7 @@ mod ui_page;
 mod webhook_dedup;
 mod webhook_intake;
 mod webhook_limits;
+mod webhook_sources;
 mod ws_fanout;
 mod ws_handshake;
 mod ws_resume;
