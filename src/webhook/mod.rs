@@ -6,10 +6,11 @@
 //! broker: the sink is all it sees.
 //!
 //! A request is refused from its head alone when it can be (sender's
-//! address, size, signature header, capacity), so that senders who declare much and send
-//! little hold no memory; its body is read under a deadline, into a buffer
-//! that grows with what arrives, within a shared byte budget. A delivery id
-//! already accepted is answered `duplicate` and not broadcast again.
+//! address, size, signature header, capacity), so that senders who declare
+//! much and send little hold no memory; its body is read under a deadline,
+//! into a buffer that grows with what arrives, within a shared byte budget.
+//! A delivery id already accepted is answered `duplicate` and not broadcast
+//! again.
 
 mod body;
 mod capacity;
