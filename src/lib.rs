@@ -230,9 +230,9 @@ pub use limits::ConnCounts;
 pub use metrics::Metrics;
 pub use subscription::{ResumeFrom, Subscription, SubscriptionError};
 pub use webhook::{
-    CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, Signature, SignatureError,
-    SinkError, SinkFuture, Stored, WebhookEndpoint, WebhookKeys, WebhookOptions, WebhookVerifier,
-    sign,
+    AllowedSource, CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, Signature,
+    SignatureError, SinkError, SinkFuture, Stored, WebhookEndpoint, WebhookKeys, WebhookOptions,
+    WebhookVerifier, sign,
 };
 pub use ws::{Admission, Refusal, SUBPROTOCOL, WsEndpoint, WsOptions};
 

@@ -168,7 +168,7 @@ impl Drop for Slot {
 /// `trusted` and in the result (which logs show).
 pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer = peer.to_canonical();
-    if !is_trusted(peer, trusted) {
+    if !in_networks(peer, trusted) {
         return peer;
     }
     let mut hops: Vec<IpAddr> = Vec::new();
@@ -186,22 +186,23 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) ->
     let mut client = peer;
     for ip in hops.into_iter().rev() {
         client = ip;
-        if !is_trusted(ip, trusted) {
+        if !in_networks(ip, trusted) {
             break;
         }
     }
     client
 }
 
-/// Whether the canonical address `ip` is in one of the `trusted` networks,
-/// written in either form (`10.0.0.0/8` or `::ffff:10.0.0.0/104`).
-fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+/// Whether the canonical address `ip` (see [`client_ip`]) is in one of
+/// `nets`, an IPv4 network written in either form (`10.0.0.0/8` or
+/// `::ffff:10.0.0.0/104`): trusted proxies, and the senders webhooks are
+/// accepted from.
+pub(crate) fn in_networks(ip: IpAddr, nets: &[IpNet]) -> bool {
     let mapped = match ip {
         IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
         IpAddr::V6(_) => None,
     };
-    trusted
-        .iter()
+    nets.iter()
         .any(|n| n.contains(&ip) || mapped.is_some_and(|m| n.contains(&m)))
 }
 

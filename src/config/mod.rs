@@ -40,7 +40,7 @@ pub use crate::limits::LimitsConfig;
 pub use crate::redelivery::RedeliveryConfig;
 pub use crate::tier::TiersConfig;
 pub use crate::tls::{AcmeConfig, LETS_ENCRYPT_DIRECTORY, TlsConfig};
-pub use crate::webhook::{SECRET_ENV, SecretSource, WebhookConfig, WebhookSecret};
+pub use crate::webhook::{AllowedSource, SECRET_ENV, SecretSource, WebhookConfig, WebhookSecret};
 pub use daemon::{LogConfig, LogFormat, ServerConfig};
 
 /// Declares [`Config`] from the list of its sections, the one place they

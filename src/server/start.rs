@@ -63,6 +63,12 @@ pub async fn start(
     if let Some(r) = &redelivery {
         metrics.register(r.stats());
     }
+    let sources = webhook
+        .sources_refresher(
+            &config.auth.github_api_url,
+            Duration::from_secs(config.auth.api_timeout_s),
+        )
+        .map_err(|e| io::Error::other(format!("webhook.allowed_sources: {e}")))?;
     let (phase, phase_rx) = watch::channel(Phase::Serving);
     let app = App {
         webhook,
@@ -79,6 +85,11 @@ pub async fn start(
     let mut accept_tasks = listeners.serve(app);
     if let Some(r) = redelivery {
         accept_tasks.push(tokio::spawn(r.run(hub.clone())));
+    }
+    // GitHub's webhook ranges: fetched now, then refreshed, until shutdown.
+    if let Some(s) = sources {
+        let hub = hub.clone();
+        accept_tasks.push(tokio::spawn(async move { s.run(hub.stopped()).await }));
     }
     // ACME orders once the listener answers its tls-alpn-01 challenges.
     let store = tls.as_ref().map(|t| t.store.clone());

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::WebhookOptions;
+use super::{AllowedSource, WebhookOptions};
 use crate::checks::{
     ConfigError, Section, at_most, is_event_type, range, read_secret_lines, require, resolve_path,
 };
@@ -23,6 +23,10 @@ const MAX_INFLIGHT_BYTES: u64 = 16 << 30;
 
 /// Longest `webhook.dedup_window_s`: 30 days (GitHub redelivers for 3).
 const MAX_DEDUP_WINDOW_S: u64 = 30 * 86_400;
+
+/// `webhook.allowed_sources_refresh_s`: a minute (GitHub's limit for
+/// unauthenticated requests is 60 an hour) to a day.
+const REFRESH_S: std::ops::RangeInclusive<u64> = 60..=86_400;
 
 /// `[webhook]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -56,6 +60,11 @@ pub struct WebhookConfig {
     /// sender IP and minute before its POSTs are answered 429 unread; 0:
     /// no limit.
     pub max_bad_signatures_per_ip_per_minute: u32,
+    /// The senders accepted: CIDRs (a single address is its /32 or /128)
+    /// and/or `"github"`; empty accepts every sender.
+    pub allowed_sources: Vec<AllowedSource>,
+    /// Seconds between fetches of GitHub's ranges (with `"github"`).
+    pub allowed_sources_refresh_s: u64,
 }
 
 impl Default for WebhookConfig {
@@ -75,6 +84,8 @@ impl Default for WebhookConfig {
             dedup_entries: o.dedup_entries,
             dedup_window_s: o.dedup_window.as_secs(),
             max_bad_signatures_per_ip_per_minute: o.max_bad_signatures_per_ip_per_minute,
+            allowed_sources: o.allowed_sources,
+            allowed_sources_refresh_s: o.allowed_sources_refresh.as_secs(),
         }
     }
 }
@@ -103,6 +114,8 @@ impl WebhookConfig {
             dedup_entries: self.dedup_entries,
             dedup_window: Duration::from_secs(self.dedup_window_s),
             max_bad_signatures_per_ip_per_minute: self.max_bad_signatures_per_ip_per_minute,
+            allowed_sources: self.allowed_sources.clone(),
+            allowed_sources_refresh: Duration::from_secs(self.allowed_sources_refresh_s),
             ..WebhookOptions::default()
         }
     }
@@ -188,6 +201,12 @@ impl Section for WebhookConfig {
                     self.max_bad_signatures_per_ip_per_minute,
                     10_000,
                     "",
+                ),
+                range(
+                    "webhook.allowed_sources_refresh_s",
+                    self.allowed_sources_refresh_s,
+                    REFRESH_S,
+                    "seconds",
                 ),
             ]
             .into_iter()
@@ -339,6 +358,14 @@ mod tests {
             ("dedup_entries = 10000001", "webhook.dedup_entries"),
             ("dedup_window_s = 0", "webhook.dedup_window_s"),
             ("dedup_window_s = 2592001", "webhook.dedup_window_s"),
+            (
+                "allowed_sources_refresh_s = 59",
+                "webhook.allowed_sources_refresh_s",
+            ),
+            (
+                "allowed_sources_refresh_s = 86401",
+                "webhook.allowed_sources_refresh_s",
+            ),
         ] {
             assert_eq!(keys(&format!("{text}\n")), [key], "{text}");
         }
@@ -371,6 +398,33 @@ mod tests {
             keys("allowed_events = []\n"),
             vec!["webhook.allowed_events"]
         );
+    }
+
+    /// Each bad entry is named; good ones are CIDRs, single addresses and
+    /// the word "github", printed back as CIDRs.
+    #[test]
+    fn allowed_sources_name_their_bad_entry() {
+        let text = "[webhook]\nallowed_sources = [\"github\", \"10.0.0.0/33\"]\n";
+        let (_, errs) = crate::config::Config::parse_lenient(text, Path::new("."));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].to_string(),
+            "webhook.allowed_sources: \"10.0.0.0/33\" is not a CIDR (like \"192.30.252.0/22\" \
+             or \"2606:50c0::/32\"), an IP address or \"github\""
+        );
+        let c: WebhookConfig = toml::from_str(
+            "allowed_sources = [\"github\", \"192.0.2.1\", \"2001:db8::/32\"]\n\
+             allowed_sources_refresh_s = 60\n",
+        )
+        .unwrap();
+        assert!(c.validate().is_empty());
+        let printed = toml::to_string(&c).unwrap();
+        assert!(
+            printed.contains(r#"allowed_sources = ["github", "192.0.2.1/32", "2001:db8::/32"]"#),
+            "{printed}"
+        );
+        assert_eq!(WebhookConfig::default().allowed_sources, []);
+        assert_eq!(WebhookConfig::default().allowed_sources_refresh_s, 3600);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! What webhook intake reports to `/metrics`: its commit cache, its caps
 //! in use, the delivery ids and the senders of bad signatures it
-//! remembers, and which secrets verify.
+//! remembers, which secrets verify and the senders it accepts.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Capacity, CommitCache, DeliveryIds, WebhookKeys};
+use super::{Capacity, CommitCache, DeliveryIds, Sources, WebhookKeys};
 use crate::limits::FailedChecks;
 use crate::metrics::{Place, Report, Source};
 
@@ -29,12 +30,15 @@ impl Source for CommitCache {
     }
 }
 
-/// Webhook intake's caps, its table of delivery ids and its secrets.
+/// Webhook intake's caps, its tables of delivery ids and bad signatures,
+/// its secrets and its senders.
 pub(super) struct IntakeFigures {
     pub(super) capacity: Arc<Capacity>,
     pub(super) deliveries: Arc<DeliveryIds>,
     pub(super) bad_signatures: Arc<FailedChecks>,
     pub(super) keys: Arc<WebhookKeys>,
+    /// `None`: every sender accepted (nothing reported).
+    pub(super) sources: Option<Arc<Sources>>,
 }
 
 impl Source for IntakeFigures {
@@ -69,6 +73,36 @@ impl Source for IntakeFigures {
             "Webhook signatures verified, by the line of webhook.secret_file holding the secret that verified them (1: the only secret, or the current one)",
             (self.keys.matches().into_iter())
                 .map(|(line, n)| ([("secret_line", line.to_string())], n)),
-        )
+        )?;
+        match &self.sources {
+            Some(s) => report_sources(s, out),
+            None => Ok(()),
+        }
     }
+}
+
+/// The ranges in force; with `github` in the list, how its fetches went.
+fn report_sources(s: &Sources, out: &mut Report<'_, '_>) -> std::fmt::Result {
+    out.gauge(
+        "webhook_allowed_sources",
+        "Address ranges webhooks are accepted from (webhook.allowed_sources; GitHub's once fetched)",
+        s.ranges() as i64,
+    )?;
+    if !s.names_github() {
+        return Ok(());
+    }
+    out.counters_by(
+        "webhook_allowed_sources_refreshes",
+        "Fetches of GitHub's webhook ranges (GET /meta) by result; a failed one kept the ranges in force",
+        "result",
+        [
+            ("ok", s.refreshes_ok.load(Relaxed)),
+            ("failed", s.refreshes_failed.load(Relaxed)),
+        ],
+    )?;
+    out.gauge(
+        "webhook_allowed_sources_last_refresh_timestamp_seconds",
+        "Unix time of the last fetch of GitHub's webhook ranges that succeeded (0: none yet)",
+        s.last_refresh.load(Relaxed) as i64,
+    )
 }

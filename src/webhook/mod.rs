@@ -5,11 +5,12 @@
 //! the handler never waits on subscribers. Intake knows nothing of the
 //! broker: the sink is all it sees.
 //!
-//! A request is refused from its head alone when it can be (size,
-//! signature header, capacity), so that senders who declare much and send
-//! little hold no memory; its body is read under a deadline, into a buffer
-//! that grows with what arrives, within a shared byte budget. A delivery id
-//! already accepted is answered `duplicate` and not broadcast again.
+//! A request is refused from its head alone when it can be (sender's
+//! address, size, signature header, capacity), so that senders who declare
+//! much and send little hold no memory; its body is read under a deadline,
+//! into a buffer that grows with what arrives, within a shared byte budget.
+//! A delivery id already accepted is answered `duplicate` and not broadcast
+//! again.
 
 mod body;
 mod capacity;
@@ -23,9 +24,10 @@ mod metrics;
 mod outcome;
 mod parser;
 mod signature;
+mod sources;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +41,7 @@ use hyper::{Method, Request, Response, header};
 use ipnet::IpNet;
 
 use crate::event::EventParts;
-use crate::limits::{ClientKey, FailedChecks, client_ip, client_key};
+use crate::limits::{FailedChecks, client_ip, client_key};
 use crate::metrics::Metrics;
 use body::{BodyError, check_declared, read_limited};
 pub(crate) use capacity::Capacity;
@@ -54,6 +56,9 @@ use metrics::IntakeFigures;
 use outcome::Outcome;
 pub(crate) use parser::parse;
 pub use signature::{Signature, SignatureError, WebhookVerifier, sign};
+pub use sources::AllowedSource;
+pub(crate) use sources::Refresher;
+use sources::{Refused, Sources};
 
 /// A boxed future, so that sinks can be trait objects.
 pub type SinkFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SinkError>> + Send + 'a>>;
@@ -139,6 +144,13 @@ pub struct WebhookOptions {
     pub max_bad_signatures_per_ip_per_minute: u32,
     /// Most senders the bad-signature table remembers (100,000).
     pub rate_table_entries: usize,
+    /// The senders accepted (others: 403); empty accepts every sender.
+    /// [`AllowedSource::Github`]'s ranges are fetched by the daemon's
+    /// server, which runs the refresh; until they are known, a sender
+    /// outside the CIDRs is answered 503.
+    pub allowed_sources: Vec<AllowedSource>,
+    /// How often GitHub's ranges are fetched again.
+    pub allowed_sources_refresh: Duration,
 }
 
 impl Default for WebhookOptions {
@@ -156,6 +168,8 @@ impl Default for WebhookOptions {
             trusted_proxies: Vec::new(),
             max_bad_signatures_per_ip_per_minute: DEFAULT_MAX_BAD_SIGNATURES_PER_IP,
             rate_table_entries: crate::limits::config::DEFAULT_RATE_TABLE_ENTRIES,
+            allowed_sources: Vec::new(),
+            allowed_sources_refresh: Duration::from_secs(3600),
         }
     }
 }
@@ -166,7 +180,8 @@ pub(crate) const DEFAULT_MAX_BAD_SIGNATURES_PER_IP: u32 = 30;
 /// `POST /webhook`: what an embedder routes GitHub's deliveries to.
 ///
 /// Checks in PROTOCOL.md's order: before the body is read, method 405,
-/// allowed type, declared size 413, signature header 401 and capacity 503;
+/// sender's address 403 (503 while GitHub's ranges are unknown), allowed
+/// type, declared size 413, signature header 401 and capacity 503;
 /// then the body, read under a deadline (408) and the size limit (413);
 /// then signature 401, JSON 400 and the delivery id (`duplicate`). It
 /// parses the body once and submits the event to its sink, then answers
@@ -192,6 +207,10 @@ pub struct WebhookEndpoint {
     trusted_proxies: Vec<IpNet>,
     /// Bad signatures per sender and minute.
     bad_signatures: Arc<FailedChecks>,
+    /// The senders accepted; `None` accepts every sender.
+    sources: Option<Arc<Sources>>,
+    /// How often GitHub's ranges are fetched again.
+    sources_refresh: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -238,6 +257,7 @@ impl WebhookEndpoint {
             options.max_concurrent_requests,
             options.max_inflight_bytes,
         ));
+        let sources = Sources::new(&options.allowed_sources).map(Arc::new);
         metrics.register(cache.clone());
         let bad_signatures = Arc::new(FailedChecks::new(
             options.max_bad_signatures_per_ip_per_minute,
@@ -249,6 +269,7 @@ impl WebhookEndpoint {
             deliveries: deliveries.clone(),
             bad_signatures: bad_signatures.clone(),
             keys: keys.clone(),
+            sources: sources.clone(),
         }));
         Self {
             keys,
@@ -262,6 +283,8 @@ impl WebhookEndpoint {
             retry_after: HeaderValue::from(options.body_timeout.as_secs().max(1)),
             trusted_proxies: options.trusted_proxies,
             bad_signatures,
+            sources,
+            sources_refresh: options.allowed_sources_refresh,
             metrics,
         }
     }
@@ -271,6 +294,20 @@ impl WebhookEndpoint {
     /// does).
     pub fn keys(&self) -> &Arc<WebhookKeys> {
         &self.keys
+    }
+
+    /// What keeps GitHub's ranges of `webhook.allowed_sources` fresh, from
+    /// the API at `api_url` (requests within `timeout`); `None` when the
+    /// list does not name `github`. Its `run` is to be spawned.
+    pub(crate) fn sources_refresher(
+        &self,
+        api_url: &str,
+        timeout: Duration,
+    ) -> Result<Option<Refresher>, String> {
+        match &self.sources {
+            Some(s) => Refresher::new(s, api_url, timeout, self.sources_refresh),
+            None => Ok(None),
+        }
     }
 
     /// The commit cache: head SHA -> pull request, learned from
@@ -313,13 +350,12 @@ impl WebhookEndpoint {
         let deadline = tokio::time::Instant::now() + self.body_timeout;
         let kind = header_str(&req, "x-github-event").to_owned();
         let delivery = sanitize_delivery_id(header_str(&req, "x-github-delivery"));
-        let key = client_key(ip);
-        let (outcome, seq) = match self.process(req, key, &kind, &delivery, deadline).await {
+        let (outcome, seq) = match self.process(req, ip, &kind, &delivery, deadline).await {
             Ok(seq) => (Outcome::Broadcast, Some(seq)),
             Err(outcome) => (outcome, None),
         };
         if matches!(outcome, Outcome::BadSignatureHeader | Outcome::BadSignature) {
-            self.bad_signatures.record(key);
+            self.bad_signatures.record(client_key(ip));
         }
         let took = started.elapsed();
         self.metrics
@@ -344,14 +380,14 @@ impl WebhookEndpoint {
     async fn process(
         &self,
         req: Request<Incoming>,
-        sender: ClientKey,
+        ip: IpAddr,
         kind: &str,
         delivery: &str,
         deadline: tokio::time::Instant,
     ) -> Step<u64> {
         // The secrets in force now are the ones this request is checked with.
         let keys = self.keys.current();
-        let (signature, declared) = self.check_head(&req, sender, kind, &keys.verifier)?;
+        let (signature, declared) = self.check_head(&req, ip, kind, &keys.verifier)?;
         // Held until the answer: the slot, and the bytes the body may use.
         let mut admitted =
             self.capacity
@@ -369,22 +405,19 @@ impl WebhookEndpoint {
     }
 
     /// What is decided from the head alone, before a byte of the body is
-    /// read: the signature it names and the declared length.
+    /// read (`ip` is the sender's): the signature it names and the
+    /// declared length.
     fn check_head(
         &self,
         req: &Request<Incoming>,
-        sender: ClientKey,
+        ip: IpAddr,
         kind: &str,
         verifier: &WebhookVerifier,
     ) -> Step<(Signature, Option<u64>)> {
         if req.method() != Method::POST {
             return Err(Outcome::MethodNotAllowed);
         }
-        self.bad_signatures
-            .check(sender)
-            .map_err(|too_many| Outcome::TooManyBadSignatures {
-                retry_after_s: too_many.retry_after_s,
-            })?;
+        self.check_sender(ip)?;
         if let Some(allowed) = &self.allowed
             && !allowed.contains(kind)
         {
@@ -404,6 +437,23 @@ impl WebhookEndpoint {
                 Outcome::BadSignatureHeader
             })?;
         Ok((signature, declared))
+    }
+
+    /// The checks on the sender at `ip`: among `webhook.allowed_sources`
+    /// (403, or 503 until GitHub's ranges are known), and not limited for
+    /// bad signatures (429).
+    fn check_sender(&self, ip: IpAddr) -> Step<()> {
+        if let Some(sources) = &self.sources {
+            sources.check(ip).map_err(|refused| match refused {
+                Refused::Forbidden => Outcome::ForbiddenSource,
+                Refused::Unknown { retry_after_s } => Outcome::SourcesUnknown { retry_after_s },
+            })?;
+        }
+        self.bad_signatures
+            .check(client_key(ip))
+            .map_err(|too_many| Outcome::TooManyBadSignatures {
+                retry_after_s: too_many.retry_after_s,
+            })
     }
 
     /// Reads the body by `deadline`, its buffer growing within the byte

@@ -20,6 +20,12 @@ pub(crate) enum Outcome {
         /// Seconds until the sender's minute has passed.
         retry_after_s: u64,
     },
+    /// 403: the sender is outside `webhook.allowed_sources`.
+    ForbiddenSource,
+    /// 503 + `Retry-After` (seconds until the next fetch): the sender is
+    /// outside the CIDRs of `webhook.allowed_sources`, and GitHub's ranges
+    /// are not known yet.
+    SourcesUnknown { retry_after_s: u64 },
     /// 200, not broadcast: the event type is not in the allowed list.
     TypeNotAllowed,
     /// 413: declared or actual body over the limit.
@@ -58,6 +64,7 @@ impl Outcome {
         match self {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooManyBadSignatures { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ForbiddenSource => StatusCode::FORBIDDEN,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadSignatureHeader | Self::BadSignature => StatusCode::UNAUTHORIZED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -65,9 +72,10 @@ impl Outcome {
             Self::TypeNotAllowed | Self::Duplicate | Self::NoUrl | Self::Broadcast => {
                 StatusCode::OK
             }
-            Self::BusyRequests | Self::BusyBytes | Self::Unavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::SourcesUnknown { .. }
+            | Self::BusyRequests
+            | Self::BusyBytes
+            | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -76,6 +84,12 @@ impl Outcome {
             Self::MethodNotAllowed => "method not allowed\n",
             Self::TooManyBadSignatures { .. } => {
                 "too many requests: too many bad signatures from this address; check the webhook secret\n"
+            }
+            Self::ForbiddenSource => {
+                "forbidden: webhooks are accepted only from the addresses in webhook.allowed_sources\n"
+            }
+            Self::SourcesUnknown { .. } => {
+                "service unavailable: the addresses webhooks are accepted from are not known yet, retry later\n"
             }
             Self::TooLarge => "payload too large\n",
             Self::BadSignatureHeader | Self::BadSignature => "unauthorized\n",
@@ -97,6 +111,8 @@ impl Outcome {
         match self {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::TooManyBadSignatures { .. } => "limited_bad_signatures",
+            Self::ForbiddenSource => "forbidden_source",
+            Self::SourcesUnknown { .. } => "sources_unknown",
             Self::TypeNotAllowed => "type_not_allowed",
             Self::TooLarge => "too_large",
             Self::BadSignatureHeader => "bad_signature_header",
@@ -121,6 +137,8 @@ impl Outcome {
             self,
             Self::MethodNotAllowed
                 | Self::TooManyBadSignatures { .. }
+                | Self::ForbiddenSource
+                | Self::SourcesUnknown { .. }
                 | Self::TypeNotAllowed
                 | Self::TooLarge
                 | Self::BadSignatureHeader
@@ -132,7 +150,7 @@ impl Outcome {
     }
 
     /// The response; `retry_after` is the `Retry-After` of a 503 for
-    /// capacity.
+    /// capacity (one for unknown sources carries its own).
     pub fn response(self, retry_after: &HeaderValue) -> Response<Full<Bytes>> {
         let mut r = http_text::text(self.status(), self.body());
         let headers = r.headers_mut();
@@ -143,7 +161,8 @@ impl Outcome {
             Self::BusyRequests | Self::BusyBytes => {
                 headers.insert(header::RETRY_AFTER, retry_after.clone());
             }
-            Self::TooManyBadSignatures { retry_after_s } => {
+            Self::TooManyBadSignatures { retry_after_s }
+            | Self::SourcesUnknown { retry_after_s } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
             }
             _ => {}

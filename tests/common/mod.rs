@@ -1,18 +1,21 @@
 //! Shared test helpers, by concern: the test token table (here), real
 //! servers in this process ([`server`]) and as child processes
 //! ([`daemon`], [`nats`]; [`tools`] installs what they run), a GitHub-like
-//! App API for the redelivery sweeper ([`github_app`]), clients for
-//! plain HTTP ([`http`]), WebSocket ([`ws`]), Server-Sent Events
-//! ([`sse`]) and TLS ([`pki`]), payloads
-//! ([`payloads`]) and metrics ([`metrics`]).
+//! App API for the redelivery sweeper ([`github_app`]) and `/meta` for
+//! `webhook.allowed_sources` ([`github_meta`]), clients for plain HTTP
+//! ([`http`], and byte for byte [`raw`]), WebSocket ([`ws`]), Server-Sent
+//! Events ([`sse`]) and TLS ([`pki`]), payloads ([`payloads`]) and metrics
+//! ([`metrics`]).
 
 pub mod daemon;
 pub mod github_app;
+pub mod github_meta;
 pub mod http;
 pub mod metrics;
 pub mod nats;
 pub mod payloads;
 pub mod pki;
+pub mod raw;
 pub mod server;
 pub mod sse;
 pub mod tools;
@@ -20,10 +23,12 @@ pub mod ws;
 
 pub use daemon::*;
 pub use github_app::*;
+pub use github_meta::*;
 pub use http::*;
 pub use metrics::*;
 pub use nats::*;
 pub use payloads::*;
+pub use raw::*;
 pub use server::*;
 pub use sse::*;
 pub use tools::*;

@@ -145,6 +145,57 @@ fn check_config_refuses_redelivery_without_the_app_and_a_key_that_is_not_one() {
     assert!(!err.contains("redelivery.enabled"), "{err}");
 }
 
+/// `webhook.allowed_sources` names its bad entry; good entries are printed
+/// back as CIDRs.
+#[test]
+fn check_config_names_a_bad_allowed_source() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret").unwrap();
+    std::fs::write(dir.path().join("tokens.toml"), common::tokens_toml()).unwrap();
+    let base = "[auth]\nprovider = \"static\"\ntokens_file = \"tokens.toml\"\n\
+                [webhook]\nsecret_file = \"secret\"\n";
+    let path = write_config(
+        &dir,
+        &format!(
+            "{base}allowed_sources = [\"github\", \"10.0.0.0/33\", \"192.0.2.1\"]\n\
+             allowed_sources_refresh_s = 30\n"
+        ),
+    );
+    let out = check_config(&path);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "webhook.allowed_sources: \"10.0.0.0/33\" is not a CIDR (like \"192.30.252.0/22\" \
+             or \"2606:50c0::/32\"), an IP address or \"github\""
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("webhook.allowed_sources_refresh_s: must be 60..=86400 seconds, got 30"),
+        "{err}"
+    );
+    let path = write_config(
+        &dir,
+        &format!("{base}allowed_sources = [\"github\", \"192.0.2.1\", \"2001:db8::/32\"]\n"),
+    );
+    let out = check_config(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(r#"allowed_sources = ["github", "192.0.2.1/32", "2001:db8::/32"]"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("allowed_sources_refresh_s = 3600"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn unknown_key_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -35,6 +35,7 @@ mod webhook_dedup;
 mod webhook_intake;
 mod webhook_limits;
 mod webhook_secrets;
+mod webhook_sources;
 mod ws_fanout;
 mod ws_handshake;
 mod ws_resume;
