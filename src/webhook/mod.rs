@@ -58,6 +58,7 @@ pub(crate) use parser::parse;
 pub use signature::{Signature, SignatureError, WebhookVerifier, sign};
 pub use sources::AllowedSource;
 pub(crate) use sources::Refresher;
+pub(crate) use sources::RefresherError;
 use sources::{Refused, Sources};
 
 /// A boxed future, so that sinks can be trait objects.
@@ -303,7 +304,7 @@ impl WebhookEndpoint {
         &self,
         api_url: &str,
         timeout: Duration,
-    ) -> Result<Option<Refresher>, String> {
+    ) -> Result<Option<Refresher>, RefresherError> {
         match &self.sources {
             Some(s) => Refresher::new(s, api_url, timeout, self.sources_refresh),
             None => Ok(None),

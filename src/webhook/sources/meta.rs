@@ -16,6 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::refresh::RefresherError;
 use crate::gh_api::{self, error_chain};
 
 /// Largest answer read (GitHub's is a few hundred KB, most of it ranges
@@ -52,11 +53,14 @@ impl MetaApi {
         base: &str,
         tls: rustls::ClientConfig,
         timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RefresherError> {
         let url = format!("{}/meta", base.trim_end_matches('/'));
-        let url = url
-            .parse()
-            .map_err(|e| format!("bad API URL {base:?}: {e}"))?;
+        let url =
+            url.parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| RefresherError::ApiUrl {
+                    url: base.to_owned(),
+                    reason: e.to_string(),
+                })?;
         Ok(Self {
             client: gh_api::client(tls, timeout, 1),
             url,

@@ -23,7 +23,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::limits::in_networks;
-pub(crate) use refresh::Refresher;
+pub(crate) use refresh::{Refresher, RefresherError};
 
 /// One entry of `webhook.allowed_sources`.
 #[derive(Debug, Clone, PartialEq, Eq)]

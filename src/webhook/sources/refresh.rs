@@ -13,6 +13,22 @@ use std::time::Duration;
 use super::Sources;
 use super::meta::{MetaApi, MetaError};
 
+/// Why the refresh of GitHub's ranges cannot start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RefresherError {
+    /// No trusted roots to reach the API with.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// `auth.github_api_url` does not make a `/meta` URL.
+    #[error("bad API URL {url:?}: {reason}")]
+    ApiUrl {
+        /// The URL as configured.
+        url: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+}
+
 /// First retry after a failed fetch; doubled for each further one.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 
@@ -38,11 +54,11 @@ impl Refresher {
         api_url: &str,
         timeout: Duration,
         every: Duration,
-    ) -> Result<Option<Self>, String> {
+    ) -> Result<Option<Self>, RefresherError> {
         if !sources.names_github() {
             return Ok(None);
         }
-        let tls = crate::tls::client_config("the GitHub API").map_err(|e| e.to_string())?;
+        let tls = crate::tls::client_config("the GitHub API")?;
         Ok(Some(Self {
             sources: sources.clone(),
             api: MetaApi::new(api_url, tls, timeout)?,
