@@ -233,7 +233,7 @@ pub use webhook::{
     CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, Signature, SignatureError,
     SinkError, SinkFuture, Stored, WebhookEndpoint, WebhookOptions, WebhookVerifier, sign,
 };
-pub use ws::{Admission, Refusal, SUBPROTOCOL, WsEndpoint, WsOptions};
+pub use ws::{Admission, Origin, OriginError, Refusal, SUBPROTOCOL, WsEndpoint, WsOptions};
 
 /// Hooks for the criterion benchmarks; not a stable API.
 #[doc(hidden)]

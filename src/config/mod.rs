@@ -177,6 +177,7 @@ impl Config {
             // Half the API requests at most, the rest for handshakes.
             recheck_concurrency: (a.max_concurrent_api_requests / 2).max(1),
             max_failed_checks_per_ip: a.max_failed_checks_per_ip,
+            allowed_origins: s.allowed_origins.clone(),
         }
     }
 

@@ -1,15 +1,17 @@
-//! The WebSocket endpoint: checks before the upgrade (token shape, failed
-//! token checks, connection limits), the upgrade itself (fastwebsockets over
+//! The WebSocket endpoint: checks before the upgrade (the page's origin,
+//! token shape, failed token checks, connection limits), the upgrade itself (fastwebsockets over
 //! hyper), then one session task per connection.
 
 mod access;
 pub(crate) use crate::codec;
 mod messages;
+mod origin;
 mod session;
 mod sse;
 mod subprotocol;
 mod wire;
 
+pub use origin::{Origin, OriginError};
 pub(crate) use sse::Body;
 pub use subprotocol::SUBPROTOCOL;
 
@@ -35,6 +37,7 @@ use crate::limits::{
 use crate::metrics::Metrics;
 use crate::write_deadline::WriteDeadline;
 use access::AccessWatch;
+use origin::{AllowedOrigins, Verdict};
 use subprotocol::Offered;
 
 /// Settings of a [`WsEndpoint`]; the defaults are PROTOCOL.md's.
@@ -69,6 +72,12 @@ pub struct WsOptions {
     /// `max_conns_per_ip`) and minute before its upgrades are answered 429
     /// without a check (30); 0: no limit.
     pub max_failed_checks_per_ip: u32,
+    /// Pages (origins) other than the server's own host allowed to open
+    /// `/ws` and `/events` (none). When some are listed, a request whose
+    /// `Origin` is neither listed nor the request's `Host` is refused
+    /// (403) before its token is looked at; when none are, `Origin` is not
+    /// judged (the token is the credential).
+    pub allowed_origins: Vec<Origin>,
 }
 
 impl Default for WsOptions {
@@ -88,6 +97,7 @@ impl Default for WsOptions {
             recheck_concurrency: (crate::auth::config::DEFAULT_MAX_CONCURRENT_API_REQUESTS / 2)
                 .max(1),
             max_failed_checks_per_ip: crate::auth::config::DEFAULT_MAX_FAILED_CHECKS_PER_IP,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -106,6 +116,8 @@ pub(crate) struct WsContext {
     pub backfill: Option<Arc<dyn Backfill>>,
     /// The tokens of the connected clients, checked again as they come due.
     pub access: Arc<AccessWatch>,
+    /// `settings.allowed_origins`, as requests are judged by it.
+    pub origins: AllowedOrigins,
 }
 
 type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
@@ -161,6 +173,9 @@ pub struct WsEndpoint {
 /// Why a request to `/ws` is refused before the upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// The request's `Origin` is neither listed in
+    /// [`WsOptions::allowed_origins`] nor the server's own host (403).
+    ForbiddenOrigin,
     /// The bearer token is missing or malformed (403).
     Forbidden(TokenRejection),
     /// A connection limit is reached (429).
@@ -177,7 +192,7 @@ impl Refusal {
     /// The HTTP status: 403 or 429.
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::ForbiddenOrigin | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::TooManyConnections | Refusal::TooManyFailedChecks { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -188,6 +203,9 @@ impl Refusal {
     /// (and `Retry-After` after too many failed token checks).
     pub fn response(&self) -> Response<Full<Bytes>> {
         match self {
+            Refusal::ForbiddenOrigin => {
+                plain(self.status(), "403 Forbidden: origin not allowed\n".into())
+            }
             Refusal::Forbidden(why) => plain(self.status(), format!("403 Forbidden: {why}\n")),
             Refusal::TooManyConnections => plain(
                 self.status(),
@@ -257,6 +275,7 @@ impl WsEndpoint {
         metrics.register(limiter.clone());
         let access = AccessWatch::new(options.recheck_interval, options.recheck_concurrency);
         let failed_checks = FailedChecks::new(options.max_failed_checks_per_ip);
+        let origins = AllowedOrigins::new(&options.allowed_origins);
         Self {
             ctx: Arc::new(WsContext {
                 hub,
@@ -267,6 +286,7 @@ impl WsEndpoint {
                 metrics,
                 backfill: None,
                 access,
+                origins,
             }),
         }
     }
@@ -295,8 +315,9 @@ impl WsEndpoint {
         self.ctx.limiter.counts()
     }
 
-    /// The checks made before the upgrade, usable on their own: the bearer
-    /// token's shape (403), the client's failed token checks and the
+    /// The checks made before the upgrade, usable on their own: the page's
+    /// `Origin` (403, when [`WsOptions::allowed_origins`] lists some), the
+    /// bearer token's shape (403), the client's failed token checks and the
     /// connection limits (429); see [`Refusal::response`] for the daemon's
     /// answer. `peer` is the TCP peer's address. The token is the
     /// `Authorization` header's, else the one offered as the
@@ -311,7 +332,7 @@ impl WsEndpoint {
         self.admit_request(token, req.headers(), peer, offered.version)
     }
 
-    /// The checks on a request's token (its shape: 403) and client (429),
+    /// The checks on a request's origin and token (403) and client (429),
     /// for `/ws` and `/events` alike.
     fn admit_request(
         &self,
@@ -320,6 +341,7 @@ impl WsEndpoint {
         peer: SocketAddr,
         subprotocol: bool,
     ) -> Result<Admission, Refusal> {
+        self.check_origin(headers, peer)?;
         let token = token.map_err(|why| {
             self.ctx.metrics.handshake("forbidden");
             tracing::debug!(%peer, %why, "request refused");
@@ -327,6 +349,18 @@ impl WsEndpoint {
         })?;
         let ip = client_ip(peer.ip(), headers, &self.ctx.settings.trusted_proxies);
         self.admit(token, ip, subprotocol)
+    }
+
+    /// The page's origin, first of all: a refused one is neither a failed
+    /// token check nor a connection.
+    fn check_origin(&self, headers: &header::HeaderMap, peer: SocketAddr) -> Result<(), Refusal> {
+        if self.ctx.origins.judge(headers) != Verdict::Refused {
+            return Ok(());
+        }
+        self.ctx.metrics.handshake("forbidden_origin");
+        let origin = origin::shown(headers);
+        tracing::debug!(%peer, %origin, "request refused: origin not allowed");
+        Err(Refusal::ForbiddenOrigin)
     }
 
     /// The limits on the client at `ip`: its failed token checks, then a
@@ -422,11 +456,15 @@ impl WsEndpoint {
         Response::from_parts(parts, Full::new(Bytes::new()))
     }
 
-    /// Answers a request to `/ws`: 405 for another method, else
-    /// [`WsEndpoint::check`] then [`WsEndpoint::upgrade`].
+    /// Answers a request to `/ws`: 403 for a refused origin, 405 for
+    /// another method, else [`WsEndpoint::check`] then
+    /// [`WsEndpoint::upgrade`].
     pub fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         if req.method() != Method::GET {
-            return get_only();
+            return match self.check_origin(req.headers(), peer) {
+                Ok(()) => get_only(),
+                Err(refusal) => refusal.response(),
+            };
         }
         match self.check(&req, peer) {
             Ok(admission) => self.upgrade(req, admission),
