@@ -78,8 +78,14 @@ pub(super) async fn serve_app(stream: TcpStream, peer: SocketAddr, app: Arc<App>
 }
 
 async fn route(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Response<Body> {
-    if req.uri().path() == "/events" && *app.phase.borrow() == Phase::Serving {
-        return app.ws.handle_events(req, peer).await;
+    if req.uri().path() == "/events" {
+        if *app.phase.borrow() == Phase::Serving {
+            return app.ws.handle_events(req, peer).await;
+        }
+        // A listed page may read that the server is going away.
+        let mut r = draining("503 Service Unavailable: shutting down\n");
+        app.ws.events_cors(req.headers(), r.headers_mut());
+        return r.map(Either::Left);
     }
     route_whole(req, peer, app).await.map(Either::Left)
 }
@@ -97,7 +103,7 @@ async fn route_whole(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Res
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/webhook" if !serving => draining("shutting down\n"),
         "/webhook" => app.webhook.handle(req, peer).await,
-        "/ws" | "/events" if !serving => draining("503 Service Unavailable: shutting down\n"),
+        "/ws" if !serving => draining("503 Service Unavailable: shutting down\n"),
         "/ws" => app.ws.handle(req, peer),
         p if app.ui && crate::ui::serves(p) => match serving {
             true => crate::ui::handle(&req),

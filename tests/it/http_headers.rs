@@ -142,8 +142,8 @@ async fn every_answer_of_the_main_listener_carries_the_browser_headers() {
         || async move { http1(tokio::net::TcpStream::connect(addr).await.unwrap()).await };
     every_kind_of_answer(connect, &addr.to_string(), false).await;
 
-    // The draining 503s, too.
-    let server = TestServer::start("[server]\nshutdown_timeout_s = 5\n").await;
+    // The draining 503s, too; a listed page can read the one of /events.
+    let server = TestServer::start(&format!("{LISTED}shutdown_timeout_s = 5\n")).await;
     let addr = server.addr;
     // A client that never answers the close frame keeps the drain going.
     let mut stuck = RawWs::subscribe(addr, &token("alice"), r#"{"organization":"acme"}"#).await;
@@ -154,10 +154,21 @@ async fn every_answer_of_the_main_listener_carries_the_browser_headers() {
         tokio::spawn(async move { server.handle().shutdown().await })
     };
     while stuck.next_frame().await.expect("close frame").0 != 0x8 {}
-    for path in ["/healthz", "/ws", "/events"] {
+    for path in ["/healthz", "/ws"] {
         let (status, h) = request_head(addr, "GET", path, &[]).await;
         assert_eq!(status, 503, "{path}");
         assert_browser_headers(path, &h, Some("no-store"), false, false);
+    }
+    let (status, h) = request_head(addr, "GET", "/events", &[("origin", DASHBOARD)]).await;
+    assert_eq!(status, 503);
+    for (name, value) in [
+        ("access-control-allow-origin", DASHBOARD),
+        ("vary", "Origin"),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        assert_eq!(get(&h, name).as_deref(), Some(value), "{name}: {h:?}");
     }
     stopping.await.unwrap();
 }

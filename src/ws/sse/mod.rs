@@ -46,10 +46,27 @@ impl WsEndpoint {
     ) -> Response<Body> {
         let verdict = self.ctx.origins.judge(req.headers());
         let mut response = self.answer_events(req, peer, &verdict).await;
-        if self.ctx.origins.judging() {
-            cors(response.headers_mut(), &verdict);
-        }
+        self.cors(response.headers_mut(), &verdict);
         response
+    }
+
+    /// Adds the CORS headers of an `/events` answer given by someone else
+    /// (the server's 503 while it shuts down) to a request with `request`
+    /// headers.
+    pub(crate) fn events_cors(&self, request: &header::HeaderMap, answer: &mut header::HeaderMap) {
+        self.cors(answer, &self.ctx.origins.judge(request));
+    }
+
+    /// The CORS headers of an answer when origins are listed: the answer
+    /// depends on `Origin`, and a listed one may read it.
+    fn cors(&self, headers: &mut header::HeaderMap, verdict: &Verdict) {
+        if !self.ctx.origins.judging() {
+            return;
+        }
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        if let Verdict::Listed(origin) = verdict {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        }
     }
 
     async fn answer_events<B>(
@@ -122,15 +139,6 @@ impl WsEndpoint {
             peer: ip,
         };
         EventStream::new(ctx.clone(), first, sub, held)
-    }
-}
-
-/// The CORS headers of an answer when origins are listed: the answer
-/// depends on `Origin`, and a listed one may read it.
-fn cors(headers: &mut header::HeaderMap, verdict: &Verdict) {
-    headers.append(header::VARY, HeaderValue::from_static("Origin"));
-    if let Verdict::Listed(origin) = verdict {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
     }
 }
 
