@@ -9,6 +9,17 @@ use hyper::{Response, StatusCode, header};
 /// The content type of a human-readable answer.
 pub(crate) const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
+/// What every answer of the daemon tells browsers, written as a person
+/// would type it: never guess a content type, never send this server's URL
+/// as a referrer.
+pub(crate) const BROWSER_HEADERS: [(&str, &str); 2] = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+];
+
+/// Keep no copy: on every answer but an upgrade and an event stream.
+pub(crate) const NO_STORE: (&str, &str) = ("Cache-Control", "no-store");
+
 /// The content type of the Prometheus text exposition format.
 pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -40,19 +51,25 @@ pub(crate) fn closing(status: StatusCode, body: &'static str) -> Response<Full<B
     r
 }
 
-/// What [`closing`] answers, as HTTP/1.1 bytes: for a connection that
-/// hyper never gets (plain HTTP on the TLS port). Header names are written
-/// as a person would type them.
+/// What [`closing`] answers, as HTTP/1.1 bytes, with the headers the
+/// server adds to every answer ([`BROWSER_HEADERS`], [`NO_STORE`]): for a
+/// connection that hyper never gets (plain HTTP on the TLS port). Header
+/// names are written as a person would type them.
 pub(crate) fn closing_wire(status: StatusCode, body: &str) -> Vec<u8> {
-    format!(
+    let mut head = format!(
         "HTTP/1.1 {} {}\r\n\
-         Content-Type: {TEXT_PLAIN}\r\n\
-         Connection: close\r\n\
+         Content-Type: {TEXT_PLAIN}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default(),
+    );
+    for (name, value) in BROWSER_HEADERS.iter().chain([&NO_STORE]) {
+        head += &format!("{name}: {value}\r\n");
+    }
+    format!(
+        "{head}Connection: close\r\n\
          Content-Length: {}\r\n\
          \r\n\
          {body}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or_default(),
         body.len(),
     )
     .into_bytes()
@@ -64,9 +81,11 @@ mod tests {
 
     #[test]
     fn closing_wire_is_the_answer_to_plain_http_on_the_tls_port() {
-        // The bytes written before this helper existed.
         let expected: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\
+X-Content-Type-Options: nosniff\r\n\
+Referrer-Policy: no-referrer\r\n\
+Cache-Control: no-store\r\n\
 Connection: close\r\n\
 Content-Length: 62\r\n\
 \r\n\

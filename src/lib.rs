@@ -234,7 +234,7 @@ pub use webhook::{
     SignatureError, SinkError, SinkFuture, Stored, WebhookEndpoint, WebhookKeys, WebhookOptions,
     WebhookVerifier, sign,
 };
-pub use ws::{Admission, Refusal, SUBPROTOCOL, WsEndpoint, WsOptions};
+pub use ws::{Admission, Origin, OriginError, Refusal, SUBPROTOCOL, WsEndpoint, WsOptions};
 
 /// Hooks for the criterion benchmarks; not a stable API.
 #[doc(hidden)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{ConfigError, Section, optional_socket_addr, range, require, socket_addr};
 use crate::tls::TlsConfig;
-use crate::ws::WsOptions;
+use crate::ws::{Origin, WsOptions};
 
 /// `[server]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -42,6 +42,11 @@ pub struct ServerConfig {
     /// Serve the live events page at `/ui/` (and the JavaScript client at
     /// `/ui/hookfan.js`).
     pub ui: bool,
+    /// Pages (`scheme://host[:port]`) besides the server's own host that
+    /// may open `/ws` and `/events`, and read `/events` from a script
+    /// (CORS). Empty: `Origin` is not judged. Read lower-case, without the
+    /// scheme's default port.
+    pub allowed_origins: Vec<Origin>,
     /// `[server.tls]`: serve `https`/`wss` on `listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
@@ -62,6 +67,7 @@ impl Default for ServerConfig {
             shutdown_timeout_s: 10,
             header_read_timeout_s: 30,
             ui: true,
+            allowed_origins: Vec::new(),
             tls: None,
         }
     }

@@ -179,6 +179,7 @@ impl Config {
             max_failed_checks_per_ip: a.max_failed_checks_per_ip,
             upgrades_per_ip_per_minute: l.upgrades_per_minute(),
             rate_table_entries: l.rate_table_entries,
+            allowed_origins: s.allowed_origins.clone(),
         }
     }
 

@@ -208,6 +208,52 @@ fn listen_takes_an_ip_or_a_host_name() {
 }
 
 #[test]
+fn allowed_origins_are_read_as_browsers_send_them_and_a_bad_one_is_named() {
+    assert!(Config::default().server.allowed_origins.is_empty());
+    let c = Config::parse(
+        "[server]\nallowed_origins = [\"HTTPS://Dash.Example:443\", \"http://127.0.0.1:3000\"]\n",
+        Path::new("/x"),
+    )
+    .unwrap();
+    let read: Vec<String> = c
+        .ws_options()
+        .allowed_origins
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    assert_eq!(read, ["https://dash.example", "http://127.0.0.1:3000"]);
+    // What check-config prints is what is in effect.
+    let printed = toml::to_string(&c.server).unwrap();
+    assert!(
+        printed.contains(r#"allowed_origins = ["https://dash.example", "http://127.0.0.1:3000"]"#),
+        "{printed}"
+    );
+    for (bad, message) in [
+        (
+            "https://x.example/",
+            "\"https://x.example/\" is not an origin (scheme://host[:port])",
+        ),
+        (
+            "dash.example",
+            "\"dash.example\" is not an origin (scheme://host[:port])",
+        ),
+        (
+            "*",
+            "\"*\" is not supported: list each origin (tokens are bearer credentials)",
+        ),
+    ] {
+        let e = errors(&format!(
+            "[server]\nallowed_origins = [\"https://ok.example\", {bad:?}]\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            e[0].to_string(),
+            format!("server.allowed_origins: {message}")
+        );
+    }
+}
+
+#[test]
 fn relative_paths_resolve_against_the_config_directory() {
     let c = Config::parse(
         "[webhook]\nsecret_file = \"s.txt\"\n[auth]\nprovider = \"static\"\ntokens_file = \"/abs/t.toml\"\n",

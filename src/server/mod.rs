@@ -15,10 +15,12 @@
 //!
 //! Files: `start` (the steps from config to serving), `listen` (sockets,
 //! the one accept loop, HTTP over a connection), `routes` (what each
-//! listener answers), `tls` (the TLS mode and handshake), `handle` (the
-//! running server: reload, shutdown), `text` (plain-text responses).
+//! listener answers), `headers` (what every answer tells browsers), `tls`
+//! (the TLS mode and handshake), `handle` (the running server: reload,
+//! shutdown).
 
 mod handle;
+mod headers;
 mod listen;
 mod routes;
 mod start;

@@ -1,6 +1,7 @@
 //! What each listener answers: the main one routes to the endpoints, the
 //! metrics one serves `/metrics` alone, the redirect one sends every
-//! request to https.
+//! request to https. Every answer of each gets the headers browsers rely
+//! on ([`protect`]) on its way out.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::Phase;
+use super::headers::{Answer, protect};
 use super::listen::serve_http;
 use crate::http_text::{PROMETHEUS_TEXT, closing, text, typed};
 use crate::write_deadline::WriteDeadline;
@@ -50,7 +52,15 @@ pub(super) async fn serve_app(stream: TcpStream, peer: SocketAddr, app: Arc<App>
     let write_timeout = app.write_timeout;
     let service = service_fn(move |req| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(route(req, peer, &app).await) }
+        async move {
+            let mut response = route(req, peer, &app).await;
+            let answer = Answer {
+                streamed: matches!(response.body(), Either::Right(_)),
+                tls: app.tls.is_some(),
+            };
+            protect(&mut response, answer);
+            Ok::<_, Infallible>(response)
+        }
     });
     match tls {
         None => {
@@ -68,8 +78,14 @@ pub(super) async fn serve_app(stream: TcpStream, peer: SocketAddr, app: Arc<App>
 }
 
 async fn route(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Response<Body> {
-    if req.uri().path() == "/events" && *app.phase.borrow() == Phase::Serving {
-        return app.ws.handle_events(req, peer).await;
+    if req.uri().path() == "/events" {
+        if *app.phase.borrow() == Phase::Serving {
+            return app.ws.handle_events(req, peer).await;
+        }
+        // A listed page may read that the server is going away.
+        let mut r = draining("503 Service Unavailable: shutting down\n");
+        app.ws.events_cors(req.headers(), r.headers_mut());
+        return r.map(Either::Left);
     }
     route_whole(req, peer, app).await.map(Either::Left)
 }
@@ -87,7 +103,7 @@ async fn route_whole(req: Request<Incoming>, peer: SocketAddr, app: &App) -> Res
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/webhook" if !serving => draining("shutting down\n"),
         "/webhook" => app.webhook.handle(req, peer).await,
-        "/ws" | "/events" if !serving => draining("503 Service Unavailable: shutting down\n"),
+        "/ws" if !serving => draining("503 Service Unavailable: shutting down\n"),
         "/ws" => app.ws.handle(req, peer),
         p if app.ui && crate::ui::serves(p) => match serving {
             true => crate::ui::handle(&req),
@@ -122,7 +138,7 @@ pub(super) async fn serve_metrics(
             "/metrics" => metrics_response(&req, &metrics),
             _ => text(StatusCode::NOT_FOUND, "404 page not found\n"),
         };
-        async move { Ok::<_, Infallible>(response) }
+        async move { Ok::<_, Infallible>(side(response)) }
     });
     serve_http(stream, service, SIDE_HEADER_TIMEOUT, phase).await;
 }
@@ -135,10 +151,21 @@ pub(super) async fn serve_redirect(
     phase: watch::Receiver<Phase>,
 ) {
     let service = service_fn(move |req: Request<Incoming>| {
-        let response = redirect(&req, tls_port);
+        let response = side(redirect(&req, tls_port));
         async move { Ok::<_, Infallible>(response) }
     });
     serve_http(stream, service, SIDE_HEADER_TIMEOUT, phase).await;
+}
+
+/// An answer of a side listener (metrics, redirect), which speaks plain
+/// HTTP.
+fn side(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let answer = Answer {
+        streamed: false,
+        tls: false,
+    };
+    protect(&mut response, answer);
+    response
 }
 
 fn redirect<B>(req: &Request<B>, tls_port: u16) -> Response<Full<Bytes>> {

@@ -1,15 +1,17 @@
-//! The WebSocket endpoint: checks before the upgrade (token shape, failed
-//! token checks, connection limits), the upgrade itself (fastwebsockets over
+//! The WebSocket endpoint: checks before the upgrade (the page's origin,
+//! token shape, failed token checks, connection limits), the upgrade itself (fastwebsockets over
 //! hyper), then one session task per connection.
 
 mod access;
 pub(crate) use crate::codec;
 mod messages;
+mod origin;
 mod session;
 mod sse;
 mod subprotocol;
 mod wire;
 
+pub use origin::{Origin, OriginError};
 pub(crate) use sse::Body;
 pub use subprotocol::SUBPROTOCOL;
 
@@ -35,6 +37,7 @@ use crate::limits::{
 use crate::metrics::Metrics;
 use crate::write_deadline::WriteDeadline;
 use access::AccessWatch;
+use origin::{AllowedOrigins, Verdict};
 use subprotocol::Offered;
 
 /// Settings of a [`WsEndpoint`]; the defaults are PROTOCOL.md's.
@@ -76,6 +79,12 @@ pub struct WsOptions {
     /// Most clients the per-client tables (upgrade rates, failed token
     /// checks) remember (100,000).
     pub rate_table_entries: usize,
+    /// Pages (origins) other than the server's own host allowed to open
+    /// `/ws` and `/events` (none). When some are listed, a request whose
+    /// `Origin` is neither listed nor the request's `Host` is refused
+    /// (403) before its token is looked at; when none are, `Origin` is not
+    /// judged (the token is the credential).
+    pub allowed_origins: Vec<Origin>,
 }
 
 impl Default for WsOptions {
@@ -99,6 +108,7 @@ impl Default for WsOptions {
                 crate::limits::config::DEFAULT_MAX_CONNS_PER_IP,
             ),
             rate_table_entries: crate::limits::config::DEFAULT_RATE_TABLE_ENTRIES,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -119,6 +129,8 @@ pub(crate) struct WsContext {
     pub backfill: Option<Arc<dyn Backfill>>,
     /// The tokens of the connected clients, checked again as they come due.
     pub access: Arc<AccessWatch>,
+    /// `settings.allowed_origins`, as requests are judged by it.
+    pub origins: AllowedOrigins,
 }
 
 type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
@@ -174,6 +186,9 @@ pub struct WsEndpoint {
 /// Why a request to `/ws` is refused before the upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// The request's `Origin` is neither listed in
+    /// [`WsOptions::allowed_origins`] nor the server's own host (403).
+    ForbiddenOrigin,
     /// The bearer token is missing or malformed (403).
     Forbidden(TokenRejection),
     /// A connection limit is reached (429).
@@ -197,7 +212,7 @@ impl Refusal {
     /// The HTTP status: 403 or 429.
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
+            Refusal::ForbiddenOrigin | Refusal::Forbidden(_) => StatusCode::FORBIDDEN,
             Refusal::TooManyConnections
             | Refusal::TooManyUpgrades { .. }
             | Refusal::TooManyFailedChecks { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -208,6 +223,9 @@ impl Refusal {
     /// (and `Retry-After` when the client is limited for a while).
     pub fn response(&self) -> Response<Full<Bytes>> {
         match self {
+            Refusal::ForbiddenOrigin => {
+                plain(self.status(), "403 Forbidden: origin not allowed\n".into())
+            }
             Refusal::Forbidden(why) => plain(self.status(), format!("403 Forbidden: {why}\n")),
             Refusal::TooManyConnections => plain(
                 self.status(),
@@ -295,6 +313,7 @@ impl WsEndpoint {
             failed_checks: failed_checks.clone(),
             upgrades: upgrades.clone(),
         }));
+        let origins = AllowedOrigins::new(&options.allowed_origins);
         Self {
             ctx: Arc::new(WsContext {
                 hub,
@@ -306,6 +325,7 @@ impl WsEndpoint {
                 metrics,
                 backfill: None,
                 access,
+                origins,
             }),
         }
     }
@@ -334,8 +354,9 @@ impl WsEndpoint {
         self.ctx.limiter.counts()
     }
 
-    /// The checks made before the upgrade, usable on their own: the bearer
-    /// token's shape (403), the client's failed token checks and the
+    /// The checks made before the upgrade, usable on their own: the page's
+    /// `Origin` (403, when [`WsOptions::allowed_origins`] lists some), the
+    /// bearer token's shape (403), the client's failed token checks and the
     /// connection limits (429); see [`Refusal::response`] for the daemon's
     /// answer. `peer` is the TCP peer's address. The token is the
     /// `Authorization` header's, else the one offered as the
@@ -350,8 +371,9 @@ impl WsEndpoint {
         self.admit_request(token, req.headers(), peer, offered.version)
     }
 
-    /// The checks on a request's client rate (429), its token (its shape:
-    /// 403) and client (429), for `/ws` and `/events` alike.
+    /// The checks on a request's origin (403), its client's rate (429), its
+    /// token (its shape: 403) and client (429), for `/ws` and `/events`
+    /// alike.
     fn admit_request(
         &self,
         token: Result<Token, TokenRejection>,
@@ -359,19 +381,40 @@ impl WsEndpoint {
         peer: SocketAddr,
         subprotocol: bool,
     ) -> Result<Admission, Refusal> {
+        // A page of another origin costs its visitor nothing, not even
+        // rate: checked first.
+        self.check_origin(headers, peer)?;
         let ip = client_ip(peer.ip(), headers, &self.ctx.settings.trusted_proxies);
-        // Every request counts, whatever its token: before any check.
-        if let Err(RateLimited { retry_after_s }) = self.ctx.upgrades.take(client_key(ip)) {
-            self.ctx.metrics.handshake("limited_rate");
-            tracing::debug!(%ip, retry_after_s, "request refused: too many upgrades a minute");
-            return Err(Refusal::TooManyUpgrades { retry_after_s });
-        }
+        self.check_rate(ip)?;
         let token = token.map_err(|why| {
             self.ctx.metrics.handshake("forbidden");
             tracing::debug!(%peer, %why, "request refused");
             Refusal::Forbidden(why)
         })?;
         self.admit(token, ip, subprotocol)
+    }
+
+    /// Takes one request from the client's allowance a minute: every
+    /// request counts, whatever its token, before any check.
+    fn check_rate(&self, ip: IpAddr) -> Result<(), Refusal> {
+        self.ctx.upgrades.take(client_key(ip)).map_err(|limited| {
+            let RateLimited { retry_after_s } = limited;
+            self.ctx.metrics.handshake("limited_rate");
+            tracing::debug!(%ip, retry_after_s, "request refused: too many upgrades a minute");
+            Refusal::TooManyUpgrades { retry_after_s }
+        })
+    }
+
+    /// The page's origin, first of all: a refused one is neither a failed
+    /// token check nor a connection.
+    fn check_origin(&self, headers: &header::HeaderMap, peer: SocketAddr) -> Result<(), Refusal> {
+        if self.ctx.origins.judge(headers) != Verdict::Refused {
+            return Ok(());
+        }
+        self.ctx.metrics.handshake("forbidden_origin");
+        let origin = origin::shown(headers);
+        tracing::debug!(%peer, %origin, "request refused: origin not allowed");
+        Err(Refusal::ForbiddenOrigin)
     }
 
     /// The limits on the client at `ip`: its failed token checks, then a
@@ -467,11 +510,15 @@ impl WsEndpoint {
         Response::from_parts(parts, Full::new(Bytes::new()))
     }
 
-    /// Answers a request to `/ws`: 405 for another method, else
-    /// [`WsEndpoint::check`] then [`WsEndpoint::upgrade`].
+    /// Answers a request to `/ws`: 403 for a refused origin, 405 for
+    /// another method, else [`WsEndpoint::check`] then
+    /// [`WsEndpoint::upgrade`].
     pub fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         if req.method() != Method::GET {
-            return get_only();
+            return match self.check_origin(req.headers(), peer) {
+                Ok(()) => get_only(),
+                Err(refusal) => refusal.response(),
+            };
         }
         match self.check(&req, peer) {
             Ok(admission) => self.upgrade(req, admission),

@@ -51,6 +51,40 @@ pub async fn send(
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// One request on `sender`, its answer's status and headers only (the
+/// body is left unread: it may be an event stream).
+pub async fn send_head(
+    sender: &mut Sender,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap) {
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.headers().clone())
+}
+
+/// [`send_head`] on a fresh plain connection.
+pub async fn request_head(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap) {
+    let mut sender = http1(TcpStream::connect(addr).await.unwrap()).await;
+    send_head(&mut sender, &addr.to_string(), method, path, headers).await
+}
+
 /// A plain HTTP/1.1 request on a fresh connection.
 pub async fn request(
     addr: SocketAddr,

@@ -20,10 +20,25 @@ pub async fn ws_connect(
     addr: SocketAddr,
     token: Option<&str>,
 ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    ws_connect_with(addr, token, &[]).await
+}
+
+/// [`ws_connect`] with more request headers (an `Origin`, say).
+pub async fn ws_connect_with(
+    addr: SocketAddr,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
     if let Some(t) = token {
         req.headers_mut()
             .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     tokio_tungstenite::connect_async(req)
         .await

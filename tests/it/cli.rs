@@ -93,6 +93,40 @@ fn check_config_prints_the_effective_config_with_the_secret_masked() {
 }
 
 #[test]
+fn check_config_names_a_bad_allowed_origin_and_prints_good_ones_as_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_config(
+        &dir,
+        "[server]\nallowed_origins = [\"https://dash.example\", \"https://x.example/\"]\n",
+    );
+    let out = check_config(&bad);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            r#"server.allowed_origins: "https://x.example/" is not an origin (scheme://host[:port])"#
+        ),
+        "{err}"
+    );
+    let good = write_config(
+        &dir,
+        "[server]\nallowed_origins = [\"HTTPS://Dash.Example:443\"]\n[webhook]\nsecret_file = \"s\"\n",
+    );
+    std::fs::write(dir.path().join("s"), "secret\n").unwrap();
+    let out = check_config(&good);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(r#"allowed_origins = ["https://dash.example"]"#),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn check_config_reports_every_problem_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(

@@ -20,6 +20,7 @@ mod embedder;
 mod events_sse;
 mod github_app_mock;
 mod github_auth;
+mod http_headers;
 mod js_client;
 mod limits;
 mod loadtest_smoke;
