@@ -26,6 +26,52 @@ where
     sender
 }
 
+/// A request for `method` `path` at `host`, with `headers` and `body`.
+pub fn build(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> hyper::Request<Full<Bytes>> {
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(Full::new(Bytes::from(body))).unwrap()
+}
+
+/// An answer read whole.
+#[derive(Debug)]
+pub struct Whole {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Whole {
+    /// Its `Retry-After`, in seconds.
+    pub fn retry_after(&self) -> Option<u64> {
+        let v = self.headers.get("retry-after")?;
+        Some(v.to_str().unwrap().parse().unwrap())
+    }
+}
+
+/// Sends `req` on `sender` and reads the answer whole.
+pub async fn exchange(sender: &mut Sender, req: hyper::Request<Full<Bytes>>) -> Whole {
+    let resp = sender.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Whole {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
 /// One request on `sender`: the status and the body as text.
 pub async fn send(
     sender: &mut Sender,
@@ -35,20 +81,8 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, String) {
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", host);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let w = exchange(sender, build(host, method, path, headers, body)).await;
+    (w.status, w.body)
 }
 
 /// One request on `sender`, its answer's status and headers only (the
@@ -60,17 +94,8 @@ pub async fn send_head(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, hyper::HeaderMap) {
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", host);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::new())).unwrap())
-        .await
-        .unwrap();
+    let req = build(host, method, path, headers, Vec::new());
+    let resp = sender.send_request(req).await.unwrap();
     (resp.status().as_u16(), resp.headers().clone())
 }
 

@@ -4,12 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::http1;
+use super::{build, http1};
 
 /// One message of the stream: its `event:`, `id:` and `data:` lines, or a
 /// comment.
@@ -52,15 +51,9 @@ impl Sse {
         headers: &[(&str, &str)],
     ) -> Sse {
         let mut sender = http1(stream).await;
-        let mut req =
-            hyper::Request::get(format!("/events?{query}")).header("host", addr.to_string());
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = sender
-            .send_request(req.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap();
+        let path = format!("/events?{query}");
+        let req = build(&addr.to_string(), "GET", &path, headers, Vec::new());
+        let resp = sender.send_request(req).await.unwrap();
         let status = resp.status().as_u16();
         let (parts, body) = resp.into_parts();
         Sse {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use crate::common::*;
 use futures_util::SinkExt;
-use http_body_util::BodyExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Error as WsError;
@@ -53,35 +52,13 @@ async fn subscribed_from(addr: SocketAddr, source: &str, login: &str) -> Ws {
     ws
 }
 
-/// A whole answer: status, `Retry-After` (if any) and body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    retry_after: Option<u64>,
-    body: String,
-}
-
 /// One GET on `sender`, its answer whole.
-async fn get(sender: &mut http::Sender, path: &str, headers: &[(&str, &str)]) -> Answer {
-    let mut req = hyper::Request::get(path).header("host", "hookfan.test");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = sender
-        .send_request(req.body(Default::default()).unwrap())
-        .await
-        .unwrap();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        retry_after,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+async fn get(sender: &mut http::Sender, path: &str, headers: &[(&str, &str)]) -> http::Whole {
+    http::exchange(
+        sender,
+        http::build("hookfan.test", "GET", path, headers, Vec::new()),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -109,7 +86,10 @@ async fn upgrades_and_event_streams_share_one_rate_per_address() {
     .await;
     assert_eq!((limited.status, limited.body.as_str()), (429, UPGRADES_429));
     // An empty bucket of 3 a minute: the next request is due in 20 s.
-    assert!(matches!(limited.retry_after, Some(19..=20)), "{limited:?}");
+    assert!(
+        matches!(limited.retry_after(), Some(19..=20)),
+        "{limited:?}"
+    );
     match upgrade_from(addr, "127.0.0.2", "bob").await {
         Err(WsError::Http(r)) => {
             assert_eq!(r.status(), 429);
@@ -156,30 +136,15 @@ async fn post_as(
     sig: Option<&str>,
     delivery: &str,
     body: &[u8],
-) -> Answer {
-    let mut req = hyper::Request::post("/webhook")
-        .header("host", "hookfan.test")
-        .header("x-forwarded-for", client)
-        .header("x-github-event", "pull_request")
-        .header("x-github-delivery", delivery);
-    if let Some(sig) = sig {
-        req = req.header("x-hub-signature-256", sig);
-    }
-    let resp = sender
-        .send_request(req.body(body.to_vec().into()).unwrap())
-        .await
-        .unwrap();
-    let retry_after = resp
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().parse().unwrap());
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        retry_after,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+) -> http::Whole {
+    let mut headers = vec![
+        ("x-forwarded-for", client),
+        ("x-github-event", "pull_request"),
+        ("x-github-delivery", delivery),
+    ];
+    headers.extend(sig.map(|sig| ("x-hub-signature-256", sig)));
+    let req = http::build("hookfan.test", "POST", "/webhook", &headers, body.to_vec());
+    http::exchange(sender, req).await
 }
 
 async fn connection(addr: SocketAddr) -> http::Sender {
@@ -222,7 +187,7 @@ async fn bad_signatures_limit_their_sender_alone_and_valid_deliveries_never_coun
     )
     .await;
     assert_eq!((a.status, a.body.as_str()), (429, SIGNATURES_429));
-    assert!(matches!(a.retry_after, Some(59..=60)), "{a:?}");
+    assert!(matches!(a.retry_after(), Some(59..=60)), "{a:?}");
 
     // Refused from the head: a declared 10 MB body is never waited for.
     let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
