@@ -562,3 +562,20 @@ async fn check_config_output_saved_elsewhere_serves_from_another_directory() {
         "{event}"
     );
 }
+
+#[test]
+fn check_config_read_by_a_reader_that_stops_early_exits_0() {
+    // `hookfan check-config | head -1`: the reader goes away before the
+    // output is written (its end of the pipe closed at once here).
+    let mut child = hookfan()
+        .args(["check-config", "--config", &shipped_config()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}

@@ -3,6 +3,7 @@
 //! against the file's directory), so that the output works as a config
 //! from any directory.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -22,18 +23,19 @@ pub(crate) fn run(path: &Path, prepared: Result<Prepared, ConfigErrors>) -> Exit
             };
             // The base is on the first line, the one that names the file:
             // the rest is the same for the printed config fed back.
-            println!(
-                "# {}: valid; relative paths resolved against {}",
+            let text = format!(
+                "# {}: valid; relative paths resolved against {}\n\
+                 # webhook secret: {secret}\n# auth: {}\n\
+                 # broker.shards = 0 resolves to {} here\n{}",
                 path.display(),
-                p.config.base_dir.display()
+                p.config.base_dir.display(),
+                p.auth_summary,
+                p.config.broker.effective_shards(),
+                toml::to_string(&p.config).expect("config serializes"),
             );
-            println!("# webhook secret: {secret}");
-            println!("# auth: {}", p.auth_summary);
-            println!(
-                "# broker.shards = 0 resolves to {} here",
-                p.config.broker.effective_shards()
-            );
-            print!("{}", toml::to_string(&p.config).expect("config serializes"));
+            // A reader that stops early (`| head`) is not an error.
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
             ExitCode::SUCCESS
         }
         Err(errors) => {
