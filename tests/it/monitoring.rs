@@ -170,12 +170,15 @@ fn shipped_queries() -> Vec<(String, String)> {
 fn monitored_daemon(nats: &Nats) -> Daemon {
     let key =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github-app/app-key.pem");
-    // The first lines continue spawn_daemon's [auth] section.
+    // The first lines continue spawn_daemon's [auth] section. GitHub's API
+    // (for tokens, redelivery and the webhook sources) is unreachable: the
+    // failure figures are exported, and loopback senders are listed.
     spawn_daemon(&format!(
         "recheck_interval_s = 1\ngithub_api_url = \"http://127.0.0.1:1\"\n\
          [cluster]\nnats_url = \"{}\"\nstream = \"MONITORING\"\n\
          [github_app]\napp_id = 1\nprivate_key_file = \"{}\"\n\
-         [redelivery]\nenabled = true\n",
+         [redelivery]\nenabled = true\n\
+         [webhook]\nallowed_sources = [\"127.0.0.0/8\", \"github\"]\n",
         nats.url(),
         key.display()
     ))
