@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::redelivery::{Redelivery, Setup};
 use crate::tls::acme::Acme;
 use crate::tls::metrics::TlsFigures;
-use crate::webhook::WebhookSecret;
+use crate::webhook::{Refresher, WebhookSecret};
 use crate::{AuthProvider, EventSink, Hub, HubConfig, Metrics, WebhookEndpoint, WsEndpoint};
 
 /// Binds `config.server.listen` and starts serving; `auth` checks tokens.
@@ -38,15 +38,7 @@ pub async fn start(
     let cluster = join_cluster(config).await?;
     let hub = Hub::start(hub_config(config, cluster.as_ref()))?;
     let metrics = Metrics::new(&hub, auth.clone());
-    if let Some(t) = &tls {
-        metrics.register(Arc::new(TlsFigures {
-            store: t.store.clone(),
-            acme: t.acme.as_ref().map(Acme::stats),
-        }));
-    }
-    if let Some(c) = &cluster {
-        metrics.register(c.stats());
-    }
+    register_figures(&metrics, tls.as_ref(), cluster.as_ref());
     let (ws, webhook) = endpoints(config, secret, &hub, &auth, &metrics, cluster.as_ref());
     let commit_cache = webhook.commit_cache().clone();
     let webhook_keys = webhook.keys().clone();
@@ -63,12 +55,7 @@ pub async fn start(
     if let Some(r) = &redelivery {
         metrics.register(r.stats());
     }
-    let sources = webhook
-        .sources_refresher(
-            &config.auth.github_api_url,
-            Duration::from_secs(config.auth.api_timeout_s),
-        )
-        .map_err(|e| io::Error::other(format!("webhook.allowed_sources: {e}")))?;
+    let sources = sources_refresher(config, &webhook)?;
     let (phase, phase_rx) = watch::channel(Phase::Serving);
     let app = App {
         webhook,
@@ -117,6 +104,30 @@ pub async fn start(
         tls: store,
         config: Mutex::new(config.clone()),
     })
+}
+
+/// The TLS listener's and the cluster link's figures, into `/metrics`.
+fn register_figures(metrics: &Metrics, tls: Option<&PreparedTls>, cluster: Option<&Cluster>) {
+    if let Some(t) = tls {
+        metrics.register(Arc::new(TlsFigures {
+            store: t.store.clone(),
+            acme: t.acme.as_ref().map(Acme::stats),
+        }));
+    }
+    if let Some(c) = cluster {
+        metrics.register(c.stats());
+    }
+}
+
+/// What keeps GitHub's ranges of `webhook.allowed_sources` fresh, when the
+/// list names `github`.
+fn sources_refresher(config: &Config, webhook: &WebhookEndpoint) -> io::Result<Option<Refresher>> {
+    webhook
+        .sources_refresher(
+            &config.auth.github_api_url,
+            Duration::from_secs(config.auth.api_timeout_s),
+        )
+        .map_err(|e| io::Error::other(format!("webhook.allowed_sources: {e}")))
 }
 
 /// The sockets, bound before anything else starts so that a port taken is

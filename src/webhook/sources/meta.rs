@@ -16,12 +16,27 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::refresh::RefresherError;
 use crate::gh_api::{self, error_chain};
 
 /// Largest answer read (GitHub's is a few hundred KB, most of it ranges
 /// of other services).
 const MAX_BODY: usize = 4 << 20;
+
+/// Why the refresh of GitHub's ranges cannot start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RefresherError {
+    /// No trusted roots to reach the API with.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// `auth.github_api_url` does not make a `/meta` URL.
+    #[error("bad API URL {url:?}: {reason}")]
+    ApiUrl {
+        /// The URL as configured.
+        url: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+}
 
 /// Why a fetch failed, and how long GitHub asked to wait (rate limited).
 #[derive(Debug)]

@@ -23,7 +23,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::limits::in_networks;
-pub(crate) use refresh::{Refresher, RefresherError};
+pub(crate) use meta::RefresherError;
+pub(crate) use refresh::Refresher;
 
 /// One entry of `webhook.allowed_sources`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,23 +11,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use super::Sources;
-use super::meta::{MetaApi, MetaError};
-
-/// Why the refresh of GitHub's ranges cannot start.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RefresherError {
-    /// No trusted roots to reach the API with.
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-    /// `auth.github_api_url` does not make a `/meta` URL.
-    #[error("bad API URL {url:?}: {reason}")]
-    ApiUrl {
-        /// The URL as configured.
-        url: String,
-        /// Why it does not parse.
-        reason: String,
-    },
-}
+use super::meta::{MetaApi, MetaError, RefresherError};
 
 /// First retry after a failed fetch; doubled for each further one.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
