@@ -240,8 +240,8 @@ async fn a_failure_streak_is_logged_once_then_its_end() {
 }
 
 /// Refused from the head alone: a sender outside the list declaring
-/// 10 MB (over `webhook.max_payload_bytes`, so the size check comes
-/// after) is answered 403 at once, without sending its body, and the
+/// 30 MB (over `webhook.max_payload_bytes`, 25 MiB, so the size check
+/// comes after) is answered 403 at once, without sending its body, and the
 /// connection closed. A list of CIDRs alone fetches nothing and never
 /// answers 503.
 #[tokio::test]
@@ -250,7 +250,7 @@ async fn a_refused_sender_gets_403_before_its_body_is_read() {
     let server = server(r#"["192.0.2.0/24", "127.0.0.2"]"#, &mock.url(), "").await;
     let head = format!(
         "POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: pull_request\r\n\
-         X-GitHub-Delivery: big\r\nX-Hub-Signature-256: {}\r\nContent-Length: 10000000\r\n\r\n",
+         X-GitHub-Delivery: big\r\nX-Hub-Signature-256: {}\r\nContent-Length: 30000000\r\n\r\n",
         hookfan::sign(SECRET, b"a body never sent")
     );
     let mut c = Raw::connect_from(server.addr, "127.0.0.1".parse().unwrap()).await;
