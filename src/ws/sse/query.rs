@@ -49,6 +49,12 @@ pub(super) fn subscription_json(
                         .into(),
                 );
             }
+            "include_payload" => {
+                return Err(
+                    "include_payload is not available on /events (use /ws): a payload may hold line breaks, which a data: line cannot"
+                        .into(),
+                );
+            }
             _ => singles.push((name.into_owned(), Value::from(value.into_owned()))),
         }
     }
@@ -138,6 +144,10 @@ mod tests {
             "user_events_only must be true or false, not \"yes\""
         );
         assert!(err("resume=x", None).contains("Last-Event-ID"));
+        assert!(
+            err("include_payload=true", None)
+                .starts_with("include_payload is not available on /events (use /ws)")
+        );
         for bad in ["1030", "e:", "e:-1", "e:x"] {
             assert!(
                 err("", Some(bad)).starts_with("Last-Event-ID must be"),
