@@ -4,13 +4,14 @@
 //!
 //! Version 1 is a JSON object: `{"v":1,"kind":..,"delivery_id":..,
 //! "at_ns":..,"url":..,"org":..,"repo":..,"private":..,"commit_sha":..,
-//! "users":[..]}`. Unknown fields are ignored (additions within a version).
+//! "users":[..],"action":..}`. Unknown fields are ignored (additions within
+//! a version: `action` is one; a node that predates it ignores it).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventParts, MAX_FIELD, MAX_USERS};
+use crate::event::{EventParts, MAX_FIELD, MAX_USERS, is_action};
 
 /// The version this node writes and reads.
 pub const VERSION: u64 = 1;
@@ -51,6 +52,8 @@ struct Encode<'a> {
     commit_sha: Option<&'a str>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     users: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +78,8 @@ struct V1 {
     commit_sha: Option<String>,
     #[serde(default)]
     users: Vec<String>,
+    #[serde(default)]
+    action: Option<String>,
 }
 
 /// The message for `event`.
@@ -94,6 +99,7 @@ pub fn encode(event: &EventParts) -> Vec<u8> {
         private: event.private,
         commit_sha: event.commit_sha.as_deref(),
         users: &event.users,
+        action: event.action.as_deref().filter(|a| !a.is_empty()),
     })
     .expect("serializing strings cannot fail")
 }
@@ -129,6 +135,14 @@ pub fn decode(message: &[u8]) -> Result<EventParts, DecodeError> {
             )));
         }
     }
+    if let Some(a) = &m.action
+        && !is_action(a)
+    {
+        return Err(DecodeError::Malformed(format!(
+            "an action of {} bytes, not 1..{MAX_FIELD} printable",
+            a.len()
+        )));
+    }
     Ok(EventParts {
         kind: m.kind,
         delivery_id: m.delivery_id,
@@ -138,6 +152,7 @@ pub fn decode(message: &[u8]) -> Result<EventParts, DecodeError> {
         repo: m.repo,
         private: m.private,
         commit_sha: m.commit_sha,
+        action: m.action,
         users: m.users,
     })
 }
@@ -157,6 +172,7 @@ mod tests {
             repo: Some("acme/api".into()),
             private: true,
             commit_sha: Some("0b1e2c6f".into()),
+            action: Some("synchronize".into()),
             users: vec!["Alice".into(), "bob".into()],
         }
     }
@@ -172,8 +188,8 @@ mod tests {
         assert_eq!(a.frame(), b.frame());
         assert_eq!(a.users(), b.users());
         assert_eq!(
-            (b.org(), b.repo(), b.is_private()),
-            (Some("acme"), Some("acme/api"), true)
+            (b.org(), b.repo(), b.is_private(), b.action()),
+            (Some("acme"), Some("acme/api"), true, Some("synchronize"))
         );
     }
 
@@ -187,7 +203,7 @@ mod tests {
             (p.kind.as_str(), p.url.as_str()),
             ("push", "https://github.com/o/r")
         );
-        assert!(p.org.is_none() && p.users.is_empty() && !p.private);
+        assert!(p.org.is_none() && p.users.is_empty() && !p.private && p.action.is_none());
     }
 
     #[test]
@@ -206,6 +222,9 @@ mod tests {
             br#"{"v":1,"kind":"","at_ns":1,"url":"u"}"#,
             br#"{"v":1,"kind":"k","at_ns":-1,"url":"u"}"#,
             br#"{"v":1,"kind":"k","at_ns":1,"url":"u","users":"alice"}"#,
+            br#"{"v":1,"kind":"k","at_ns":1,"url":"u","action":7}"#,
+            br#"{"v":1,"kind":"k","at_ns":1,"url":"u","action":""}"#,
+            br#"{"v":1,"kind":"k","at_ns":1,"url":"u","action":"a\nb"}"#,
         ] {
             assert!(
                 matches!(decode(bad), Err(DecodeError::Malformed(_))),
@@ -221,14 +240,21 @@ mod tests {
             decode(many.as_bytes()),
             Err(DecodeError::Malformed(_))
         ));
-        let long = format!(
-            r#"{{"v":1,"kind":"k","at_ns":1,"url":"{}"}}"#,
-            "u".repeat(MAX_FIELD + 1)
-        );
-        assert!(matches!(
-            decode(long.as_bytes()),
-            Err(DecodeError::Malformed(_))
-        ));
+        for long in [
+            format!(
+                r#"{{"v":1,"kind":"k","at_ns":1,"url":"{}"}}"#,
+                "u".repeat(MAX_FIELD + 1)
+            ),
+            format!(
+                r#"{{"v":1,"kind":"k","at_ns":1,"url":"u","action":"{}"}}"#,
+                "a".repeat(MAX_FIELD + 1)
+            ),
+        ] {
+            assert!(matches!(
+                decode(long.as_bytes()),
+                Err(DecodeError::Malformed(_))
+            ));
+        }
     }
 
     /// An event capped at intake (users past the most an event names are
