@@ -80,7 +80,7 @@ async fn prints_the_first_matching_event_as_sent_and_exits_0() {
     let sent = next_text(&mut ws).await;
     assert_eq!(
         wait.lines(),
-        [sent.clone()],
+        std::slice::from_ref(&sent),
         "exactly the JSON the server sent"
     );
     let e: serde_json::Value = serde_json::from_str(&sent).unwrap();
