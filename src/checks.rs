@@ -166,6 +166,28 @@ pub fn is_login(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
 }
 
+/// `TYPE.ACTION` of a subscription's `event_types`: a GitHub event type,
+/// a dot, and an action of the same shape (`pull_request.closed`).
+pub fn is_event_type_with_action(s: &str) -> bool {
+    s.split_once('.')
+        .is_some_and(|(t, a)| is_event_type(t) && is_event_type(a))
+}
+
+/// A repository's full name, `OWNER/REPO`: OWNER a login ([`is_login`]),
+/// REPO 1..100 of `[A-Za-z0-9_.-]`, but not `.` or `..`.
+pub fn is_repository(s: &str) -> bool {
+    let Some((owner, repo)) = s.split_once('/') else {
+        return false;
+    };
+    is_login(owner)
+        && (1..=100).contains(&repo.len())
+        && repo != "."
+        && repo != ".."
+        && repo
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
 /// Why a listen address in the file is not one.
 #[derive(Debug, thiserror::Error)]
 pub enum AddrError {

@@ -123,6 +123,14 @@ pub const MAX_USERS: usize = MAX_MENTIONS + 64;
 /// stream message holding one.
 pub const MAX_FIELD: usize = 2048;
 
+/// Whether `s` is kept as an event's `action`: 1..[`MAX_FIELD`] bytes,
+/// printable (no control characters). Intake counts another as absent and
+/// a cluster node refuses a stream message holding one, so that every node
+/// builds the same frame.
+pub fn is_action(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_FIELD && !s.chars().any(char::is_control)
+}
+
 /// Longest GitHub login; a longer name is not a login.
 pub const MAX_LOGIN: usize = 39;
 
@@ -146,6 +154,9 @@ pub struct EventParts {
     pub private: bool,
     /// The commit SHA the event is about, when it has one.
     pub commit_sha: Option<String>,
+    /// The payload's top-level `action` (`opened`, `completed`, ...), when
+    /// it has one.
+    pub action: Option<String>,
     /// Logins involved in the event (author, assignees, reviewers, ...).
     pub users: Vec<String>,
     /// The webhook as GitHub sent it, for the clients that receive
@@ -173,6 +184,8 @@ pub struct Event {
     pr_number: Option<u64>,
     private: bool,
     commit_sha: Option<Box<str>>,
+    /// The payload's `action`, as sent.
+    action: Option<Box<str>>,
     /// Lowercased and deduplicated.
     users: SmallVec<[Box<str>; 4]>,
     explicit_only: bool,
@@ -209,6 +222,8 @@ struct Wire<'a> {
     delivery_id: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     commit_sha: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    action: &'a str,
 }
 
 impl Event {
@@ -218,12 +233,14 @@ impl Event {
         let accepted_at = parts.accepted_at.unwrap_or_else(SystemTime::now);
         let timestamp = humantime::format_rfc3339_nanos(accepted_at).to_string();
         let commit_sha = parts.commit_sha.filter(|s| !s.is_empty());
+        let action = parts.action.filter(|s| !s.is_empty());
         let json = serde_json::to_vec(&Wire {
             url: &parts.url,
             timestamp: &timestamp,
             kind: &parts.kind,
             delivery_id: &parts.delivery_id,
             commit_sha: commit_sha.as_deref().unwrap_or(""),
+            action: action.as_deref().unwrap_or(""),
         })
         .expect("serializing strings cannot fail");
 
@@ -256,6 +273,7 @@ impl Event {
             repo: lower_nonempty(parts.repo),
             private: parts.private,
             commit_sha: commit_sha.map(String::into_boxed_str),
+            action: action.map(String::into_boxed_str),
             users,
             seq: 0,
             frame: Bytes::from(json),
@@ -303,6 +321,10 @@ impl Event {
     /// The commit SHA, when the event has one.
     pub fn commit_sha(&self) -> Option<&str> {
         self.commit_sha.as_deref()
+    }
+    /// The payload's `action`, when it has one.
+    pub fn action(&self) -> Option<&str> {
+        self.action.as_deref()
     }
     /// Involved logins, lowercased and deduplicated.
     pub fn users(&self) -> &[Box<str>] {
@@ -380,6 +402,7 @@ impl Event {
             + self.repo.as_deref().map_or(0, str::len)
             + self.pr_key.as_deref().map_or(0, str::len)
             + self.commit_sha.as_deref().map_or(0, str::len)
+            + self.action.as_deref().map_or(0, str::len)
             + self.users.iter().map(|u| u.len() + 16).sum::<usize>()
             + match &self.full {
                 Some(FullFrame::Sequenced(f, _)) => f.len(),
@@ -546,6 +569,7 @@ mod tests {
             repo: Some("Acme/API".into()),
             private: false,
             commit_sha: Some("abc".into()),
+            action: Some("opened".into()),
             users: vec!["Alice".into(), "alice".into(), "".into(), "Bob".into()],
             payload: None,
         }
@@ -591,7 +615,7 @@ mod tests {
         let e = Event::new(parts());
         assert_eq!(
             std::str::from_utf8(e.payload()).unwrap(),
-            r#"{"url":"https://github.com/Acme/API/pull/7","timestamp":"2026-11-26T15:04:05.123456789Z","type":"pull_request","delivery_id":"d-1","commit_sha":"abc"}"#
+            r#"{"url":"https://github.com/Acme/API/pull/7","timestamp":"2026-11-26T15:04:05.123456789Z","type":"pull_request","delivery_id":"d-1","commit_sha":"abc","action":"opened"}"#
         );
     }
 
@@ -600,11 +624,13 @@ mod tests {
         let mut p = parts();
         p.delivery_id.clear();
         p.commit_sha = Some(String::new());
+        p.action = Some(String::new());
         let e = Event::new(p);
         let v: serde_json::Value = serde_json::from_slice(e.payload()).unwrap();
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["timestamp", "type", "url"]);
         assert_eq!(e.commit_sha(), None);
+        assert_eq!(e.action(), None);
     }
 
     #[test]
@@ -613,7 +639,7 @@ mod tests {
         e.set_seq(1042);
         assert_eq!(
             std::str::from_utf8(e.payload()).unwrap(),
-            r#"{"url":"https://github.com/Acme/API/pull/7","timestamp":"2026-11-26T15:04:05.123456789Z","type":"pull_request","delivery_id":"d-1","commit_sha":"abc","seq":1042}"#
+            r#"{"url":"https://github.com/Acme/API/pull/7","timestamp":"2026-11-26T15:04:05.123456789Z","type":"pull_request","delivery_id":"d-1","commit_sha":"abc","action":"opened","seq":1042}"#
         );
         assert!(e.size() > e.frame().len());
     }

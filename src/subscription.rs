@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::checks::is_event_type;
+use crate::checks::{is_event_type, is_event_type_with_action, is_repository};
 use crate::event::parse_pr_url;
 
 /// Most event types in one subscription.
@@ -15,13 +15,16 @@ pub const MAX_EVENT_TYPES: usize = 50;
 pub const MAX_PULL_REQUESTS: usize = 200;
 /// Longest pull request URL accepted.
 pub const MAX_PR_URL_LEN: usize = 500;
+/// Most repositories in one subscription.
+pub const MAX_REPOSITORIES: usize = 200;
 
 /// A validated subscription, as the client sent it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Subscription {
     /// Empty, `*` (every org of the user), or an organization name.
     pub organization: String,
-    /// Event types asked for; empty means every allowed type.
+    /// Event types asked for, each `TYPE` (every action) or `TYPE.ACTION`;
+    /// empty means every allowed type.
     pub event_types: Vec<String>,
     /// Pull request URLs (`https://github.com/OWNER/REPO/pull/N`).
     pub pull_requests: Vec<String>,
@@ -34,6 +37,9 @@ pub struct Subscription {
     pub resume: Option<ResumeFrom>,
     /// Events should carry the webhook's headers and body (`[payloads]`).
     pub include_payload: bool,
+    /// Repositories (`OWNER/REPO`): only their events, on top of the other
+    /// fields (or alone).
+    pub repositories: Vec<String>,
 }
 
 /// `"resume": {"epoch": ..., "after": N}`: the last event a client saw.
@@ -57,8 +63,10 @@ pub enum SubscriptionError {
     InvalidOrganization,
     /// More than 50 event types.
     TooManyEventTypes,
-    /// An event type that is not 1..50 of `[a-z0-9_]`.
+    /// An event type that is not 1..50 of `[a-z0-9_]` (before a `.ACTION`).
     InvalidEventType(String),
+    /// A `TYPE.ACTION` whose action is not 1..50 of `[a-z0-9_]`.
+    InvalidEventAction(String),
     /// More than 200 pull requests.
     TooManyPullRequests,
     /// A pull request URL over 500 characters.
@@ -78,6 +86,10 @@ pub enum SubscriptionError {
         /// The stream's last sequence number.
         last: u64,
     },
+    /// More than 200 repositories.
+    TooManyRepositories,
+    /// A repository that is not `OWNER/REPO`.
+    InvalidRepository(String),
 }
 
 impl fmt::Display for SubscriptionError {
@@ -92,8 +104,13 @@ impl fmt::Display for SubscriptionError {
             }
             Self::InvalidEventType(t) => write!(
                 f,
-                "invalid event type {:?} (1-50 of a-z, 0-9, '_')",
-                truncate(t, 60)
+                "invalid event type {:?} (1-50 of a-z, 0-9, '_', optionally followed by '.' and an action)",
+                truncate(t, 110)
+            ),
+            Self::InvalidEventAction(t) => write!(
+                f,
+                "invalid action in event type {:?} (TYPE.ACTION, the action 1-50 of a-z, 0-9, '_')",
+                truncate(t, 110)
             ),
             Self::TooManyPullRequests => {
                 write!(f, "too many PR URLs specified (max {MAX_PULL_REQUESTS})")
@@ -114,6 +131,17 @@ impl fmt::Display for SubscriptionError {
             Self::ResumeAfterFuture { after, last } => write!(
                 f,
                 "resume.after {after} is beyond the last event of this stream ({last})"
+            ),
+            Self::TooManyRepositories => {
+                write!(
+                    f,
+                    "too many repositories specified (max {MAX_REPOSITORIES})"
+                )
+            }
+            Self::InvalidRepository(r) => write!(
+                f,
+                "invalid repository {:?} (expected OWNER/REPO: OWNER 1-39 letters, digits, '-' or '_'; REPO 1-100 letters, digits, '.', '-' or '_')",
+                truncate(r, 150)
             ),
         }
     }
@@ -150,19 +178,22 @@ struct Wire {
     resume: Option<Value>,
     #[serde(default)]
     include_payload: Option<bool>,
+    #[serde(default)]
+    repositories: Option<Vec<String>>,
     /// Everything else: accepted, ignored, and warned about.
     #[serde(flatten)]
     unknown: Map<String, Value>,
 }
 
 /// The fields a subscription may have.
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "organization",
     "event_types",
     "pull_requests",
     "user_events_only",
     "resume",
     "include_payload",
+    "repositories",
 ];
 
 /// Most unknown fields named in warnings; the rest are counted.
@@ -195,6 +226,9 @@ const ALIASES: &[(&str, &str)] = &[
     ("include_payloads", "include_payload"),
     ("with_payload", "include_payload"),
     ("full_payload", "include_payload"),
+    ("repo", "repositories"),
+    ("repos", "repositories"),
+    ("repository", "repositories"),
 ];
 
 /// The field `unknown` most likely stands for.
@@ -256,6 +290,23 @@ pub(crate) fn unknown_field_warnings(unknown: &[String]) -> Vec<String> {
     out
 }
 
+/// `TYPE` or `TYPE.ACTION`: which of the two parts is wrong, if one is.
+fn check_event_type(t: &str) -> Result<(), SubscriptionError> {
+    if !is_event_type(event_type_of(t)) {
+        Err(SubscriptionError::InvalidEventType(t.to_owned()))
+    } else if t.contains('.') && !is_event_type_with_action(t) {
+        Err(SubscriptionError::InvalidEventAction(t.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// The type part of an `event_types` entry (`pull_request` of
+/// `pull_request.closed`): what `webhook.allowed_events` is checked against.
+pub(crate) fn event_type_of(entry: &str) -> &str {
+    entry.split_once('.').map_or(entry, |(k, _)| k)
+}
+
 /// 1..64 of `[A-Za-z0-9_-]`.
 fn valid_epoch(e: &str) -> bool {
     (1..=MAX_EPOCH_LEN).contains(&e.len())
@@ -314,15 +365,20 @@ impl Subscription {
             username: String::new(),
             resume: wire.resume.map(parse_resume).transpose()?.flatten(),
             include_payload: wire.include_payload.unwrap_or(false),
+            repositories: wire.repositories.unwrap_or_default(),
         };
         sub.validate()?;
         Ok((sub, wire.unknown.into_iter().map(|(k, _)| k).collect()))
     }
 
     /// Whether the subscription can match no event at all: no
-    /// organization, no pull requests, and not `user_events_only`.
+    /// organization, no pull requests, no repositories, and not
+    /// `user_events_only`.
     pub fn matches_nothing(&self) -> bool {
-        self.organization.is_empty() && self.pull_requests.is_empty() && !self.user_events_only
+        self.organization.is_empty()
+            && self.pull_requests.is_empty()
+            && self.repositories.is_empty()
+            && !self.user_events_only
     }
 
     /// Checks every field against PROTOCOL.md's rules (and `username`,
@@ -343,8 +399,8 @@ impl Subscription {
         if self.event_types.len() > MAX_EVENT_TYPES {
             return Err(SubscriptionError::TooManyEventTypes);
         }
-        if let Some(bad) = self.event_types.iter().find(|t| !is_event_type(t)) {
-            return Err(SubscriptionError::InvalidEventType(bad.clone()));
+        for t in &self.event_types {
+            check_event_type(t)?;
         }
         if self.pull_requests.len() > MAX_PULL_REQUESTS {
             return Err(SubscriptionError::TooManyPullRequests);
@@ -359,7 +415,22 @@ impl Subscription {
                 return Err(SubscriptionError::InvalidPullRequestUrl(url.clone()));
             }
         }
+        if self.repositories.len() > MAX_REPOSITORIES {
+            return Err(SubscriptionError::TooManyRepositories);
+        }
+        if let Some(bad) = self.repositories.iter().find(|r| !is_repository(r)) {
+            return Err(SubscriptionError::InvalidRepository(bad.clone()));
+        }
         Ok(())
+    }
+
+    /// The subscribed repositories (`owner/repo`), lowercased: what an
+    /// event's repository is compared with.
+    pub(crate) fn repo_keys(&self) -> Vec<Box<str>> {
+        self.repositories
+            .iter()
+            .map(|r| r.to_ascii_lowercase().into_boxed_str())
+            .collect()
     }
 
     /// The routing keys (`owner/repo#n`, lowercased) of the subscribed PRs.
@@ -446,6 +517,111 @@ mod tests {
                 SubscriptionError::InvalidEventType(bad.to_owned())
             );
         }
+    }
+
+    #[test]
+    fn event_types_may_name_an_action() {
+        let s = Subscription::parse(
+            r#"{"event_types":["pull_request.closed","check_suite.completed","push"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.event_types,
+            ["pull_request.closed", "check_suite.completed", "push"]
+        );
+        assert!(
+            Subscription::parse(&format!(r#"{{"event_types":["a.{}"]}}"#, "b".repeat(50))).is_ok()
+        );
+        for bad in ["Pull.closed", ".closed", "pull-request.closed"] {
+            assert_eq!(
+                err(&format!(r#"{{"event_types":["{bad}"]}}"#)),
+                SubscriptionError::InvalidEventType(bad.to_owned()),
+                "{bad}"
+            );
+        }
+        let long = format!("pull_request.{}", "a".repeat(51));
+        for bad in [
+            "pull_request.",
+            "pull_request.Closed",
+            "pull_request.closed.x",
+            "pull_request.re-opened",
+            &long,
+        ] {
+            assert_eq!(
+                err(&format!(r#"{{"event_types":["{bad}"]}}"#)),
+                SubscriptionError::InvalidEventAction(bad.to_owned()),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            SubscriptionError::InvalidEventAction("pull_request.Closed".into()).to_string(),
+            "invalid action in event type \"pull_request.Closed\" (TYPE.ACTION, the action 1-50 of a-z, 0-9, '_')"
+        );
+        assert_eq!(
+            SubscriptionError::InvalidEventType("Push".into()).to_string(),
+            "invalid event type \"Push\" (1-50 of a-z, 0-9, '_', optionally followed by '.' and an action)"
+        );
+        assert_eq!(event_type_of("pull_request.closed"), "pull_request");
+        assert_eq!(event_type_of("push"), "push");
+    }
+
+    #[test]
+    fn repository_rules() {
+        let s =
+            Subscription::parse(r#"{"repositories":["Acme/API","o/r.rs","a-b/c_d-e.f"]}"#).unwrap();
+        assert_eq!(s.repositories, ["Acme/API", "o/r.rs", "a-b/c_d-e.f"]);
+        assert_eq!(
+            s.repo_keys(),
+            [Box::from("acme/api"), "o/r.rs".into(), "a-b/c_d-e.f".into()]
+        );
+        let edge = format!("{}/{}", "o".repeat(39), "r".repeat(100));
+        assert!(Subscription::parse(&format!(r#"{{"repositories":["{edge}"]}}"#)).is_ok());
+        let ok: Vec<String> = (0..200).map(|i| format!("\"o/r{i}\"")).collect();
+        assert!(Subscription::parse(&format!(r#"{{"repositories":[{}]}}"#, ok.join(","))).is_ok());
+        let many: Vec<String> = (0..201).map(|i| format!("\"o/r{i}\"")).collect();
+        assert_eq!(
+            err(&format!(r#"{{"repositories":[{}]}}"#, many.join(","))),
+            SubscriptionError::TooManyRepositories
+        );
+        assert_eq!(
+            SubscriptionError::TooManyRepositories.to_string(),
+            "too many repositories specified (max 200)"
+        );
+        let long_owner = format!("{}/r", "o".repeat(40));
+        let long_repo = format!("o/{}", "r".repeat(101));
+        for bad in [
+            "",
+            "acme",
+            "acme/",
+            "/api",
+            "acme/api/x",
+            "ac me/api",
+            "acme/a b",
+            "ac.me/api",
+            "acme/..",
+            "acme/.",
+            "https://github.com/acme/api",
+            &long_owner,
+            &long_repo,
+        ] {
+            assert_eq!(
+                err(&format!(r#"{{"repositories":["{bad}"]}}"#)),
+                SubscriptionError::InvalidRepository(bad.to_owned()),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            SubscriptionError::InvalidRepository("acme".into()).to_string(),
+            "invalid repository \"acme\" (expected OWNER/REPO: OWNER 1-39 letters, digits, '-' or '_'; REPO 1-100 letters, digits, '.', '-' or '_')"
+        );
+        assert!(matches!(
+            err(r#"{"repositories":"acme/api"}"#),
+            SubscriptionError::Malformed(_)
+        ));
+        assert_eq!(
+            Subscription::parse(r#"{"repositories":null}"#).unwrap(),
+            Subscription::default()
+        );
     }
 
     #[test]
@@ -542,7 +718,7 @@ mod tests {
     #[test]
     fn unknown_fields_are_listed_with_suggestions() {
         let (_, unknown) = Subscription::parse_with_unknown(
-            r#"{"org":"acme","event_type":["push"],"pullRequests":[],"user_event_only":true,"colour":"blue"}"#,
+            r#"{"org":"acme","event_type":["push"],"pullRequests":[],"user_event_only":true,"colour":"blue","repo":"o/r","repository":["o/r"],"repositorys":[]}"#,
         )
         .unwrap();
         assert_eq!(
@@ -552,6 +728,9 @@ mod tests {
                 r#"unknown field "event_type" ignored (did you mean "event_types"?)"#,
                 r#"unknown field "org" ignored (did you mean "organization"?)"#,
                 r#"unknown field "pullRequests" ignored (did you mean "pull_requests"?)"#,
+                r#"unknown field "repo" ignored (did you mean "repositories"?)"#,
+                r#"unknown field "repository" ignored (did you mean "repositories"?)"#,
+                r#"unknown field "repositorys" ignored (did you mean "repositories"?)"#,
                 r#"unknown field "user_event_only" ignored (did you mean "user_events_only"?)"#,
             ]
         );
@@ -569,6 +748,7 @@ mod tests {
             r#"{"organization":"acme"}"#,
             r#"{"user_events_only":true}"#,
             r#"{"pull_requests":["https://github.com/o/r/pull/1"]}"#,
+            r#"{"repositories":["o/r"]}"#,
         ] {
             assert!(!Subscription::parse(ok).unwrap().matches_nothing(), "{ok}");
         }

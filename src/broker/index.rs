@@ -1,4 +1,4 @@
-//! The inverted index: org / PR key / user -> something (the subscribers of
+//! The inverted index: org / PR key / user / repository -> something (the subscribers of
 //! a shard, or the shards that hold subscribers, for the hub).
 //!
 //! Both the hub and the shards look an event up through [`FamilyMaps::for_event`],
@@ -16,6 +16,7 @@ pub(crate) struct FamilyMaps<V> {
     org: AHashMap<Box<str>, V>,
     pr: AHashMap<Box<str>, V>,
     user: AHashMap<Box<str>, V>,
+    repo: AHashMap<Box<str>, V>,
 }
 
 impl<V> Default for FamilyMaps<V> {
@@ -24,6 +25,7 @@ impl<V> Default for FamilyMaps<V> {
             org: AHashMap::new(),
             pr: AHashMap::new(),
             user: AHashMap::new(),
+            repo: AHashMap::new(),
         }
     }
 }
@@ -34,6 +36,7 @@ impl<V: Default> FamilyMaps<V> {
             Family::Org => &self.org,
             Family::Pr => &self.pr,
             Family::User => &self.user,
+            Family::Repo => &self.repo,
         }
     }
 
@@ -42,6 +45,7 @@ impl<V: Default> FamilyMaps<V> {
             Family::Org => &mut self.org,
             Family::Pr => &mut self.pr,
             Family::User => &mut self.user,
+            Family::Repo => &mut self.repo,
         }
     }
 
@@ -66,7 +70,7 @@ impl<V: Default> FamilyMaps<V> {
     }
 
     /// Calls `f` with the value under each key the event is indexed by: its
-    /// org, its PR key, and each involved user.
+    /// org, its PR key, each involved user, and its repository.
     pub fn for_event(&self, e: &Event, mut f: impl FnMut(&V)) {
         if let Some(v) = e.org().and_then(|o| self.org.get(o)) {
             f(v);
@@ -81,11 +85,14 @@ impl<V: Default> FamilyMaps<V> {
                 }
             }
         }
+        if let Some(v) = e.repo().and_then(|r| self.repo.get(r)) {
+            f(v);
+        }
     }
 
     /// Keys held, over all families.
     pub fn len(&self) -> usize {
-        self.org.len() + self.pr.len() + self.user.len()
+        self.org.len() + self.pr.len() + self.user.len() + self.repo.len()
     }
 
     /// The value under `key`, if any (tests and stats).
@@ -96,7 +103,7 @@ impl<V: Default> FamilyMaps<V> {
 
     /// Sum of `size` over every value.
     pub fn total(&self, size: impl Fn(&V) -> usize) -> usize {
-        [Family::Org, Family::Pr, Family::User]
+        [Family::Org, Family::Pr, Family::User, Family::Repo]
             .into_iter()
             .map(|f| self.map(f).values().map(&size).sum::<usize>())
             .sum()
@@ -109,23 +116,26 @@ mod tests {
     use crate::event::EventParts;
 
     #[test]
-    fn event_lookup_visits_org_pr_and_each_user() {
+    fn event_lookup_visits_org_pr_each_user_and_repo() {
         let mut m: FamilyMaps<Vec<u32>> = FamilyMaps::default();
         m.entry(Family::Org, "acme").push(1);
         m.entry(Family::Pr, "acme/api#7").push(2);
         m.entry(Family::User, "alice").push(3);
         m.entry(Family::User, "bob").push(4);
         m.entry(Family::User, "carol").push(5);
+        m.entry(Family::Repo, "acme/api").push(6);
+        m.entry(Family::Repo, "acme/web").push(7);
         let e = Event::new(EventParts {
             kind: "pull_request".into(),
             url: "https://github.com/acme/api/pull/7".into(),
             org: Some("Acme".into()),
+            repo: Some("Acme/API".into()),
             users: vec!["alice".into(), "Bob".into()],
             ..EventParts::default()
         });
         let mut seen = Vec::new();
         m.for_event(&e, |v| seen.extend_from_slice(v));
-        assert_eq!(seen, [1, 2, 3, 4]);
+        assert_eq!(seen, [1, 2, 3, 4, 6]);
     }
 
     #[test]

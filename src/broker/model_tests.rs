@@ -28,8 +28,24 @@ const USERS: [(&str, &[&str], bool); 4] = [
 ];
 const ORGS: [&str; 3] = ["acme", "widgets", "zeta"];
 const KINDS: [&str; 4] = ["pull_request", "issue_comment", "status", "check_run"];
-/// (owner, repo, number): the pull requests events and subscriptions use.
-const PRS: [(&str, &str, u64); 3] = [("acme", "api", 1), ("acme", "api", 2), ("widgets", "w", 1)];
+/// What a subscription's `event_types` may list: bare types and
+/// `TYPE.ACTION`s.
+const TYPE_ENTRIES: [&str; 7] = [
+    "pull_request",
+    "issue_comment",
+    "status",
+    "check_run",
+    "pull_request.closed",
+    "check_run.completed",
+    "status.closed",
+];
+/// The payload actions events carry (or none).
+const ACTIONS: [&str; 3] = ["opened", "closed", "completed"];
+/// (owner, repo): the repositories events and subscriptions use.
+const REPOS: [(&str, &str); 3] = [("acme", "api"), ("acme", "web"), ("widgets", "w")];
+/// (repository in REPOS, number): the pull requests events and
+/// subscriptions use.
+const PRS: [(usize, u64); 3] = [(0, 1), (0, 2), (2, 1)];
 
 #[derive(Debug, Clone)]
 struct Sub {
@@ -39,6 +55,8 @@ struct Sub {
     event_types: Vec<&'static str>,
     prs: Vec<usize>,
     user_events_only: bool,
+    /// `repositories`, as the client wrote them (any case).
+    repos: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +67,9 @@ struct Ev {
     pr: Option<usize>,
     users: Vec<usize>,
     private: bool,
+    /// The pull request's repository when it has a PR, else maybe one.
+    repo: Option<usize>,
+    action: Option<&'static str>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,20 +92,30 @@ fn sub() -> impl Strategy<Value = Sub> {
             ORGS[i].to_owned()
         }),
     ];
+    let repo = (0..REPOS.len(), any::<bool>()).prop_map(|(i, upper)| {
+        let name = format!("{}/{}", REPOS[i].0, REPOS[i].1);
+        if upper {
+            name.to_ascii_uppercase()
+        } else {
+            name
+        }
+    });
     (
         0..USERS.len(),
         org,
-        proptest::sample::subsequence(KINDS.to_vec(), 0..=2),
+        proptest::sample::subsequence(TYPE_ENTRIES.to_vec(), 0..=2),
         proptest::sample::subsequence((0..PRS.len()).collect::<Vec<_>>(), 0..=2),
         proptest::bool::weighted(0.25),
+        prop_oneof![2 => Just(Vec::new()), 1 => proptest::collection::vec(repo, 1..=2)],
     )
         .prop_map(
-            |(user, organization, event_types, prs, user_events_only)| Sub {
+            |(user, organization, event_types, prs, user_events_only, repos)| Sub {
                 user,
                 organization,
                 event_types,
                 prs,
                 user_events_only,
+                repos,
             },
         )
 }
@@ -96,13 +127,17 @@ fn ev() -> impl Strategy<Value = Ev> {
         proptest::option::weighted(0.7, 0..PRS.len()),
         proptest::sample::subsequence((0..USERS.len()).collect::<Vec<_>>(), 0..=2),
         proptest::bool::weighted(0.2),
+        proptest::option::weighted(0.8, 0..REPOS.len()),
+        proptest::option::weighted(0.7, proptest::sample::select(ACTIONS.to_vec())),
     )
-        .prop_map(|(kind, org, pr, users, private)| Ev {
+        .prop_map(|(kind, org, pr, users, private, repo, action)| Ev {
             kind,
             org,
             pr,
             users,
             private,
+            repo: pr.map(|p| PRS[p].0).or(repo),
+            action,
         })
 }
 
@@ -115,28 +150,43 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// PROTOCOL.md, "Who receives an event", rules 1 to 7, for one client.
+/// PROTOCOL.md, "Who receives an event", rules 1 to 9, for one client.
 fn model_receives(s: &Sub, e: &Ev, enforce_tiers: bool) -> bool {
     let (login, orgs, paid) = USERS[s.user];
     let member = |org: usize| orgs.iter().any(|o| o.eq_ignore_ascii_case(ORGS[org]));
-    // 1. Event types; status (like workflow_run) only when named.
+    // 1. Event types, bare (every action) or TYPE.ACTION (that action);
+    // status (like workflow_run) only when named.
     if s.event_types.is_empty() {
         if e.kind == "status" {
             return false;
         }
-    } else if !s.event_types.contains(&e.kind) {
+    } else if !s.event_types.iter().any(|t| match t.split_once('.') {
+        None => *t == e.kind,
+        Some((kind, action)) => kind == e.kind && e.action == Some(action),
+    }) {
         return false;
     }
     // 2. Private events and tiers.
     if e.private && !paid && enforce_tiers {
         return false;
     }
-    // 3. Pull requests: the event's PR is one of them, and the user belongs
+    // 3. Repositories: the event's repository is one of them
+    // (case-insensitive).
+    if !s.repos.is_empty() {
+        let Some(r) = e.repo else {
+            return false;
+        };
+        let name = format!("{}/{}", REPOS[r].0, REPOS[r].1);
+        if !s.repos.iter().any(|x| x.eq_ignore_ascii_case(&name)) {
+            return false;
+        }
+    }
+    // 4. Pull requests: the event's PR is one of them, and the user belongs
     // to the event's org when it has one.
     if !s.prs.is_empty() {
         return e.pr.is_some_and(|p| s.prs.contains(&p)) && e.org.is_none_or(member);
     }
-    // 4. Events involving the user, in the subscribed org(s).
+    // 5. Events involving the user, in the subscribed org(s).
     if s.user_events_only {
         let org_ok = match s.organization.as_str() {
             "" | "*" => e.org.is_some_and(member),
@@ -145,11 +195,12 @@ fn model_receives(s: &Sub, e: &Ev, enforce_tiers: bool) -> bool {
         return org_ok && e.users.iter().any(|u| USERS[*u].0 == login);
     }
     match s.organization.as_str() {
-        // 7. Nothing subscribed.
-        "" => false,
-        // 5. Every org of the user.
+        // 8. Repositories alone: the user belongs to the event's org when
+        // it has one. 9. Nothing subscribed.
+        "" => !s.repos.is_empty() && e.org.is_none_or(member),
+        // 6. Every org of the user.
         "*" => e.org.is_some_and(member),
-        // 6. One org, case-insensitive.
+        // 7. One org, case-insensitive.
         named => e.org.is_some_and(|o| ORGS[o].eq_ignore_ascii_case(named)),
     }
 }
@@ -166,12 +217,19 @@ fn filter(s: &Sub) -> Filter {
             .prs
             .iter()
             .map(|p| {
-                let (o, r, n) = PRS[*p];
+                let (r, n) = PRS[*p];
+                let (o, r) = REPOS[r];
                 format!("{o}/{r}#{n}").into_boxed_str()
             })
             .collect(),
         user_events_only: s.user_events_only,
         can_see_private: paid,
+        repos: Subscription {
+            repositories: s.repos.clone(),
+            ..Subscription::default()
+        }
+        .repo_keys()
+        .into_boxed_slice(),
         ..Filter::default()
     }
     .normalized()
@@ -180,7 +238,8 @@ fn filter(s: &Sub) -> Filter {
 fn event(e: &Ev) -> Event {
     let url = match e.pr {
         Some(p) => {
-            let (o, r, n) = PRS[p];
+            let (r, n) = PRS[p];
+            let (o, r) = REPOS[r];
             format!("https://github.com/{}/{r}/pull/{n}", o.to_ascii_uppercase())
         }
         None => "https://github.com/somewhere/repo".to_owned(),
@@ -189,6 +248,10 @@ fn event(e: &Ev) -> Event {
         kind: e.kind.into(),
         url,
         org: e.org.map(|o| ORGS[o].to_owned()),
+        repo: e
+            .repo
+            .map(|r| format!("{}/{}", REPOS[r].0.to_ascii_uppercase(), REPOS[r].1)),
+        action: e.action.map(str::to_owned),
         private: e.private,
         users: e.users.iter().map(|u| USERS[*u].0.to_owned()).collect(),
         ..EventParts::default()

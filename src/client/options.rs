@@ -19,9 +19,12 @@ pub struct SubscriptionRequest {
     /// Only events that involve the token's user.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub user_events_only: bool,
-    /// Event types; empty: the server's default.
+    /// Event types, `TYPE` or `TYPE.ACTION`; empty: the server's default.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub event_types: Vec<String>,
+    /// Repositories (`OWNER/REPO`): only their events; empty: any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
 }
 
 /// Where in a server's event history a client is: the last event seen.
@@ -110,6 +113,21 @@ impl ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_fields_are_not_sent() {
+        let json = |r: &SubscriptionRequest| serde_json::to_string(r).unwrap();
+        assert_eq!(json(&SubscriptionRequest::default()), "{}");
+        let r = SubscriptionRequest {
+            repositories: vec!["acme/api".into()],
+            event_types: vec!["pull_request.closed".into()],
+            ..SubscriptionRequest::default()
+        };
+        assert_eq!(
+            json(&r),
+            r#"{"event_types":["pull_request.closed"],"repositories":["acme/api"]}"#
+        );
+    }
 
     #[test]
     fn backoff_stays_under_its_growing_bound_and_the_cap() {

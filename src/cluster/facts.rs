@@ -4,7 +4,8 @@
 //!
 //! Version 1 is a JSON object: `{"v":1,"kind":..,"delivery_id":..,
 //! "at_ns":..,"url":..,"org":..,"repo":..,"private":..,"commit_sha":..,
-//! "users":[..]}`. Unknown fields are ignored (additions within a version).
+//! "users":[..],"action":..}`. Unknown fields are ignored (additions within
+//! a version: `action` is one; a node that predates it ignores it).
 //!
 //! Version 2 is an event with its webhook payload (`[payloads]` enabled on
 //! the node that took it): the same object with `"v":2`,
@@ -19,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventParts, MAX_FIELD, MAX_USERS};
+use crate::event::{EventParts, MAX_FIELD, MAX_USERS, is_action};
 use crate::payloads::WebhookPayload;
 
 /// The version of an event without a payload.
@@ -75,6 +76,8 @@ struct Encode<'a> {
     headers: Option<BTreeMap<&'a str, &'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload_len: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +106,8 @@ struct V1 {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     payload_len: Option<usize>,
+    #[serde(default)]
+    action: Option<String>,
 }
 
 /// The message for `event`: version 1, or version 2 followed by its
@@ -126,6 +131,7 @@ pub fn encode(event: &EventParts) -> Vec<u8> {
         users: &event.users,
         headers: payload.map(|p| p.headers().iter().map(|(n, v)| (*n, &**v)).collect()),
         payload_len: payload.map(|p| p.body().len()),
+        action: event.action.as_deref().filter(|a| !a.is_empty()),
     })
     .expect("serializing strings cannot fail");
     if let Some(p) = payload {
@@ -162,6 +168,7 @@ pub fn decode(message: &Bytes) -> Result<EventParts, DecodeError> {
         repo: m.repo,
         private: m.private,
         commit_sha: m.commit_sha,
+        action: m.action,
         users: m.users,
         payload,
     })
@@ -229,6 +236,14 @@ fn check_bounds(m: &V1) -> Result<(), DecodeError> {
             )));
         }
     }
+    if let Some(a) = &m.action
+        && !is_action(a)
+    {
+        return Err(DecodeError::Malformed(format!(
+            "an action of {} bytes, not 1..{MAX_FIELD} printable",
+            a.len()
+        )));
+    }
     Ok(())
 }
 
@@ -247,6 +262,7 @@ mod tests {
             repo: Some("acme/api".into()),
             private: true,
             commit_sha: Some("0b1e2c6f".into()),
+            action: Some("synchronize".into()),
             users: vec!["Alice".into(), "bob".into()],
             payload: None,
         }
@@ -296,8 +312,8 @@ mod tests {
         assert_eq!(a.frame(), b.frame());
         assert_eq!(a.users(), b.users());
         assert_eq!(
-            (b.org(), b.repo(), b.is_private()),
-            (Some("acme"), Some("acme/api"), true)
+            (b.org(), b.repo(), b.is_private(), b.action()),
+            (Some("acme"), Some("acme/api"), true, Some("synchronize"))
         );
     }
 
@@ -311,7 +327,7 @@ mod tests {
             (p.kind.as_str(), p.url.as_str()),
             ("push", "https://github.com/o/r")
         );
-        assert!(p.org.is_none() && p.users.is_empty() && !p.private);
+        assert!(p.org.is_none() && p.users.is_empty() && !p.private && p.action.is_none());
     }
 
     #[test]
@@ -330,6 +346,9 @@ mod tests {
             br#"{"v":1,"kind":"","at_ns":1,"url":"u"}"#,
             br#"{"v":1,"kind":"k","at_ns":-1,"url":"u"}"#,
             br#"{"v":1,"kind":"k","at_ns":1,"url":"u","users":"alice"}"#,
+            br#"{"v":1,"kind":"k","at_ns":1,"url":"u","action":7}"#,
+            br#"{"v":1,"kind":"k","at_ns":1,"url":"u","action":""}"#,
+            br#"{"v":1,"kind":"k","at_ns":1,"url":"u","action":"a\nb"}"#,
         ] {
             assert!(
                 matches!(
@@ -348,14 +367,21 @@ mod tests {
             decode(&Bytes::from(many)),
             Err(DecodeError::Malformed(_))
         ));
-        let long = format!(
-            r#"{{"v":1,"kind":"k","at_ns":1,"url":"{}"}}"#,
-            "u".repeat(MAX_FIELD + 1)
-        );
-        assert!(matches!(
-            decode(&Bytes::from(long)),
-            Err(DecodeError::Malformed(_))
-        ));
+        for long in [
+            format!(
+                r#"{{"v":1,"kind":"k","at_ns":1,"url":"{}"}}"#,
+                "u".repeat(MAX_FIELD + 1)
+            ),
+            format!(
+                r#"{{"v":1,"kind":"k","at_ns":1,"url":"u","action":"{}"}}"#,
+                "a".repeat(MAX_FIELD + 1)
+            ),
+        ] {
+            assert!(matches!(
+                decode(&Bytes::from(long)),
+                Err(DecodeError::Malformed(_))
+            ));
+        }
     }
 
     /// An event capped at intake (users past the most an event names are

@@ -14,8 +14,9 @@ use hookfan::Token;
 use hookfan::client::{Backoff, ClientConfig, Subscriber, SubscriptionRequest, Update};
 use serde_json::Value;
 
-/// A running `hookfan subscribe`, its stdout lines and stderr collected.
-struct Sub {
+/// A running `hookfan subscribe` (or `hookfan wait`), its stdout lines and
+/// stderr collected.
+pub(crate) struct Sub {
     child: Child,
     out: Arc<Mutex<Vec<String>>>,
     err: Arc<Mutex<String>>,
@@ -38,6 +39,13 @@ impl Sub {
         Self::spawn(Command::new(env!("CARGO_BIN_EXE_hookfan")), token, args)
     }
 
+    /// Runs `hookfan wait ARGS` with `GITHUB_TOKEN` = `token`.
+    pub(crate) fn wait(token: &str, args: &[&str]) -> Sub {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookfan"));
+        command.arg("wait");
+        Self::run(command, token, args)
+    }
+
     /// Like `start`, in a new user and network namespace (`unshare -rn`)
     /// that has no network: nothing it sends can leave the machine.
     fn start_offline(token: &str, args: &[&str]) -> Sub {
@@ -47,8 +55,12 @@ impl Sub {
     }
 
     fn spawn(mut command: Command, token: &str, args: &[&str]) -> Sub {
+        command.arg("subscribe");
+        Self::run(command, token, args)
+    }
+
+    fn run(mut command: Command, token: &str, args: &[&str]) -> Sub {
         let mut child = command
-            .arg("subscribe")
             .args(args)
             .env("GITHUB_TOKEN", token)
             .stdout(Stdio::piped())
@@ -70,12 +82,17 @@ impl Sub {
         Sub { child, out, err }
     }
 
-    fn stderr(&self) -> String {
+    /// The stdout lines so far, as printed.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.out.lock().unwrap().clone()
+    }
+
+    pub(crate) fn stderr(&self) -> String {
         self.err.lock().unwrap().clone()
     }
 
     /// Waits until stderr contains `what`.
-    async fn wait_stderr(&self, what: &str) {
+    pub(crate) async fn wait_stderr(&self, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.stderr().contains(what) {
             assert!(
@@ -88,7 +105,7 @@ impl Sub {
     }
 
     /// Waits until `n` events were printed; returns them.
-    async fn wait_events(&self, n: usize) -> Vec<Value> {
+    pub(crate) async fn wait_events(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let lines = self.out.lock().unwrap().clone();
@@ -109,7 +126,7 @@ impl Sub {
     }
 
     /// Waits for the exit (10 s at most).
-    async fn exit_code(&mut self) -> i32 {
+    pub(crate) async fn exit_code(&mut self) -> i32 {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -134,7 +151,7 @@ impl Drop for Sub {
     }
 }
 
-fn ws_url(addr: SocketAddr) -> String {
+pub(crate) fn ws_url(addr: SocketAddr) -> String {
     format!("ws://{addr}")
 }
 

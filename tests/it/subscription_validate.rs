@@ -15,6 +15,7 @@ fn valid() -> Subscription {
             after: 7,
         }),
         include_payload: false,
+        repositories: vec!["acme/api".into()],
     }
 }
 
@@ -121,4 +122,35 @@ fn invalid_resume_epoch() {
             "{epoch:?}"
         );
     }
+}
+
+#[test]
+fn invalid_event_action() {
+    let mut s = valid();
+    s.event_types = vec!["pull_request.Closed".into()];
+    assert_eq!(
+        s.validate(),
+        Err(SubscriptionError::InvalidEventAction(
+            "pull_request.Closed".into()
+        ))
+    );
+    s.event_types = vec!["pull_request.closed".into()];
+    assert_eq!(s.validate(), Ok(()));
+}
+
+#[test]
+fn too_many_repositories() {
+    let mut s = valid();
+    s.repositories = (0..201).map(|i| format!("acme/r{i}")).collect();
+    assert_eq!(s.validate(), Err(SubscriptionError::TooManyRepositories));
+}
+
+#[test]
+fn invalid_repository() {
+    let mut s = valid();
+    s.repositories = vec!["acme".into()];
+    assert_eq!(
+        s.validate(),
+        Err(SubscriptionError::InvalidRepository("acme".into()))
+    );
 }

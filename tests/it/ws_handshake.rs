@@ -421,7 +421,7 @@ async fn warnings_for_unknown_fields_and_subscriptions_that_match_nothing() {
         json!([
             "unknown field \"event_type\" ignored (did you mean \"event_types\"?)",
             "unknown field \"org\" ignored (did you mean \"organization\"?)",
-            "this subscription matches no event: it names no organization and no pull_requests, and user_events_only is false"
+            "this subscription matches no event: it names no organization, no pull_requests and no repositories, and user_events_only is false"
         ])
     );
     // An unknown field on an otherwise useful subscription.
@@ -442,7 +442,7 @@ async fn warnings_for_unknown_fields_and_subscriptions_that_match_nothing() {
     assert_eq!(
         c["warnings"],
         json!([
-            "this subscription matches no event: it names no organization and no pull_requests, and user_events_only is false"
+            "this subscription matches no event: it names no organization, no pull_requests and no repositories, and user_events_only is false"
         ])
     );
     // Nothing to warn about: no field at all (sprinkler's shape).

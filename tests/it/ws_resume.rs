@@ -41,11 +41,13 @@ async fn every_event_carries_its_seq_and_every_confirmation_the_stream() {
     post_pr(&server, "acme", 1, "a1").await;
     let e = next_event(&mut ws).await;
     assert_eq!((e["delivery_id"].as_str(), seq(&e)), (Some("a1"), 2));
-    // The fields webhook-sprinkler's clients know are unchanged.
+    // The fields webhook-sprinkler's clients know are unchanged; `action`
+    // is hookfan's addition (ignored by clients that do not know it).
     let keys: BTreeSet<&str> = e.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     assert_eq!(
         keys,
         BTreeSet::from([
+            "action",
             "commit_sha",
             "delivery_id",
             "seq",

@@ -1,7 +1,7 @@
 //! The `hookfan` daemon and its command line: `main` parses it and hands
-//! over to one file per command (`serve`, `check_config`, `subscribe`);
-//! `prepare` loads what serving and checking share, `logging` sets up the
-//! daemon's logs.
+//! over to one file per command (`serve`, `check_config`, `subscribe`,
+//! `wait`); `prepare` loads what serving and checking share, `logging` sets
+//! up the daemon's logs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,8 +12,9 @@ mod check_config;
 mod logging;
 mod prepare;
 mod serve;
-// The `subscribe` command (a client, not part of the library).
+// The `subscribe` and `wait` commands (clients, not part of the library).
 mod subscribe;
+mod wait;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -39,6 +40,9 @@ enum Command {
     /// Subscribe to a hookfan server and print (or act on) every event,
     /// reconnecting and resuming by itself.
     Subscribe(Box<subscribe::SubscribeArgs>),
+    /// Wait for the first event of a subscription (and of --commit), print
+    /// it and exit: 0 when it came, 1 on --timeout, 2 when refused.
+    Wait(Box<wait::WaitArgs>),
 }
 
 /// Exit status for a configuration the daemon refuses.
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let check = match cli.command {
         Some(Command::Subscribe(args)) => return subscribe::run(*args),
+        Some(Command::Wait(args)) => return wait::run(*args),
         Some(Command::CheckConfig) => true,
         None => false,
     };

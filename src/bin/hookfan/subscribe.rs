@@ -1,6 +1,8 @@
 //! `hookfan subscribe`: prints (or runs a command for) every event of a
 //! subscription, surviving restarts, failovers and network blips; a thin
 //! layer over [`hookfan::client`]. Part of the binary, not the library.
+//! Its connection and subscription options, and the subscriber built from
+//! them, are shared with `hookfan wait`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,12 +18,13 @@ use tokio::io::AsyncWriteExt;
 
 /// Exit status: the server refused in a way retrying cannot fix, or the
 /// token would have been sent unencrypted to another machine.
-const EXIT_REFUSED: u8 = 2;
+pub(crate) const EXIT_REFUSED: u8 = 2;
 /// Exit status: events may have been missed (`--on-gap exit`).
 const EXIT_GAP: u8 = 3;
 
+/// Where and how to connect: shared by `subscribe` and `wait`.
 #[derive(Args)]
-pub struct SubscribeArgs {
+pub struct ConnectionArgs {
     /// Server URL, ws://HOST:PORT or wss://HOST:PORT (`/ws` is added when
     /// there is no path). Repeat for failover: tried in order, then
     /// round-robin.
@@ -36,18 +39,61 @@ pub struct SubscribeArgs {
     /// Command printing the token (run with `sh -c`), e.g. `gh auth token`.
     #[arg(long, value_name = "CMD")]
     token_cmd: Option<String>,
+    /// Silence from the server this long (seconds) means a dead
+    /// connection: twice the server's `server.ping_interval_s` (54 s by
+    /// default).
+    #[arg(long, value_name = "SECONDS", default_value_t = 108,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout: u64,
+    /// Send the token over ws:// (unencrypted) to a host that is not
+    /// loopback; without it such a server is refused.
+    #[arg(long)]
+    allow_insecure: bool,
+    /// Connection status on stderr too (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+/// What to subscribe to: shared by `subscribe` and `wait`.
+#[derive(Args)]
+pub struct SubscriptionArgs {
     /// Organization to subscribe to (`*`: every organization of the token).
     #[arg(long)]
     org: Option<String>,
     /// A pull request URL to subscribe to (repeatable).
     #[arg(long = "pr", value_name = "URL")]
     prs: Vec<String>,
+    /// A repository, OWNER/REPO, to subscribe to (repeatable): only its
+    /// events; alone, every event of it.
+    #[arg(long = "repository", value_name = "OWNER/REPO")]
+    repositories: Vec<String>,
     /// Only events that involve the token's user.
     #[arg(long)]
     user_events: bool,
-    /// Event types, comma-separated (default: the server's).
+    /// Event types, comma-separated, each TYPE or TYPE.ACTION (e.g.
+    /// pull_request.closed); default: the server's.
     #[arg(long, value_name = "TYPES", value_delimiter = ',')]
     event_types: Vec<String>,
+}
+
+impl SubscriptionArgs {
+    fn request(&self) -> SubscriptionRequest {
+        SubscriptionRequest {
+            organization: self.org.clone().unwrap_or_default(),
+            pull_requests: self.prs.clone(),
+            user_events_only: self.user_events,
+            event_types: self.event_types.clone(),
+            repositories: self.repositories.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct SubscribeArgs {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    #[command(flatten)]
+    subscription: SubscriptionArgs,
     /// How each event is printed.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
@@ -63,19 +109,6 @@ pub struct SubscribeArgs {
     /// instead of printing it.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
-    /// Silence from the server this long (seconds) means a dead
-    /// connection: twice the server's `server.ping_interval_s` (54 s by
-    /// default).
-    #[arg(long, value_name = "SECONDS", default_value_t = 108,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    idle_timeout: u64,
-    /// Send the token over ws:// (unencrypted) to a host that is not
-    /// loopback; without it such a server is refused.
-    #[arg(long)]
-    allow_insecure: bool,
-    /// Connection status on stderr too (repeat for more).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,85 +137,97 @@ pub fn run(args: SubscribeArgs) -> ExitCode {
 }
 
 async fn subscribe(args: SubscribeArgs) -> ExitCode {
-    let mut sub = match subscriber(&args).await {
+    let position = match args.state_file.as_deref().map(load_state).transpose() {
+        Ok(p) => p.flatten(),
+        Err(e) => {
+            eprintln!("hookfan: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut sub = match subscriber(&args.connection, &args.subscription, position).await {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let verbose = args.verbose > 0;
     loop {
         let update = match sub.next().await {
             Ok(u) => u,
-            Err(ClientError::Refused { message, code }) => {
-                eprintln!("hookfan: the server refused the subscription: {message} ({code})");
-                return ExitCode::from(EXIT_REFUSED);
-            }
-            Err(e) => {
-                eprintln!("hookfan: {e}");
-                return ExitCode::FAILURE;
-            }
+            Err(e) => return failure(e),
         };
         match update {
             Update::Event(e) => handle_event(&args, &sub, &e).await,
-            Update::Connected {
-                server,
-                resumed,
-                warnings,
-            } => {
-                for w in warnings {
-                    eprintln!("hookfan: warning from the server: {w}");
-                }
-                if verbose {
-                    let how = match resumed {
-                        Some(true) => ", resumed",
-                        Some(false) => ", not resumed",
-                        None => "",
-                    };
-                    eprintln!("hookfan: subscribed on {server}{how}");
-                }
-            }
             Update::Gap(g) => {
                 eprintln!("hookfan: {}", g.describe());
                 if args.on_gap == OnGap::Exit {
                     return ExitCode::from(EXIT_GAP);
                 }
             }
-            Update::Disconnected {
-                server,
-                error,
-                retry_in,
-            } => {
-                if verbose {
-                    eprintln!(
-                        "hookfan: {server}: {error}; trying again in {:.1} s",
-                        retry_in.as_secs_f64()
-                    );
-                }
-            }
+            other => report(&other, args.connection.verbose),
         }
     }
 }
 
-/// The subscriber the arguments ask for, from the saved position if any;
-/// `Err` is the exit status, the problem already printed.
-async fn subscriber(args: &SubscribeArgs) -> Result<Subscriber, ExitCode> {
-    let failed = |e: &dyn std::fmt::Display| {
+/// The exit status for an error of the subscriber, reported on stderr: a
+/// refusal retrying cannot fix is [`EXIT_REFUSED`].
+pub(crate) fn failure(e: ClientError) -> ExitCode {
+    match e {
+        ClientError::Refused { message, code } => {
+            eprintln!("hookfan: the server refused the subscription: {message} ({code})");
+            ExitCode::from(EXIT_REFUSED)
+        }
+        e => {
+            eprintln!("hookfan: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reports a connection update on stderr: the server's warnings always,
+/// the rest with `-v`. Events and gaps are the caller's.
+pub(crate) fn report(update: &Update, verbose: u8) {
+    match update {
+        Update::Connected {
+            server,
+            resumed,
+            warnings,
+        } => {
+            for w in warnings {
+                eprintln!("hookfan: warning from the server: {w}");
+            }
+            if verbose > 0 {
+                let how = match resumed {
+                    Some(true) => ", resumed",
+                    Some(false) => ", not resumed",
+                    None => "",
+                };
+                eprintln!("hookfan: subscribed on {server}{how}");
+            }
+        }
+        Update::Disconnected {
+            server,
+            error,
+            retry_in,
+        } if verbose > 0 => {
+            eprintln!(
+                "hookfan: {server}: {error}; trying again in {:.1} s",
+                retry_in.as_secs_f64()
+            );
+        }
+        _ => {}
+    }
+}
+
+/// The subscriber the arguments ask for, from `position` if any; `Err` is
+/// the exit status, the problem already printed.
+pub(crate) async fn subscriber(
+    args: &ConnectionArgs,
+    subscription: &SubscriptionArgs,
+    position: Option<Position>,
+) -> Result<Subscriber, ExitCode> {
+    let token = token(args).await.map_err(|e| {
         eprintln!("hookfan: {e}");
         ExitCode::FAILURE
-    };
-    let token = token(args).await.map_err(|e| failed(&e))?;
-    let position = (args.state_file.as_deref().map(load_state).transpose())
-        .map_err(|e| failed(&e))?
-        .flatten();
-    let mut config = ClientConfig::new(
-        args.servers.clone(),
-        token,
-        SubscriptionRequest {
-            organization: args.org.clone().unwrap_or_default(),
-            pull_requests: args.prs.clone(),
-            user_events_only: args.user_events,
-            event_types: args.event_types.clone(),
-        },
-    );
+    })?;
+    let mut config = ClientConfig::new(args.servers.clone(), token, subscription.request());
     config.position = position;
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
     config.allow_insecure = args.allow_insecure;
@@ -193,7 +238,10 @@ async fn subscriber(args: &SubscribeArgs) -> Result<Subscriber, ExitCode> {
             );
             ExitCode::from(EXIT_REFUSED)
         }
-        e => failed(&e),
+        e => {
+            eprintln!("hookfan: {e}");
+            ExitCode::FAILURE
+        }
     })
 }
 
@@ -246,7 +294,7 @@ enum SubscribeError {
 }
 
 /// The token, from exactly one source; never from the command line itself.
-async fn token(args: &SubscribeArgs) -> Result<Token, SubscribeError> {
+async fn token(args: &ConnectionArgs) -> Result<Token, SubscribeError> {
     let t = if let Some(path) = &args.token_file {
         std::fs::read_to_string(path)
             .map_err(|source| SubscribeError::TokenFile {

@@ -2,8 +2,8 @@
 //!
 //! A pure function over the raw bytes (simd-json's tape, no value tree) and a
 //! commit cache lookup; it decides the URL per PROTOCOL.md "Which URL an
-//! event carries", and collects org, private flag, commit SHA and involved
-//! users. Values of an unexpected JSON type count as absent: a valid JSON
+//! event carries", and collects org, private flag, commit SHA, action and
+//! involved users. Values of an unexpected JSON type count as absent: a valid JSON
 //! payload is never refused for its shape, only ignored when it carries no URL.
 //!
 //! The event is capped here, the one place every event is built from a
@@ -23,7 +23,7 @@ use simd_json::prelude::*;
 use simd_json::tape::Value;
 
 use super::commit_cache::PrInfo;
-use crate::event::{EventParts, MAX_FIELD};
+use crate::event::{EventParts, MAX_FIELD, is_action};
 
 /// String fields that borrow the parsed input, not the tape value.
 trait Text<'i> {
@@ -132,6 +132,10 @@ pub(crate) fn extract(
             repo: p.repo_name.map(str::to_owned),
             private: p.repo.and_then(|r| r.get_bool("private")).unwrap_or(false),
             commit_sha: commit_sha.map(str::to_owned),
+            action: root
+                .text("action")
+                .filter(|a| is_action(a))
+                .map(str::to_owned),
             users: users::involved_users(root, p.pr),
             payload: None,
         });

@@ -329,3 +329,37 @@ fn mention_rules() {
     let many: String = (0..150).map(|i| format!("@u{i} ")).collect();
     assert_eq!(mentions(&many).len(), MAX_MENTIONS);
 }
+
+#[test]
+fn action_is_the_top_level_string_when_printable_and_not_over_long() {
+    let pr = |action: serde_json::Value| {
+        event(
+            "pull_request",
+            serde_json::json!({
+                "action": action,
+                "pull_request": {"html_url": "https://github.com/o/r/pull/1", "action": "nested"},
+            }),
+        )
+        .unwrap()
+        .action
+    };
+    assert_eq!(pr("closed".into()).as_deref(), Some("closed"));
+    let edge = "a".repeat(MAX_FIELD);
+    assert_eq!(pr(edge.clone().into()), Some(edge));
+    for absent in [
+        serde_json::Value::Null,
+        7.into(),
+        "".into(),
+        "a".repeat(MAX_FIELD + 1).into(),
+        "clo\nsed".into(),
+        "x\u{7f}".into(),
+    ] {
+        assert_eq!(pr(absent.clone()), None, "{absent}");
+    }
+    let no_action = event(
+        "pull_request",
+        serde_json::json!({"pull_request": {"html_url": "https://github.com/o/r/pull/1", "action": "nested"}}),
+    )
+    .unwrap();
+    assert_eq!(no_action.action, None, "only the top level counts");
+}

@@ -5,7 +5,7 @@ use crate::auth::OrgSet;
 use crate::auth::{AuthError, Identity, IdentityKind, Token};
 use crate::broker::Filter;
 use crate::payloads::PayloadRefusal;
-use crate::subscription::Subscription;
+use crate::subscription::{Subscription, event_type_of};
 
 use super::super::WsContext;
 use super::super::codec::{self, Message, ProtocolError};
@@ -55,7 +55,8 @@ pub(crate) async fn check(
     let (sub, unknown) =
         Subscription::parse_with_unknown(first).map_err(HandshakeError::Invalid)?;
     if let Some(allowed) = &ctx.settings.allowed_events
-        && let Some(t) = sub.event_types.iter().find(|t| !allowed.contains(t))
+        && let Some(t) =
+            (sub.event_types.iter()).find(|t| !allowed.iter().any(|a| a == event_type_of(t)))
     {
         return Err(HandshakeError::EventTypeNotAllowed(t.clone()));
     }
@@ -170,7 +171,7 @@ fn accept(
     };
     if subscription.matches_nothing() {
         warnings.push(
-            "this subscription matches no event: it names no organization and no pull_requests, and user_events_only is false".to_owned(),
+            "this subscription matches no event: it names no organization, no pull_requests and no repositories, and user_events_only is false".to_owned(),
         );
     }
     let listed = listed.map(<[String]>::to_vec);
@@ -189,6 +190,7 @@ fn accept(
         user_events_only: subscription.user_events_only,
         can_see_private,
         include_payload: subscription.include_payload,
+        repos: subscription.repo_keys().into_boxed_slice(),
     }
     .normalized();
     Accepted {

@@ -34,8 +34,8 @@ pub(super) fn subscription_json(
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         match &*name {
             "pull_requests" => list("pull_requests", vec![Value::from(value.into_owned())]),
-            "event_types" => list(
-                "event_types",
+            "event_types" | "repositories" => list(
+                &name,
                 value
                     .split(',')
                     .filter(|t| !t.is_empty())
@@ -114,7 +114,7 @@ mod tests {
         let pr2 = "https://github.com/acme/api/pull/2";
         let s = parsed(
             &format!(
-                "organization=acme&pull_requests={}&pull_requests={}&event_types=push,pull_request&event_types=check_run&user_events_only=true",
+                "organization=acme&pull_requests={}&pull_requests={}&event_types=push,pull_request.closed&event_types=check_run&user_events_only=true&repositories=acme/api,acme/web&repositories=Acme%2FDocs",
                 form_urlencoded::byte_serialize(pr1.as_bytes()).collect::<String>(),
                 pr2
             ),
@@ -122,7 +122,8 @@ mod tests {
         );
         assert_eq!(s.organization, "acme");
         assert_eq!(s.pull_requests, [pr1, pr2]);
-        assert_eq!(s.event_types, ["push", "pull_request", "check_run"]);
+        assert_eq!(s.event_types, ["push", "pull_request.closed", "check_run"]);
+        assert_eq!(s.repositories, ["acme/api", "acme/web", "Acme/Docs"]);
         assert!(s.user_events_only);
         let r = s.resume.unwrap();
         assert_eq!((r.epoch.as_str(), r.after), ("6f1c9e2a", 1030));
