@@ -162,6 +162,9 @@ pub struct EventParts {
     /// The webhook as GitHub sent it, for the clients that receive
     /// payloads (kept when `[payloads]` is enabled).
     pub payload: Option<WebhookPayload>,
+    /// For the clients that receive payloads only: a webhook that carries
+    /// no URL of its own (a `push`, say), under its repository's URL.
+    pub payload_only: bool,
 }
 
 /// A webhook reduced to what routing and delivery need.
@@ -189,6 +192,8 @@ pub struct Event {
     /// Lowercased and deduplicated.
     users: SmallVec<[Box<str>; 4]>,
     explicit_only: bool,
+    /// Only clients receiving payloads get it.
+    payload_only: bool,
     /// Acceptance order, assigned by the hub (0 until then).
     seq: u64,
     /// Before the seq is known: the JSON without `"seq"`. After: the
@@ -261,6 +266,7 @@ impl Event {
             .map(|p| FullFrame::Unsequenced(full_json(&json, p)));
         Event {
             explicit_only: EXPLICIT_ONLY_TYPES.contains(&parts.kind.as_str()),
+            payload_only: parts.payload_only,
             kind: parts.kind.into_boxed_str(),
             delivery_id: parts.delivery_id.into_boxed_str(),
             accepted_at,
@@ -329,6 +335,11 @@ impl Event {
     /// Involved logins, lowercased and deduplicated.
     pub fn users(&self) -> &[Box<str>] {
         &self.users
+    }
+    /// Whether only clients receiving payloads may receive it (it carries
+    /// no URL of its own).
+    pub fn is_payload_only(&self) -> bool {
+        self.payload_only
     }
     /// Whether only clients naming this type explicitly may receive it.
     pub fn is_explicit_only(&self) -> bool {
@@ -572,6 +583,7 @@ mod tests {
             action: Some("opened".into()),
             users: vec!["Alice".into(), "alice".into(), "".into(), "Bob".into()],
             payload: None,
+            payload_only: false,
         }
     }
 

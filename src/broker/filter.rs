@@ -127,8 +127,9 @@ impl Filter {
 
     /// PROTOCOL.md "Who receives an event", rules 1 to 9, in order.
     pub fn judge(&self, e: &Event, enforce_tiers: bool) -> Verdict {
-        // 1. Event types and actions (the explicit-only types need naming).
-        if !self.wants_type(e) {
+        // 1. Event types and actions (the explicit-only types need naming);
+        // an event without a URL of its own goes to payload clients only.
+        if !self.wants_type(e) || (e.is_payload_only() && !self.include_payload) {
             return Verdict::Skip;
         }
         // 2. Private repositories and tiers.
@@ -355,6 +356,27 @@ mod tests {
     fn with_repos(mut f: Filter, repos: &[&str]) -> Filter {
         f.repos = boxed(repos);
         f.normalized()
+    }
+
+    #[test]
+    fn events_without_a_url_of_their_own_go_to_payload_clients_only() {
+        let push = Event::new(EventParts {
+            kind: "push".into(),
+            url: "https://github.com/acme/api".into(),
+            org: Some("acme".into()),
+            repo: Some("acme/api".into()),
+            payload_only: true,
+            ..EventParts::default()
+        });
+        let mut f = filter("acme", &["acme"]);
+        assert_eq!(f.judge(&push, true), Verdict::Skip);
+        f.include_payload = true;
+        assert_eq!(f.judge(&push, true), Verdict::Deliver);
+        assert_eq!(f.judge(&pr_event("acme"), true), Verdict::Deliver);
+        let mut named = filter("acme", &["acme"]);
+        named.include_payload = true;
+        named.event_types = boxed(&["pull_request"]);
+        assert_eq!(named.normalized().judge(&push, true), Verdict::Skip);
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! `"headers":{NAME:VALUE,..}` and `"payload_len":N`, followed directly by
 //! the N bytes of the body as GitHub sent it, so that the body is carried
 //! without being re-encoded. Events without a payload stay version 1,
-//! readable by nodes that know no payloads.
+//! readable by nodes that know no payloads. `"payload_only":true` marks an
+//! event for payload clients only (a webhook without a URL of its own);
+//! such an event always has its payload, so a node that knows no payloads
+//! skips it with the version.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -78,6 +81,8 @@ struct Encode<'a> {
     payload_len: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     action: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    payload_only: bool,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +113,8 @@ struct V1 {
     payload_len: Option<usize>,
     #[serde(default)]
     action: Option<String>,
+    #[serde(default)]
+    payload_only: bool,
 }
 
 /// The message for `event`: version 1, or version 2 followed by its
@@ -132,6 +139,7 @@ pub fn encode(event: &EventParts) -> Vec<u8> {
         headers: payload.map(|p| p.headers().iter().map(|(n, v)| (*n, &**v)).collect()),
         payload_len: payload.map(|p| p.body().len()),
         action: event.action.as_deref().filter(|a| !a.is_empty()),
+        payload_only: event.payload_only,
     })
     .expect("serializing strings cannot fail");
     if let Some(p) = payload {
@@ -159,6 +167,11 @@ pub fn decode(message: &Bytes) -> Result<EventParts, DecodeError> {
         }
     };
     check_bounds(&m)?;
+    if m.payload_only && payload.is_none() {
+        return Err(DecodeError::Malformed(
+            "an event for payload clients only, without its payload".into(),
+        ));
+    }
     Ok(EventParts {
         kind: m.kind,
         delivery_id: m.delivery_id,
@@ -170,6 +183,7 @@ pub fn decode(message: &Bytes) -> Result<EventParts, DecodeError> {
         commit_sha: m.commit_sha,
         action: m.action,
         users: m.users,
+        payload_only: m.payload_only,
         payload,
     })
 }
@@ -265,6 +279,7 @@ mod tests {
             action: Some("synchronize".into()),
             users: vec!["Alice".into(), "bob".into()],
             payload: None,
+            payload_only: false,
         }
     }
 
@@ -284,6 +299,7 @@ mod tests {
         assert!(message.ends_with(&body));
         let back = decode(&Bytes::from(message.clone())).unwrap();
         assert_eq!(back.payload, p.payload);
+        assert!(!back.payload_only);
         let (mut a, mut b) = (Event::new(p), Event::new(back));
         a.set_seq(3);
         b.set_seq(3);
@@ -296,7 +312,12 @@ mod tests {
         let long = Bytes::from([&message[..], b" "].concat());
         let v1 = Bytes::from(encode(&parts())).slice(..);
         let v1_with_tail = Bytes::from([&v1[..], &body[..]].concat());
-        for bad in [cut, long, v1_with_tail] {
+        let mut only = parts();
+        only.payload_only = true;
+        let only_without_payload = Bytes::from(encode(&only));
+        only.payload = Some(WebhookPayload::new(std::iter::empty(), body.clone()));
+        assert!(decode(&Bytes::from(encode(&only))).unwrap().payload_only);
+        for bad in [cut, long, v1_with_tail, only_without_payload] {
             assert!(matches!(decode(&bad), Err(DecodeError::Malformed(_))));
         }
     }

@@ -344,7 +344,13 @@ impl WebhookEndpoint {
         delivery_id: &str,
         body: &mut [u8],
     ) -> Result<Option<EventParts>, ParseError> {
-        parse(kind, delivery_id, body, &self.cache).map(|p| p.event)
+        parse(kind, delivery_id, body, &self.cache).map(|p| self.broadcastable(p.event))
+    }
+
+    /// `event`, unless it carries no URL of its own and payloads are not
+    /// kept (then nobody could receive it).
+    fn broadcastable(&self, event: Option<EventParts>) -> Option<EventParts> {
+        event.filter(|e| self.keep_payloads || !e.payload_only)
     }
 
     /// Handles one request to `/webhook` from the TCP peer `peer`. A
@@ -554,17 +560,19 @@ impl WebhookEndpoint {
             Outcome::InvalidJson
         })?;
         let (true, Some(mut copy)) = (parsed.cache_missed, retry) else {
-            return Ok(parsed.event);
+            return Ok(self.broadcastable(parsed.event));
         };
         if let Err(e) = self.sink.sync().await {
             tracing::warn!(error = %e, kind, delivery, "webhook not stored: the stream is unavailable");
             return Err(Outcome::Unavailable);
         }
         // The same body parsed a moment ago: it cannot fail now.
-        Ok(match parse(kind, delivery, &mut copy, &self.cache) {
-            Ok(p) => p.event,
-            Err(_) => parsed.event,
-        })
+        Ok(
+            self.broadcastable(match parse(kind, delivery, &mut copy, &self.cache) {
+                Ok(p) => p.event,
+                Err(_) => parsed.event,
+            }),
+        )
     }
 }
 

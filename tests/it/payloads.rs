@@ -126,6 +126,7 @@ async fn payload_clients_get_the_body_verbatim_and_the_others_the_small_event() 
         assert_eq!(
             keys(&without),
             [
+                "action",
                 "commit_sha",
                 "delivery_id",
                 "seq",
@@ -342,4 +343,75 @@ async fn a_node_refuses_to_start_when_nats_cannot_carry_its_payloads() {
     );
     TestServer::start(&fits).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// A `push` carries no pull request URL: with payloads on, it goes to the
+/// payload clients (under its repository's URL, with its body) and to
+/// nobody else; with payloads off it is `ignored` as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_without_a_url_of_their_own_reach_payload_clients_only() {
+    let push = serde_json::to_vec_pretty(&json!({
+        "ref": "refs/heads/main",
+        "after": "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        "repository": {
+            "html_url": "https://github.com/acme/api",
+            "full_name": "acme/api",
+            "private": false,
+            "owner": {"login": "acme"},
+        },
+        "sender": {"login": "bob"},
+    }))
+    .unwrap();
+    let daemon = spawn_daemon(ON);
+    let mut full = subscribe(
+        daemon.addr,
+        "bob",
+        json!({"organization": "acme", "include_payload": true}),
+    )
+    .await;
+    let mut small = subscribe(daemon.addr, "codertocat", json!({"organization": "acme"})).await;
+    let sig = hookfan::sign(DAEMON_SECRET.as_bytes(), &push);
+    let headers = [
+        ("x-github-event", "push"),
+        ("x-github-delivery", "push-1"),
+        ("x-hub-signature-256", sig.as_str()),
+    ];
+    let (status, text) = post(daemon.addr, "/webhook", &headers, push.clone()).await;
+    assert_eq!((status, text.trim_end()), (200, "OK"));
+    let got: Value = serde_json::from_str(&next_text(&mut full).await).unwrap();
+    assert_eq!(
+        (
+            got["type"].as_str(),
+            got["url"].as_str(),
+            got["delivery_id"].as_str()
+        ),
+        (
+            Some("push"),
+            Some("https://github.com/acme/api"),
+            Some("push-1")
+        )
+    );
+    assert_eq!(
+        got["payload"]["after"],
+        "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+    );
+    // The small client's next event is the pull request sent after it.
+    let pr = pretty_pr(3, 0);
+    deliver(
+        daemon.addr,
+        DAEMON_SECRET.as_bytes(),
+        "pull_request",
+        "pr-after",
+        &pr,
+    )
+    .await;
+    assert_eq!(next_event(&mut small).await["delivery_id"], "pr-after");
+    assert_eq!(next_event(&mut full).await["delivery_id"], "pr-after");
+
+    let off = spawn_daemon("");
+    let (status, text) = post(off.addr, "/webhook", &headers, push).await;
+    assert_eq!(
+        (status, text.trim_end()),
+        (200, "ignored: event carries no pull request URL")
+    );
 }

@@ -121,24 +121,30 @@ pub(crate) fn extract(
     } else {
         None
     };
-    let event = url
-        .filter(|u| !u.is_empty() && fits(u))
-        .map(|url| EventParts {
-            kind: kind.to_owned(),
-            delivery_id: delivery_id.to_owned(),
-            accepted_at: Some(accepted_at),
-            url,
-            org: org(p).filter(|o| fits(o)).map(str::to_owned),
-            repo: p.repo_name.map(str::to_owned),
-            private: p.repo.and_then(|r| r.get_bool("private")).unwrap_or(false),
-            commit_sha: commit_sha.map(str::to_owned),
-            action: root
-                .text("action")
-                .filter(|a| is_action(a))
-                .map(str::to_owned),
-            users: users::involved_users(root, p.pr),
-            payload: None,
-        });
+    let usable = |u: &str| !u.is_empty() && fits(u);
+    let (url, payload_only) = match url.filter(|u| usable(u)) {
+        Some(url) => (Some(url), false),
+        // Not an event for every client: only for those taking payloads,
+        // under its repository's URL.
+        None => (p.repo_url.filter(|u| usable(u)).map(str::to_owned), true),
+    };
+    let event = url.map(|url| EventParts {
+        kind: kind.to_owned(),
+        delivery_id: delivery_id.to_owned(),
+        accepted_at: Some(accepted_at),
+        url,
+        org: org(p).filter(|o| fits(o)).map(str::to_owned),
+        repo: p.repo_name.map(str::to_owned),
+        private: p.repo.and_then(|r| r.get_bool("private")).unwrap_or(false),
+        commit_sha: commit_sha.map(str::to_owned),
+        action: root
+            .text("action")
+            .filter(|a| is_action(a))
+            .map(str::to_owned),
+        users: users::involved_users(root, p.pr),
+        payload: None,
+        payload_only,
+    });
     Ok(Extraction { event, record })
 }
 

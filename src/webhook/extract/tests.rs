@@ -15,8 +15,41 @@ fn run(kind: &str, json: &str, cached: Option<PrInfo>) -> Result<Extraction, Par
     })
 }
 
+/// The URL the event carries for every client (not the repository URL of
+/// an event for payload clients only).
 fn url(kind: &str, json: &str, cached: Option<PrInfo>) -> Option<String> {
-    run(kind, json, cached).unwrap().event.map(|e| e.url)
+    run(kind, json, cached)
+        .unwrap()
+        .event
+        .filter(|e| !e.payload_only)
+        .map(|e| e.url)
+}
+
+#[test]
+fn an_event_without_a_url_is_for_payload_clients_under_its_repository_url() {
+    let push = r#"{"ref":"refs/heads/main","after":"abc","repository":{"html_url":"https://github.com/o/r","full_name":"o/r","private":true,"owner":{"login":"o"}},"sender":{"login":"u"}}"#;
+    let e = run("push", push, None).unwrap().event.unwrap();
+    assert!(e.payload_only);
+    assert_eq!(
+        (
+            e.url.as_str(),
+            e.org.as_deref(),
+            e.repo.as_deref(),
+            e.private
+        ),
+        ("https://github.com/o/r", Some("o"), Some("o/r"), true)
+    );
+    // Nothing to put it under: not an event at all.
+    assert!(run("push", r#"{"ref":"x"}"#, None).unwrap().event.is_none());
+    // An event with a URL of its own is for everyone.
+    let pr = r#"{"pull_request":{"html_url":"https://github.com/o/r/pull/1"},"repository":{"html_url":"https://github.com/o/r"}}"#;
+    assert!(
+        !run("pull_request", pr, None)
+            .unwrap()
+            .event
+            .unwrap()
+            .payload_only
+    );
 }
 
 fn cached(url: &str) -> Option<PrInfo> {
