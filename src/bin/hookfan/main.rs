@@ -1,5 +1,6 @@
 //! The `hookfan` daemon and its command line: `main` parses it and hands
-//! over to one file per command (`serve`, `check_config`, `subscribe`);
+//! over to one file per command (`serve`, `check_config`, `subscribe`,
+//! with `forward` for its `--forward`);
 //! `prepare` loads what serving and checking share, `logging` sets up the
 //! daemon's logs.
 
@@ -9,6 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check_config;
+// `subscribe --forward`.
+mod forward;
 mod logging;
 mod prepare;
 mod serve;

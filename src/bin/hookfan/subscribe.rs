@@ -1,6 +1,7 @@
-//! `hookfan subscribe`: prints (or runs a command for) every event of a
-//! subscription, surviving restarts, failovers and network blips; a thin
-//! layer over [`hookfan::client`]. Part of the binary, not the library.
+//! `hookfan subscribe`: prints (or runs a command for, or forwards the
+//! webhook of) every event of a subscription, surviving restarts,
+//! failovers and network blips; a thin layer over [`hookfan::client`].
+//! Part of the binary, not the library.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,13 +11,15 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use hookfan::Token;
 use hookfan::client::{
-    ClientConfig, ClientError, Position, ReceivedEvent, Subscriber, SubscriptionRequest, Update,
+    ClientConfig, ClientError, ForwardBackoff, Forwarder, Position, ReceivedEvent, Subscriber,
+    SubscriptionRequest, Update,
 };
 use tokio::io::AsyncWriteExt;
 
-/// Exit status: the server refused in a way retrying cannot fix, or the
-/// token would have been sent unencrypted to another machine.
-const EXIT_REFUSED: u8 = 2;
+/// Exit status: the server refused in a way retrying cannot fix, the
+/// token would have been sent unencrypted to another machine, or
+/// `--forward` cannot work (its URL or secret file).
+pub const EXIT_REFUSED: u8 = 2;
 /// Exit status: events may have been missed (`--on-gap exit`).
 const EXIT_GAP: u8 = 3;
 
@@ -63,6 +66,20 @@ pub struct SubscribeArgs {
     /// instead of printing it.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
+    /// POST each event's webhook to URL (http:// or https://), byte for
+    /// byte with GitHub's headers, in order, retried until answered,
+    /// instead of printing it; asks the server for payloads
+    /// (`include_payload`).
+    #[arg(long, value_name = "URL", conflicts_with = "exec")]
+    forward: Option<String>,
+    /// Sign the forwarded webhooks (X-Hub-Signature-256) with the secret
+    /// in FILE's first line, as GitHub signs with yours.
+    #[arg(long, value_name = "FILE", requires = "forward")]
+    forward_secret_file: Option<PathBuf>,
+    /// Time for each forward attempt (connect, send, answer), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    forward_timeout: u64,
     /// Silence from the server this long (seconds) means a dead
     /// connection: twice the server's `server.ping_interval_s` (54 s by
     /// default).
@@ -104,6 +121,17 @@ pub fn run(args: SubscribeArgs) -> ExitCode {
 }
 
 async fn subscribe(args: SubscribeArgs) -> ExitCode {
+    let forwarder = match &args.forward {
+        Some(url) => {
+            let timeout = Duration::from_secs(args.forward_timeout);
+            let secret = args.forward_secret_file.as_deref();
+            match crate::forward::forwarder(url, secret, timeout) {
+                Ok(f) => Some(f),
+                Err(code) => return code,
+            }
+        }
+        None => None,
+    };
     let mut sub = match subscriber(&args).await {
         Ok(s) => s,
         Err(code) => return code,
@@ -122,7 +150,7 @@ async fn subscribe(args: SubscribeArgs) -> ExitCode {
             }
         };
         match update {
-            Update::Event(e) => handle_event(&args, &sub, &e).await,
+            Update::Event(e) => handle_event(&args, &sub, forwarder.as_ref(), e).await,
             Update::Connected {
                 server,
                 resumed,
@@ -181,6 +209,7 @@ async fn subscriber(args: &SubscribeArgs) -> Result<Subscriber, ExitCode> {
             pull_requests: args.prs.clone(),
             user_events_only: args.user_events,
             event_types: args.event_types.clone(),
+            include_payload: args.forward.is_some(),
         },
     );
     config.position = position;
@@ -197,14 +226,22 @@ async fn subscriber(args: &SubscribeArgs) -> Result<Subscriber, ExitCode> {
     })
 }
 
-/// Prints the event or runs `--exec` for it, then saves the position.
-async fn handle_event(args: &SubscribeArgs, sub: &Subscriber, e: &ReceivedEvent) {
-    match &args.exec {
-        Some(cmd) => execute(cmd, e).await,
-        None => print_event(e, args.format),
+/// Prints the event, runs `--exec` for it or forwards it, then saves the
+/// position.
+async fn handle_event(
+    args: &SubscribeArgs,
+    sub: &Subscriber,
+    forwarder: Option<&Forwarder>,
+    e: ReceivedEvent,
+) {
+    match (&args.exec, forwarder) {
+        (Some(cmd), _) => execute(cmd, &e).await,
+        (None, Some(f)) => crate::forward::deliver(f, ForwardBackoff::default(), e).await,
+        (None, None) => print_event(&e, args.format),
     }
-    // Committed only once the event was printed or handled: a restart
-    // resumes after it, never before an event not yet acted on.
+    // Committed only once the event was printed, handled or forwarded
+    // (or skipped): a restart resumes after it, never before an event not
+    // yet acted on.
     if let (Some(path), Some(p)) = (&args.state_file, sub.position())
         && let Err(e) = save_state(path, p)
     {
