@@ -14,10 +14,11 @@ use hookfan::Token;
 use hookfan::client::{Backoff, ClientConfig, Subscriber, SubscriptionRequest, Update};
 use serde_json::Value;
 
-/// A running `hookfan subscribe`, its stdout lines and stderr collected.
-struct Sub {
-    child: Child,
-    out: Arc<Mutex<Vec<String>>>,
+/// A running `hookfan subscribe`, its stdout lines and stderr collected
+/// (also used by the `--forward` tests).
+pub(crate) struct Sub {
+    pub(crate) child: Child,
+    pub(crate) out: Arc<Mutex<Vec<String>>>,
     err: Arc<Mutex<String>>,
 }
 
@@ -34,7 +35,7 @@ fn drain(pipe: impl std::io::Read + Send + 'static, into: impl Fn(String) + Send
 
 impl Sub {
     /// Runs `hookfan subscribe ARGS` with `GITHUB_TOKEN` = `token`.
-    fn start(token: &str, args: &[&str]) -> Sub {
+    pub(crate) fn start(token: &str, args: &[&str]) -> Sub {
         Self::spawn(Command::new(env!("CARGO_BIN_EXE_hookfan")), token, args)
     }
 
@@ -70,12 +71,12 @@ impl Sub {
         Sub { child, out, err }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.err.lock().unwrap().clone()
     }
 
     /// Waits until stderr contains `what`.
-    async fn wait_stderr(&self, what: &str) {
+    pub(crate) async fn wait_stderr(&self, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.stderr().contains(what) {
             assert!(
@@ -109,7 +110,7 @@ impl Sub {
     }
 
     /// Waits for the exit (10 s at most).
-    async fn exit_code(&mut self) -> i32 {
+    pub(crate) async fn exit_code(&mut self) -> i32 {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -134,7 +135,7 @@ impl Drop for Sub {
     }
 }
 
-fn ws_url(addr: SocketAddr) -> String {
+pub(crate) fn ws_url(addr: SocketAddr) -> String {
     format!("ws://{addr}")
 }
 

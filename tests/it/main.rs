@@ -18,6 +18,7 @@ mod cluster;
 mod cluster_restart;
 mod embedder;
 mod events_sse;
+mod forward;
 mod github_app_mock;
 mod github_auth;
 mod http_headers;
