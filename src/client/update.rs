@@ -224,6 +224,16 @@ mod tests {
     }
 
     #[test]
+    fn the_payload_need_not_be_last() {
+        // The server may write `seq` after the payload; a "seq" inside the
+        // payload is the payload's.
+        let frame = r#"{"url":"u","type":"push","payload":{"seq":99, "x":[1,2]},"seq":7}"#;
+        let e = ReceivedEvent::parse(frame).unwrap();
+        assert_eq!(e.payload(), Some(r#"{"seq":99, "x":[1,2]}"#));
+        assert_eq!(e.seq, Some(7));
+    }
+
+    #[test]
     fn frames_without_payload_or_url() {
         let e = ReceivedEvent::parse(r#"{"url":"u","type":"push","seq":1}"#).unwrap();
         assert_eq!((e.payload(), e.headers.len()), (None, 0));

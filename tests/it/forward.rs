@@ -100,7 +100,8 @@ async fn scripted_server(frames: Vec<String>, seen: Arc<Mutex<Vec<Value>>>) -> S
     addr
 }
 
-/// An event frame as the server writes it: `payload` (raw JSON) last.
+/// An event frame as the server writes it: `headers` and `payload` (raw
+/// JSON) between the small event's fields and `seq`.
 fn frame(seq: u64, delivery: &str, payload: Option<&str>) -> String {
     let headers = json!({
         "X-GitHub-Event": "pull_request",
@@ -109,13 +110,12 @@ fn frame(seq: u64, delivery: &str, payload: Option<&str>) -> String {
         "User-Agent": "GitHub-Hookshot/044aadd",
         "Content-Type": "application/json",
     });
-    let head = format!(
-        r#"{{"url":"https://github.com/acme/api/pull/{seq}","timestamp":"2026-12-05T00:00:00Z","type":"pull_request","delivery_id":"{delivery}","action":"opened","seq":{seq},"headers":{headers}"#
-    );
-    match payload {
-        Some(p) => format!(r#"{head},"payload":{p}}}"#),
-        None => format!("{head}}}"),
-    }
+    let payload = payload
+        .map(|p| format!(r#","payload":{p}"#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"url":"https://github.com/acme/api/pull/{seq}","timestamp":"2026-12-05T00:00:00Z","type":"pull_request","delivery_id":"{delivery}","action":"opened","headers":{headers}{payload},"seq":{seq}}}"#
+    )
 }
 
 /// Against frames written by hand: the payload's bytes come out exactly
