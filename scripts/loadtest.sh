@@ -16,6 +16,10 @@
 #                    with daemon CPU (driver)
 #   intake           signed 27 KB webhooks, no subscribers, 64 keep-alive
 #                    connections for 10 s (driver)
+#   payload-1mb      [payloads] on; 1,000 subscribers with include_payload, 1
+#                    pull_request webhook of 1 MB (WEBHOOKS, RATE 1/s): each
+#                    gets the whole body; deliveries/s, latency, daemon peak
+#                    RSS (driver)
 #   fanout-multi     PROCS driver processes (default 2) of CLIENTS clients
 #                    each, from source addresses 127.0.0.1..; one sends the
 #                    webhooks, the others only count them (driver)
@@ -75,6 +79,9 @@ if [ "${CLUSTER:-0}" = 1 ]; then
 fi
 if [ "$SCENARIO" = resume ]; then
   printf '[replay]\nmax_events = %s\n' "${REPLAY_EVENTS:-10000}" >> "$WORK/hookfan.toml"
+fi
+if [ "$SCENARIO" = payload-1mb ]; then
+  printf '[payloads]\nenabled = true\n' >> "$WORK/hookfan.toml"
 fi
 
 "$HOOKFAN" check-config --config "$WORK/hookfan.toml" > /dev/null
@@ -142,6 +149,20 @@ PY
       --count "${REPLAY_EVENTS:-10000}" > /dev/null
     drive resume --clients "${CLIENTS:-10000}" --orgs "${ORGS:-10}" --webhooks "${WEBHOOKS:-1200}" \
       --rate "${RATE:-20}" --away-s "${AWAY_S:-5}" --json
+    ;;
+  payload-1mb)
+    # The opened fixture, padded with a field to PAYLOAD_BYTES (1,000,000).
+    python3 - "$FIXTURES/pull_request.opened.json" "$WORK/payload.json" "${PAYLOAD_BYTES:-1000000}" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))
+v["padding"] = ""
+size = int(sys.argv[3])
+v["padding"] = "x" * (size - len(json.dumps(v)))
+open(sys.argv[2], "w").write(json.dumps(v))
+PY
+    echo "-- $(wc -c < "$WORK/payload.json") byte webhook, payload clients"
+    drive fanout --clients "${CLIENTS:-1000}" --orgs 1 --webhooks "${WEBHOOKS:-1}" --rate "${RATE:-1}" \
+      --payload "$WORK/payload.json" --include-payload --json
     ;;
   intake)
     "$DRIVER" intake --addr "$ADDR" --secret-file "$WORK/secret" --daemon-pid "$DAEMON_PID" \

@@ -12,7 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use fastwebsockets::{Frame, OpCode, Payload};
 
 /// Largest frame header: 2 bytes, 8 bytes of extended length, 4 of mask.
-const MAX_HEADER: usize = 14;
+pub(crate) const MAX_HEADER: usize = 14;
 
 /// A protocol violation by the client; each maps to a close code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +304,17 @@ fn encode(mut frame: Frame<'_>) -> (Bytes, u8) {
 /// A complete text frame carrying `payload`, and the payload's offset in it.
 pub(crate) fn text_frame(payload: &[u8]) -> (Bytes, u8) {
     encode(Frame::text(Payload::Borrowed(payload)))
+}
+
+/// A complete text frame made from `buf` without copying it: its payload
+/// is `buf[room..]`, and the header is written into the `room` bytes left
+/// free in front (at least [`MAX_HEADER`]). Also the payload's offset.
+pub(crate) fn text_frame_in_place(mut buf: Vec<u8>, room: usize) -> (Bytes, u8) {
+    let mut head = [0u8; MAX_HEADER];
+    let n = Frame::text(Payload::Borrowed(&buf[room..])).fmt_head(&mut head);
+    assert!(n <= room, "no room for the frame header");
+    buf[room - n..room].copy_from_slice(&head[..n]);
+    (Bytes::from(buf).slice(room - n..), n as u8)
 }
 
 /// The payload of a text frame this server built (unmasked, one frame);

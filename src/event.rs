@@ -16,6 +16,7 @@ use serde::Serialize;
 use smallvec::SmallVec;
 
 use crate::codec;
+use crate::payloads::WebhookPayload;
 
 /// Event types that only reach clients naming them in `event_types`
 /// (webhook-sprinkler never sent them, so old clients must not start
@@ -147,6 +148,9 @@ pub struct EventParts {
     pub commit_sha: Option<String>,
     /// Logins involved in the event (author, assignees, reviewers, ...).
     pub users: Vec<String>,
+    /// The webhook as GitHub sent it, for the clients that receive
+    /// payloads (kept when `[payloads]` is enabled).
+    pub payload: Option<WebhookPayload>,
 }
 
 /// A webhook reduced to what routing and delivery need.
@@ -179,6 +183,20 @@ pub struct Event {
     frame: Bytes,
     /// Offset of the JSON payload inside `frame`.
     payload_at: u8,
+    /// The frame for clients that receive payloads, when the event has one.
+    full: Option<FullFrame>,
+}
+
+/// The frame with the webhook's headers and body, for the clients that
+/// asked for payloads. Built whole when the event is made (the body copied
+/// once, outside the hub's lock); sequencing only appends `"seq"` and
+/// writes the WebSocket header into room left for it in front.
+#[derive(Debug)]
+enum FullFrame {
+    /// `[header room][{...,"payload":BODY]`, with capacity for the rest.
+    Unsequenced(Vec<u8>),
+    /// The complete frame, and the JSON's offset inside it.
+    Sequenced(Bytes, u8),
 }
 
 #[derive(Serialize)]
@@ -220,6 +238,10 @@ impl Event {
             }
         }
         let pr = parse_pr_url(&parts.url);
+        let full = parts
+            .payload
+            .as_ref()
+            .map(|p| FullFrame::Unsequenced(full_json(&json, p)));
         Event {
             explicit_only: EXPLICIT_ONLY_TYPES.contains(&parts.kind.as_str()),
             kind: parts.kind.into_boxed_str(),
@@ -238,6 +260,7 @@ impl Event {
             seq: 0,
             frame: Bytes::from(json),
             payload_at: 0,
+            full,
         }
     }
 
@@ -309,19 +332,42 @@ impl Event {
     pub(crate) fn frame(&self) -> &Bytes {
         &self.frame
     }
+    /// The frame for clients that receive payloads: with `"headers"` and
+    /// `"payload"` when the event has a payload, else the usual frame.
+    pub(crate) fn full_frame(&self) -> &Bytes {
+        match &self.full {
+            Some(FullFrame::Sequenced(frame, _)) => frame,
+            _ => &self.frame,
+        }
+    }
+    /// The JSON of [`Event::full_frame`].
+    pub fn full_payload(&self) -> &[u8] {
+        match &self.full {
+            Some(FullFrame::Sequenced(frame, at)) => &frame[*at as usize..],
+            _ => self.payload(),
+        }
+    }
+    /// Whether the event carries the webhook's payload.
+    pub fn has_payload(&self) -> bool {
+        self.full.is_some()
+    }
     /// Gives the event its sequence number, appends it to the JSON as
-    /// `"seq"` and builds the frame. Once only.
+    /// `"seq"` and builds the frames. Once only.
     pub(crate) fn set_seq(&mut self, seq: u64) {
         debug_assert_eq!(self.seq, 0, "an event is sequenced once");
         self.seq = seq;
         let json = &self.frame[..];
-        let mut with_seq = Vec::with_capacity(json.len() + 28);
+        let mut with_seq = Vec::with_capacity(json.len() + SEQ_FIELD);
         with_seq.extend_from_slice(&json[..json.len() - 1]);
-        use std::io::Write as _;
-        write!(with_seq, ",\"seq\":{seq}}}").expect("writing to a Vec cannot fail");
+        push_seq(&mut with_seq, seq);
         let (frame, payload_at) = codec::text_frame(&with_seq);
         self.frame = frame;
         self.payload_at = payload_at;
+        if let Some(FullFrame::Unsequenced(mut buf)) = self.full.take() {
+            push_seq(&mut buf, seq);
+            let (frame, at) = codec::text_frame_in_place(buf, codec::MAX_HEADER);
+            self.full = Some(FullFrame::Sequenced(frame, at));
+        }
     }
     /// Memory the event holds, roughly: what the replay window counts.
     pub(crate) fn size(&self) -> usize {
@@ -335,7 +381,34 @@ impl Event {
             + self.pr_key.as_deref().map_or(0, str::len)
             + self.commit_sha.as_deref().map_or(0, str::len)
             + self.users.iter().map(|u| u.len() + 16).sum::<usize>()
+            + match &self.full {
+                Some(FullFrame::Sequenced(f, _)) => f.len(),
+                Some(FullFrame::Unsequenced(b)) => b.capacity(),
+                None => 0,
+            }
     }
+}
+
+/// Room for `,"seq":N}` (a u64 has at most 20 digits).
+const SEQ_FIELD: usize = 28;
+
+/// Appends `,"seq":N}` to a JSON object whose closing brace is missing.
+fn push_seq(json: &mut Vec<u8>, seq: u64) {
+    use std::io::Write as _;
+    write!(json, ",\"seq\":{seq}}}").expect("writing to a Vec cannot fail");
+}
+
+/// `[room for a frame header]` then `json` with `"headers"` and
+/// `"payload"` added, its closing brace left for [`push_seq`], with the
+/// capacity that needs.
+fn full_json(json: &[u8], payload: &WebhookPayload) -> Vec<u8> {
+    let room = codec::MAX_HEADER;
+    let mut buf = Vec::with_capacity(room + json.len() + payload.fields_len() + SEQ_FIELD);
+    buf.resize(room, 0);
+    buf.extend_from_slice(&json[..json.len() - 1]);
+    buf.push(b',');
+    payload.write_fields(&mut buf);
+    buf
 }
 
 /// What the shards did with an event, summed as each finishes; the last
@@ -474,7 +547,43 @@ mod tests {
             private: false,
             commit_sha: Some("abc".into()),
             users: vec!["Alice".into(), "alice".into(), "".into(), "Bob".into()],
+            payload: None,
         }
+    }
+
+    #[test]
+    fn the_full_frame_adds_headers_and_the_verbatim_body_before_the_seq() {
+        let body = Bytes::from(format!("{{\"big\": \"{}\"}}", "x".repeat(70_000)));
+        let mut p = parts();
+        p.payload = Some(WebhookPayload::new(
+            [("X-GitHub-Event", b"pull_request".as_slice())],
+            body.clone(),
+        ));
+        let mut e = Event::new(p);
+        assert!(e.has_payload());
+        e.set_seq(42);
+        let small = std::str::from_utf8(e.payload()).unwrap();
+        let full = e.full_payload();
+        let want = format!(
+            "{},\"headers\":{{\"X-GitHub-Event\":\"pull_request\"}},\"payload\":{},\"seq\":42}}",
+            small.strip_suffix(",\"seq\":42}").unwrap(),
+            std::str::from_utf8(&body).unwrap()
+        );
+        assert_eq!(std::str::from_utf8(full).unwrap(), want);
+        // A 64-bit length header, then the JSON, and nothing else.
+        let f = e.full_frame();
+        assert_eq!((f[0], f[1]), (0x81, 127));
+        assert_eq!(
+            u64::from_be_bytes(f[2..10].try_into().unwrap()),
+            full.len() as u64
+        );
+        assert_eq!(&f[10..], full);
+        assert!(e.size() > full.len());
+
+        let mut plain = Event::new(parts());
+        plain.set_seq(42);
+        assert!(!plain.has_payload());
+        assert_eq!(plain.full_frame(), plain.frame());
     }
 
     #[test]

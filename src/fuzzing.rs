@@ -47,7 +47,7 @@ pub fn pr_keys(subscription: &Subscription) -> Vec<Box<str>> {
 
 /// A cluster stream message to the event it carries (`cluster::facts`).
 pub fn decode_stream_message(message: &[u8]) -> Result<EventParts, DecodeError> {
-    facts::decode(message)
+    facts::decode(&bytes::Bytes::copy_from_slice(message))
 }
 
 /// The cluster stream message for an event (`cluster::facts`).

@@ -204,6 +204,7 @@ mod http_text;
 pub mod fuzzing;
 mod limits;
 mod metrics;
+mod payloads;
 mod redelivery;
 pub mod server;
 mod subscription;
@@ -228,6 +229,7 @@ pub use broker::{
 pub use event::{EXPLICIT_ONLY_TYPES, Event, EventParts, KNOWN_EVENT_TYPES};
 pub use limits::ConnCounts;
 pub use metrics::Metrics;
+pub use payloads::{FORWARDED_HEADERS, PayloadRefusal, PayloadsConfig, WebhookPayload};
 pub use subscription::{ResumeFrom, Subscription, SubscriptionError};
 pub use webhook::{
     AllowedSource, CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, Signature,

@@ -32,6 +32,8 @@ pub struct Subscription {
     pub username: String,
     /// Where to resume from: replay what was missed since this point.
     pub resume: Option<ResumeFrom>,
+    /// Events should carry the webhook's headers and body (`[payloads]`).
+    pub include_payload: bool,
 }
 
 /// `"resume": {"epoch": ..., "after": N}`: the last event a client saw.
@@ -146,18 +148,21 @@ struct Wire {
     user_events_only: Option<bool>,
     #[serde(default)]
     resume: Option<Value>,
+    #[serde(default)]
+    include_payload: Option<bool>,
     /// Everything else: accepted, ignored, and warned about.
     #[serde(flatten)]
     unknown: Map<String, Value>,
 }
 
 /// The fields a subscription may have.
-const FIELDS: [&str; 5] = [
+const FIELDS: [&str; 6] = [
     "organization",
     "event_types",
     "pull_requests",
     "user_events_only",
     "resume",
+    "include_payload",
 ];
 
 /// Most unknown fields named in warnings; the rest are counted.
@@ -185,6 +190,11 @@ const ALIASES: &[(&str, &str)] = &[
     ("after", "resume"),
     ("epoch", "resume"),
     ("last_seq", "resume"),
+    ("payload", "include_payload"),
+    ("payloads", "include_payload"),
+    ("include_payloads", "include_payload"),
+    ("with_payload", "include_payload"),
+    ("full_payload", "include_payload"),
 ];
 
 /// The field `unknown` most likely stands for.
@@ -303,6 +313,7 @@ impl Subscription {
             user_events_only: wire.user_events_only.unwrap_or(false),
             username: String::new(),
             resume: wire.resume.map(parse_resume).transpose()?.flatten(),
+            include_payload: wire.include_payload.unwrap_or(false),
         };
         sub.validate()?;
         Ok((sub, wire.unknown.into_iter().map(|(k, _)| k).collect()))
@@ -380,7 +391,7 @@ mod tests {
         assert_eq!(s.event_types, ["pull_request"]);
         assert!(s.user_events_only);
         assert_eq!(s.pr_keys(), vec![Box::from("acme/api#7")]);
-        let nulls = r#"{"organization":null,"event_types":null,"pull_requests":null,"user_events_only":null}"#;
+        let nulls = r#"{"organization":null,"event_types":null,"pull_requests":null,"user_events_only":null,"include_payload":null}"#;
         assert_eq!(Subscription::parse(nulls).unwrap(), Subscription::default());
     }
 
@@ -392,6 +403,8 @@ mod tests {
             "[]",
             "{\"organization\":5}",
             "{\"event_types\":\"push\"}",
+            "{\"include_payload\":\"yes\"}",
+            "{\"include_payload\":1}",
         ] {
             assert!(matches!(err(bad), SubscriptionError::Malformed(_)), "{bad}");
         }

@@ -107,6 +107,10 @@ struct FanoutArgs {
     /// Also print the summary as one JSON line.
     #[arg(long)]
     json: bool,
+    /// Subscribe with `"include_payload": true` (the daemon needs
+    /// `[payloads] enabled`): each event carries its webhook's body.
+    #[arg(long)]
+    include_payload: bool,
     /// Send nothing: subscribe, print `ready`, and count the webhooks
     /// another driver process sends (`ld-0 .. ld-{M-1}`, same --orgs and
     /// --webhooks), until all arrived or --drain-timeout-s. Latency is then
@@ -302,7 +306,11 @@ async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
             source: (!a.source_ips.is_empty()).then(|| a.source_ips[i % a.source_ips.len()]),
         };
         let org = i % orgs;
-        let sub = json!({"organization": format!("load{org}")}).to_string();
+        let mut sub = json!({"organization": format!("load{org}")});
+        if a.include_payload {
+            sub["include_payload"] = json!(true);
+        }
+        let sub = sub.to_string();
         let gate = gate.clone();
         let run = run.clone();
         let webhooks = a.webhooks;
@@ -477,6 +485,7 @@ async fn fanout(a: FanoutArgs, ceiling_mode: bool) -> bool {
                 "latency_ms": {"p50": lat[0], "p90": lat[1], "p99": lat[2], "max": lat[3]},
                 "daemon_cpu_s": cpu,
                 "send_s": send_secs,
+                "rss_peak": a.daemon_pid.and_then(report::peak_rss_bytes),
             })
         );
     }

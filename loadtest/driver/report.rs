@@ -59,6 +59,11 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     status_field(pid, "VmRSS:").map(|kb| kb * 1024)
 }
 
+/// The most the process has held resident since it started (`VmHWM`).
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    status_field(pid, "VmHWM:").map(|kb| kb * 1024)
+}
+
 /// A number from /proc/PID/status (`Threads:`, `VmRSS:` in KB).
 pub fn status_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -38,6 +38,8 @@ pub(crate) struct Filter {
     pub user_events_only: bool,
     /// The client's tier may see private repositories.
     pub can_see_private: bool,
+    /// The client receives events with their webhook payload.
+    pub include_payload: bool,
 }
 
 /// The outcome of matching one client against one event.

@@ -172,6 +172,7 @@ fn filter(s: &Sub) -> Filter {
             .collect(),
         user_events_only: s.user_events_only,
         can_see_private: paid,
+        ..Filter::default()
     }
     .normalized()
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::event::Event;
+use crate::payloads::PayloadRefusal;
 
 /// A frame on its way to a client: an event (its shared frame and accepted
 /// time come with it) or, rarely, a control frame. 16 bytes, so that queues
@@ -22,6 +23,8 @@ use crate::event::Event;
 pub(crate) enum Outgoing {
     /// An event's frame.
     Event(Arc<Event>),
+    /// An event's frame with its webhook payload (for clients that asked).
+    Full(Arc<Event>),
     /// A control frame (pong, close, confirmation, error).
     Control(Box<Bytes>),
 }
@@ -32,20 +35,36 @@ impl Outgoing {
         Outgoing::Control(Box::new(bytes))
     }
 
+    /// An event, as a client that asked for payloads (`full`) or not
+    /// receives it.
+    pub fn event(e: &Arc<Event>, full: bool) -> Self {
+        if full {
+            Outgoing::Full(e.clone())
+        } else {
+            Outgoing::Event(e.clone())
+        }
+    }
+
+    /// The event, for either kind of event frame.
+    pub fn as_event(&self) -> Option<&Arc<Event>> {
+        match self {
+            Outgoing::Event(e) | Outgoing::Full(e) => Some(e),
+            Outgoing::Control(_) => None,
+        }
+    }
+
     /// The bytes to write.
     pub fn bytes(&self) -> &[u8] {
         match self {
             Outgoing::Event(e) => e.frame(),
+            Outgoing::Full(e) => e.full_frame(),
             Outgoing::Control(b) => b,
         }
     }
 
     /// When the event was accepted (events only).
     pub fn accepted(&self) -> Option<Instant> {
-        match self {
-            Outgoing::Event(e) => Some(e.accepted_instant()),
-            Outgoing::Control(_) => None,
-        }
+        self.as_event().map(|e| e.accepted_instant())
     }
 }
 
@@ -78,6 +97,9 @@ pub(crate) enum Revocation {
     /// The user no longer belongs to the subscribed organization
     /// (`access_denied`).
     NotMember,
+    /// The client asked for payloads, which its tier may no longer have
+    /// (`payload_not_allowed`).
+    PayloadNotAllowed(PayloadRefusal),
 }
 
 impl Revocation {
@@ -86,6 +108,7 @@ impl Revocation {
         match self {
             Revocation::TokenRejected => "authentication_failed",
             Revocation::TokenForbidden | Revocation::NotMember => "access_denied",
+            Revocation::PayloadNotAllowed(_) => "payload_not_allowed",
         }
     }
 }

@@ -356,7 +356,7 @@ impl Replay {
             let chunk = &self.missed.chunks[self.at.0];
             let e = &chunk[self.at.1];
             if self.filter.judge(e, self.enforce_tiers) != Verdict::Skip {
-                out.push_back(Outgoing::Event(e.clone()));
+                out.push_back(Outgoing::event(e, self.filter.include_payload));
                 n += 1;
             }
             self.at.1 += 1;
@@ -534,10 +534,7 @@ mod tests {
         assert!(!r.fill(&mut out, 10));
         let got: Vec<u64> = out
             .iter()
-            .map(|o| match o {
-                Outgoing::Event(e) => e.seq(),
-                Outgoing::Control(_) => 0,
-            })
+            .map(|o| o.as_event().map_or(0, |e| e.seq()))
             .collect();
         assert_eq!(got, [2, 4, 6, 8, 10]);
         assert_eq!(r.replayed, 5);

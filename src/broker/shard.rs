@@ -198,7 +198,10 @@ impl Shard {
                 if verdict == Verdict::Skip {
                     continue;
                 }
-                match sub.outbox.push(Outgoing::Event(event.clone())) {
+                match sub
+                    .outbox
+                    .push(Outgoing::event(event, sub.filter.include_payload))
+                {
                     Push::Queued => {
                         delivered += 1;
                         unentitled += (verdict == Verdict::DeliverUnentitled) as u64;

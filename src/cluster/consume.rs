@@ -97,7 +97,7 @@ async fn consume_from(
 }
 
 /// Applies one stream message to the hub.
-fn apply(inner: &Inner, hub: &Hub, learners: &Learners, seq: u64, payload: &[u8]) {
+fn apply(inner: &Inner, hub: &Hub, learners: &Learners, seq: u64, payload: &bytes::Bytes) {
     let last = *inner.applied.borrow();
     if seq <= last {
         return;

@@ -134,6 +134,24 @@ impl Cluster {
         &self.inner.epoch
     }
 
+    /// Whether stream messages can carry payloads of up to `max_payload`
+    /// bytes (with their facts): NATS refuses a message over its server's
+    /// `max_payload` (1 MB unless configured).
+    pub fn check_payload_room(&self, max_payload: u64) -> Result<(), ClusterError> {
+        let room = self.inner.client.server_info().max_payload as u64;
+        let needed = max_payload + facts::MAX_FACTS as u64;
+        if room >= needed {
+            return Ok(());
+        }
+        Err(fail(
+            "payloads.enabled",
+            format!(
+                "a stream message carries a payload of up to webhook.max_payload_bytes ({max_payload}) plus {} bytes, but NATS accepts messages of at most {room} bytes: raise max_payload in nats-server's configuration to at least {needed} (NATS allows up to 64 MB), or lower webhook.max_payload_bytes",
+                facts::MAX_FACTS
+            ),
+        ))
+    }
+
     /// What `/metrics` reports.
     pub fn stats(&self) -> Arc<ClusterStats> {
         self.inner.stats.clone()

@@ -111,7 +111,7 @@ mod tests {
     fn unknown_section_lists_the_sections() {
         assert_eq!(
             unknown_section_message(),
-            "unknown section (expected server, webhook, broker, auth, limits, tiers, log, replay, cluster, github_app or redelivery)"
+            "unknown section (expected server, webhook, broker, auth, limits, tiers, payloads, log, replay, cluster, github_app or redelivery)"
         );
     }
 

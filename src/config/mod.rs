@@ -37,6 +37,7 @@ pub use crate::checks::{ConfigError, ConfigErrors, is_event_type, is_login};
 pub use crate::cluster::ClusterConfig;
 pub use crate::github_app::GithubAppConfig;
 pub use crate::limits::LimitsConfig;
+pub use crate::payloads::PayloadsConfig;
 pub use crate::redelivery::RedeliveryConfig;
 pub use crate::tier::TiersConfig;
 pub use crate::tls::{AcmeConfig, LETS_ENCRYPT_DIRECTORY, TlsConfig};
@@ -90,6 +91,8 @@ config_sections! {
     limits: LimitsConfig,
     /// Paid tiers.
     tiers: TiersConfig,
+    /// Full webhook payloads for the clients that ask.
+    payloads: PayloadsConfig,
     /// Logging.
     log: LogConfig,
     /// The window of recent events clients resume from.
@@ -180,6 +183,7 @@ impl Config {
             upgrades_per_ip_per_minute: l.upgrades_per_minute(),
             rate_table_entries: l.rate_table_entries,
             allowed_origins: s.allowed_origins.clone(),
+            payloads: self.payloads.clone(),
         }
     }
 
@@ -189,6 +193,7 @@ impl Config {
         WebhookOptions {
             trusted_proxies: self.limits.trusted_proxies.clone(),
             rate_table_entries: self.limits.rate_table_entries,
+            keep_payloads: self.payloads.enabled,
             ..self.webhook.options()
         }
     }

@@ -22,7 +22,12 @@ fn empty_file_gives_the_documented_defaults() {
     assert_eq!(c.server.ping_interval_s, 54);
     assert_eq!(c.server.read_timeout_s, 90);
     assert_eq!(c.server.shutdown_timeout_s, 10);
-    assert_eq!(c.webhook.max_payload_bytes, 1_048_576);
+    assert_eq!(c.webhook.max_payload_bytes, 26_214_400);
+    assert!(!c.payloads.enabled);
+    assert_eq!(
+        c.payloads.tiers,
+        [crate::tier::Tier::Pro, crate::tier::Tier::Flock]
+    );
     assert_eq!(c.webhook.allowed_events, vec!["*"]);
     assert_eq!(c.webhook.commit_cache_entries, 100_000);
     assert_eq!(c.webhook.commit_cache_ttl_s, 86_400);

@@ -96,7 +96,7 @@ impl Metrics {
         );
         let access_changes: Family<ChangeLabel, Counter> = counters.family(
             "access_changes",
-            "Connected clients whose access a recheck changed: updated (organizations or tier), or closed (token_rejected, token_forbidden, not_member)",
+            "Connected clients whose access a recheck changed: updated (organizations or tier), or closed (token_rejected, token_forbidden, not_member, payload_not_allowed)",
         );
         let reloads: Family<ResultLabel, Counter> = counters.family(
             "config_reloads",

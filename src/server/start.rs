@@ -183,8 +183,13 @@ async fn join_cluster(config: &Config) -> io::Result<Option<Cluster>> {
     if config.cluster.nats_url.is_none() {
         return Ok(None);
     }
-    Cluster::connect(&config.cluster)
-        .await
+    let joined = Cluster::connect(&config.cluster).await.and_then(|c| {
+        if config.payloads.enabled {
+            c.check_payload_room(config.webhook.max_payload_bytes)?;
+        }
+        Ok(c)
+    });
+    joined
         .map(Some)
         .map_err(|e| io::Error::other(format!("cannot join the cluster: {e}")))
 }

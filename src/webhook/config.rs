@@ -378,7 +378,7 @@ mod tests {
             "{}",
             e[0].message
         );
-        let ok = "body_timeout_s = 300\nmax_concurrent_requests = 1\nmax_inflight_bytes = 1048576\ndedup_entries = 0\ndedup_window_s = 1\n";
+        let ok = "body_timeout_s = 300\nmax_concurrent_requests = 1\nmax_payload_bytes = 1048576\nmax_inflight_bytes = 1048576\ndedup_entries = 0\ndedup_window_s = 1\n";
         assert!(keys(ok).is_empty());
         assert_eq!(
             toml::from_str::<WebhookConfig>(ok)

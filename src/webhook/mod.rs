@@ -43,6 +43,7 @@ use ipnet::IpNet;
 use crate::event::EventParts;
 use crate::limits::{FailedChecks, client_ip, client_key};
 use crate::metrics::Metrics;
+use crate::payloads::WebhookPayload;
 use body::{BodyError, check_declared, read_limited};
 pub(crate) use capacity::Capacity;
 use capacity::{Admitted, Full as CapacityFull};
@@ -152,12 +153,15 @@ pub struct WebhookOptions {
     pub allowed_sources: Vec<AllowedSource>,
     /// How often GitHub's ranges are fetched again.
     pub allowed_sources_refresh: Duration,
+    /// Keep each webhook's body and headers with its event, for the
+    /// clients that receive payloads (`[payloads] enabled`).
+    pub keep_payloads: bool,
 }
 
 impl Default for WebhookOptions {
     fn default() -> Self {
         Self {
-            max_payload_bytes: 1 << 20,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             allowed_events: None,
             commit_cache_entries: 100_000,
             commit_cache_ttl: Duration::from_secs(86_400),
@@ -171,9 +175,13 @@ impl Default for WebhookOptions {
             rate_table_entries: crate::limits::config::DEFAULT_RATE_TABLE_ENTRIES,
             allowed_sources: Vec::new(),
             allowed_sources_refresh: Duration::from_secs(3600),
+            keep_payloads: false,
         }
     }
 }
+
+/// Default `webhook.max_payload_bytes`: 25 MiB, GitHub's own limit.
+pub(crate) const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 25 << 20;
 
 /// Default `webhook.max_bad_signatures_per_ip_per_minute`.
 pub(crate) const DEFAULT_MAX_BAD_SIGNATURES_PER_IP: u32 = 30;
@@ -212,6 +220,8 @@ pub struct WebhookEndpoint {
     sources: Option<Arc<Sources>>,
     /// How often GitHub's ranges are fetched again.
     sources_refresh: Duration,
+    /// Keep each body and its headers for the clients receiving payloads.
+    keep_payloads: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -286,6 +296,7 @@ impl WebhookEndpoint {
             bad_signatures,
             sources,
             sources_refresh: options.allowed_sources_refresh,
+            keep_payloads: options.keep_payloads,
             metrics,
         }
     }
@@ -389,6 +400,9 @@ impl WebhookEndpoint {
         // The secrets in force now are the ones this request is checked with.
         let keys = self.keys.current();
         let (signature, declared) = self.check_head(&req, ip, kind, &keys.verifier)?;
+        let headers = self
+            .keep_payloads
+            .then(|| WebhookPayload::from_request(req.headers(), Bytes::new()));
         // Held until the answer: the slot, and the bytes the body may use.
         let mut admitted =
             self.capacity
@@ -402,7 +416,7 @@ impl WebhookEndpoint {
             .await?;
         keys.check(&signature, &body)
             .map_err(|_| Outcome::BadSignature)?;
-        self.accept(kind, delivery, body).await
+        self.accept(kind, delivery, body, headers).await
     }
 
     /// What is decided from the head alone, before a byte of the body is
@@ -480,11 +494,20 @@ impl WebhookEndpoint {
     }
 
     /// A verified body: parsed, checked against the delivery ids accepted,
-    /// and submitted. The id is claimed before the submit, so that two
-    /// identical deliveries racing here broadcast once, and given back if
-    /// the sink fails, so that GitHub's redelivery goes through.
-    async fn accept(&self, kind: &str, delivery: &str, mut body: Vec<u8>) -> Step<u64> {
-        let Some(event) = self.parse_event(kind, delivery, &mut body).await? else {
+    /// and submitted, with the body as sent and `headers` when payloads are
+    /// kept. The id is claimed before the submit, so that two identical
+    /// deliveries racing here broadcast once, and given back if the sink
+    /// fails, so that GitHub's redelivery goes through.
+    async fn accept(
+        &self,
+        kind: &str,
+        delivery: &str,
+        mut body: Vec<u8>,
+        headers: Option<WebhookPayload>,
+    ) -> Step<u64> {
+        // Parsing works in place: the payload is the body before it.
+        let payload = headers.map(|h| h.with_body(Bytes::copy_from_slice(&body)));
+        let Some(mut event) = self.parse_event(kind, delivery, &mut body).await? else {
             return Err(if self.deliveries.contains(delivery) {
                 Outcome::Duplicate
             } else {
@@ -496,6 +519,7 @@ impl WebhookEndpoint {
             Claimed::New(claim) => Some(claim),
             Claimed::Untracked => None,
         };
+        event.payload = payload;
         match self.sink.submit(event).await {
             Ok(Stored {
                 duplicate: true, ..

@@ -343,6 +343,11 @@ fn apply(ctx: &WsContext, id: ClientId, identity: &Identity, token: &str) {
     if !org.is_empty() && org != "*" && !identity.is_member_of(org) {
         return revoke(ctx, id, Revocation::NotMember, who, token);
     }
+    if sub.include_payload
+        && let Err(why) = ctx.settings.payloads.allows(identity.tier)
+    {
+        return revoke(ctx, id, Revocation::PayloadNotAllowed(why), who, token);
+    }
     let can_see_private = identity.tier.can_see_private();
     if ctx.hub.update_access(id, &identity.orgs, can_see_private) == AccessUpdate::Updated {
         ctx.metrics.access_change("updated");
@@ -362,6 +367,7 @@ fn revoke(ctx: &WsContext, id: ClientId, why: Revocation, who: (&str, &str), tok
             Revocation::TokenRejected => "token_rejected",
             Revocation::TokenForbidden => "token_forbidden",
             Revocation::NotMember => "not_member",
+            Revocation::PayloadNotAllowed(_) => "payload_not_allowed",
         });
         tracing::info!(client = id, %login, %token, error = why.code(), "access revoked at a recheck: closing the client");
     }

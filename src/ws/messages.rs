@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::codec;
 use crate::auth::AuthError;
 use crate::broker::{JoinError, ResumeRefusal, Revocation, StreamState};
+use crate::payloads::PayloadRefusal;
 use crate::subscription::SubscriptionError;
 
 /// Error codes of PROTOCOL.md; programs match on these.
@@ -19,6 +20,7 @@ pub(crate) enum ErrorCode {
     RateLimitExceeded,
     InvalidSubscription,
     EventTypeNotAllowed,
+    PayloadNotAllowed,
     InternalError,
 }
 
@@ -30,6 +32,7 @@ impl ErrorCode {
             Self::RateLimitExceeded => "rate_limit_exceeded",
             Self::InvalidSubscription => "invalid_subscription",
             Self::EventTypeNotAllowed => "event_type_not_allowed",
+            Self::PayloadNotAllowed => "payload_not_allowed",
             Self::InternalError => "internal_error",
         }
     }
@@ -55,6 +58,8 @@ pub(crate) enum HandshakeError {
     Auth(AuthError),
     /// The user is not a member of the subscribed organization.
     NotMember { login: String, org: String },
+    /// `include_payload` asked of a server or by a tier without payloads.
+    PayloadNotAllowed(PayloadRefusal),
     /// The server is shutting down.
     ShuttingDown,
     /// A resume needs the cluster's stream, which cannot be reached now.
@@ -144,6 +149,11 @@ impl HandshakeError {
                 format!("User '{login}' is not a member of organization '{org}'."),
                 1008,
             ),
+            Self::PayloadNotAllowed(why) => (
+                PayloadNotAllowed,
+                format!("include_payload refused: {why}."),
+                1008,
+            ),
             Self::ShuttingDown => (InternalError, "Server is shutting down.".into(), 1001),
             Self::StreamUnavailable => (
                 InternalError,
@@ -177,6 +187,7 @@ pub(crate) fn revocation_frame(why: Revocation, login: &str, org: &str) -> Bytes
             login: login.to_owned(),
             org: org.to_owned(),
         },
+        Revocation::PayloadNotAllowed(why) => HandshakeError::PayloadNotAllowed(why),
     };
     let (code, message, _) = refusal.answer();
     error_frame(code, &message)
@@ -399,6 +410,10 @@ mod tests {
             (
                 HandshakeError::EventTypeNotAllowed("push".into()),
                 "event_type_not_allowed",
+            ),
+            (
+                HandshakeError::PayloadNotAllowed(PayloadRefusal::Disabled),
+                "payload_not_allowed",
             ),
             (
                 HandshakeError::NotMember {

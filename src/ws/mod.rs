@@ -85,6 +85,9 @@ pub struct WsOptions {
     /// (403) before its token is looked at; when none are, `Origin` is not
     /// judged (the token is the credential).
     pub allowed_origins: Vec<Origin>,
+    /// Whether, and to which tiers, full webhook payloads are given
+    /// (`"include_payload": true`; else `payload_not_allowed`).
+    pub payloads: crate::payloads::PayloadsConfig,
 }
 
 impl Default for WsOptions {
@@ -109,6 +112,7 @@ impl Default for WsOptions {
             ),
             rate_table_entries: crate::limits::config::DEFAULT_RATE_TABLE_ENTRIES,
             allowed_origins: Vec::new(),
+            payloads: crate::payloads::PayloadsConfig::default(),
         }
     }
 }

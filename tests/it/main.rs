@@ -28,6 +28,7 @@ mod loadtest_smoke;
 mod metrics;
 mod monitoring;
 mod operations;
+mod payloads;
 mod rate_limits;
 mod redelivery;
 mod subscription_validate;

@@ -14,6 +14,7 @@ fn valid() -> Subscription {
             epoch: "6f1c9e2a".into(),
             after: 7,
         }),
+        include_payload: false,
     }
 }
 

@@ -133,6 +133,7 @@ pub(crate) fn extract(
             private: p.repo.and_then(|r| r.get_bool("private")).unwrap_or(false),
             commit_sha: commit_sha.map(str::to_owned),
             users: users::involved_users(root, p.pr),
+            payload: None,
         });
     Ok(Extraction { event, record })
 }

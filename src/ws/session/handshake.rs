@@ -4,6 +4,7 @@
 use crate::auth::OrgSet;
 use crate::auth::{AuthError, Identity, IdentityKind, Token};
 use crate::broker::Filter;
+use crate::payloads::PayloadRefusal;
 use crate::subscription::Subscription;
 
 use super::super::WsContext;
@@ -58,6 +59,11 @@ pub(crate) async fn check(
     {
         return Err(HandshakeError::EventTypeNotAllowed(t.clone()));
     }
+    let payloads = &ctx.settings.payloads;
+    if sub.include_payload && !payloads.enabled {
+        // Refused before the token check: it cannot change the answer.
+        return Err(HandshakeError::PayloadNotAllowed(PayloadRefusal::Disabled));
+    }
     let identity = check_token(token, ctx).await?;
     let mut org = sub.organization.clone();
     if !org.is_empty() && org != "*" && !identity.is_member_of(&org) {
@@ -68,6 +74,11 @@ pub(crate) async fn check(
         });
     }
     ctx.metrics.auth_result("ok");
+    if sub.include_payload {
+        payloads
+            .allows(identity.tier)
+            .map_err(HandshakeError::PayloadNotAllowed)?;
+    }
     if org.is_empty()
         && identity.kind == IdentityKind::AppInstallation
         && let Some(only) = identity
@@ -177,6 +188,7 @@ fn accept(
         pr_keys: subscription.pr_keys().into_boxed_slice(),
         user_events_only: subscription.user_events_only,
         can_see_private,
+        include_payload: subscription.include_payload,
     }
     .normalized();
     Accepted {

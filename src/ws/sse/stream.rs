@@ -164,7 +164,10 @@ impl Client {
         let now = std::time::Instant::now();
         for frame in self.taken.drain(..) {
             match &frame {
-                Outgoing::Event(e) => {
+                // `/events` takes no include_payload: its clients get the
+                // small event (a payload may hold newlines, which a `data:`
+                // line cannot).
+                Outgoing::Event(e) | Outgoing::Full(e) => {
                     let payload = e.payload();
                     let mut chunk = Vec::with_capacity(payload.len() + self.epoch.len() + 40);
                     write!(chunk, "id: {}:{}\ndata: ", self.epoch, e.seq())
