@@ -18,19 +18,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use super::ReceivedEvent;
-
-/// The webhook headers forwarded when the event carries them (the ones the
-/// server keeps with a payload); any other is left out, so that a frame
-/// cannot set `Host`, a signature or anything else on the request.
-pub const FORWARDED_HEADERS: [&str; 7] = [
-    "X-GitHub-Event",
-    "X-GitHub-Delivery",
-    "X-GitHub-Hook-ID",
-    "X-GitHub-Hook-Installation-Target-ID",
-    "X-GitHub-Hook-Installation-Target-Type",
-    "User-Agent",
-    "Content-Type",
-];
+// The headers the server keeps with a payload are the ones forwarded; any
+// other is left out, so that a frame cannot set `Host`, a signature or
+// anything else on the request.
+use crate::payloads::FORWARDED_HEADERS;
 
 /// The signature header, as GitHub names it.
 pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
@@ -203,7 +194,7 @@ impl Forwarder {
     }
 
     /// One POST of `body` (an event's payload) with the event's
-    /// [`FORWARDED_HEADERS`] and, with a secret, [`SIGNATURE_HEADER`]; the
+    /// [`FORWARDED_HEADERS`](crate::FORWARDED_HEADERS) and, with a secret, [`SIGNATURE_HEADER`]; the
     /// answer's body is read and dropped, so that the connection is kept.
     pub async fn send(&self, e: &ReceivedEvent, body: Bytes) -> Attempt {
         let req = self.request(e, body);

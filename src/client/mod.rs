@@ -60,8 +60,7 @@ mod update;
 pub use connection::MAX_PAYLOAD_MESSAGE;
 pub use error::ClientError;
 pub use forward::{
-    Attempt, FORWARDED_HEADERS, ForwardBackoff, ForwardError, ForwardSecret, Forwarder,
-    SIGNATURE_HEADER, forward_url,
+    Attempt, ForwardBackoff, ForwardError, ForwardSecret, Forwarder, SIGNATURE_HEADER, forward_url,
 };
 pub use options::{Backoff, ClientConfig, Position, SubscriptionRequest};
 pub use subscriber::Subscriber;

@@ -65,7 +65,7 @@ impl ReceivedEvent {
         // The payload's place in `frame`: RawValue borrows from it.
         let payload = f.payload.map(|raw| {
             let start = raw.get().as_ptr() as usize - frame.as_ptr() as usize;
-            start..start + raw.get().len()
+            with_whitespace(frame.as_bytes(), start..start + raw.get().len())
         });
         Some(ReceivedEvent {
             url: s(&f.url),
@@ -94,6 +94,21 @@ impl ReceivedEvent {
     pub fn payload_range(&self) -> Option<Range<usize>> {
         self.payload.clone()
     }
+}
+
+/// `value` widened over the JSON whitespace around it (RawValue leaves it
+/// out): the server writes `"payload":` then GitHub's body verbatim, so
+/// everything up to the next `,` or `}` is the body's, a trailing newline
+/// included, and the signature covers it.
+fn with_whitespace(frame: &[u8], value: Range<usize>) -> Range<usize> {
+    let ws = |b: &u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
+    let before = frame[..value.start]
+        .iter()
+        .rev()
+        .take_while(|b| ws(b))
+        .count();
+    let after = frame[value.end..].iter().take_while(|b| ws(b)).count();
+    value.start - before..value.end + after
 }
 
 /// The string members of a JSON object, in the order written (a `Value`
@@ -191,7 +206,7 @@ mod tests {
     fn an_event_frame_yields_its_fields_headers_and_payload_bytes() {
         // Odd spacing, escapes and key order inside the payload: it comes
         // out exactly as written, not re-encoded.
-        let body = "{ \"zeta\":1,  \"a\" : \"caf\\u00e9 \u{e9}\",\n\"n\":1.50e3}";
+        let body = "\n {\"zeta\":1,  \"a\" : \"caf\\u00e9 \u{e9}\",\n\"n\":1.50e3}\r\n";
         let frame = format!(
             r#"{{"url":"https://github.com/acme/api/pull/1","timestamp":"t","type":"pull_request","delivery_id":"d-1","seq":12,"headers":{{"X-GitHub-Event":"pull_request","X-GitHub-Delivery":"d-1","Odd":7}},"payload":{body}}}"#
         );

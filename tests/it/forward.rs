@@ -119,12 +119,12 @@ fn frame(seq: u64, delivery: &str, payload: Option<&str>) -> String {
 }
 
 /// Against frames written by hand: the payload's bytes come out exactly
-/// (spacing, escapes, key order, a 25 MiB one too), with the headers and a
+/// (spacing around and inside, escapes, key order, a 25 MiB one too), with the headers and a
 /// signature that verifies; an event without payload is skipped with a
 /// line, a 4xx answer is skipped and the next event forwarded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payload_frames_are_forwarded_byte_for_byte_and_signed() {
-    let odd = "{ \"zeta\" : 1,\n  \"a\":\"caf\\u00e9 \u{e9} \\\"q\\\"\", \"n\":1.50e3 ,\"payload\":{\"x\":[]}}";
+    let odd = "\n{ \"zeta\" : 1,\n  \"a\":\"caf\\u00e9 \u{e9} \\\"q\\\"\", \"n\":1.50e3 ,\"payload\":{\"x\":[]}}\n";
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(25 << 20));
     let frames = vec![
         frame(1, "d-1", Some(odd)),
