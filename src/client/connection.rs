@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
@@ -15,6 +16,22 @@ use super::error::Failure;
 use super::{ClientConfig, ClientError, FATAL_ERRORS, Position};
 
 pub(super) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The largest message (and frame) taken when payloads are asked for: a
+/// payload may be 25 MiB (the server's `webhook.max_payload_bytes` at
+/// most), and tungstenite's default frame limit is 16 MiB.
+pub const MAX_PAYLOAD_MESSAGE: usize = 64 << 20;
+const _: () = assert!(MAX_PAYLOAD_MESSAGE > 25 << 20, "room for a 25 MiB payload");
+
+/// The WebSocket limits for `config`: tungstenite's defaults, raised to
+/// [`MAX_PAYLOAD_MESSAGE`] when payloads are asked for.
+fn ws_config(config: &ClientConfig) -> Option<WebSocketConfig> {
+    config.subscription.include_payload.then(|| {
+        WebSocketConfig::default()
+            .max_message_size(Some(MAX_PAYLOAD_MESSAGE))
+            .max_frame_size(Some(MAX_PAYLOAD_MESSAGE))
+    })
+}
 
 /// Connects to `url` and subscribes as `config` says, resuming after
 /// `position` when there is one; the connection and the server's
@@ -56,7 +73,8 @@ async fn connect(
         })?,
     );
     let connector = tls.map(Connector::Rustls);
-    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector)
+    let limits = ws_config(config);
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, limits, true, connector)
         .await
         .map_err(|e| match e {
             tungstenite::Error::Http(r) if matches!(r.status().as_u16(), 400 | 401 | 403 | 404) => {
@@ -113,5 +131,26 @@ async fn confirmation(ws: &mut Ws) -> Result<Value, Failure> {
             }
             _ => continue,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Token;
+    use crate::client::SubscriptionRequest;
+
+    #[test]
+    fn payload_subscriptions_take_messages_of_64_mib() {
+        let mut config = ClientConfig::new(
+            vec!["ws://127.0.0.1:1".into()],
+            Token::new("t"),
+            SubscriptionRequest::default(),
+        );
+        assert!(ws_config(&config).is_none(), "tungstenite's defaults");
+        config.subscription.include_payload = true;
+        let c = ws_config(&config).unwrap();
+        assert_eq!(c.max_message_size, Some(64 << 20));
+        assert_eq!(c.max_frame_size, Some(64 << 20));
     }
 }

@@ -11,8 +11,8 @@
 //! Reconnects back off exponentially with full jitter (a random delay up to
 //! `base * 2^attempt`, at most `cap`), reset once a connection has lived
 //! `reset_after`. Refusals that retrying cannot fix (bad token, no access,
-//! invalid subscription, event type not allowed) end the stream with
-//! [`ClientError::Refused`].
+//! invalid subscription, event type not allowed, payloads not allowed) end
+//! the stream with [`ClientError::Refused`].
 //!
 //! The token is sent over `ws://` only to this machine (a loopback
 //! address, or `localhost`): elsewhere it would cross the network
@@ -22,8 +22,9 @@
 //!
 //! Inside: `options` (what a subscriber is told), `update` (what it
 //! yields), `error`, `subscriber` (the reconnect and resume loop),
-//! `connection` (one connection's upgrade, subscription and confirmation)
-//! and `servers` (URL checks).
+//! `connection` (one connection's upgrade, subscription and confirmation),
+//! `servers` (URL checks) and `forward` (POSTing payloads to a server of
+//! one's own, for `hookfan subscribe --forward`).
 //!
 //! ```no_run
 //! use hookfan::client::{ClientConfig, SubscriptionRequest, Subscriber, Update};
@@ -50,20 +51,26 @@
 
 mod connection;
 mod error;
+mod forward;
 mod options;
 mod servers;
 mod subscriber;
 mod update;
 
+pub use connection::MAX_PAYLOAD_MESSAGE;
 pub use error::ClientError;
+pub use forward::{
+    Attempt, ForwardBackoff, ForwardError, ForwardSecret, Forwarder, SIGNATURE_HEADER, forward_url,
+};
 pub use options::{Backoff, ClientConfig, Position, SubscriptionRequest};
 pub use subscriber::Subscriber;
 pub use update::{Gap, ReceivedEvent, Update};
 
 /// Error codes after which retrying cannot help.
-pub const FATAL_ERRORS: [&str; 4] = [
+pub const FATAL_ERRORS: [&str; 5] = [
     "authentication_failed",
     "access_denied",
     "invalid_subscription",
     "event_type_not_allowed",
+    "payload_not_allowed",
 ];

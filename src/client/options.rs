@@ -25,6 +25,12 @@ pub struct SubscriptionRequest {
     /// Repositories (`OWNER/REPO`): only their events; empty: any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<String>,
+    /// Each event with the webhook as GitHub sent it (its body and
+    /// headers; see [`ReceivedEvent::payload`](super::ReceivedEvent::payload)).
+    /// The server allows it only to some tiers, else it refuses with
+    /// `payload_not_allowed`. Sent only when true.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub include_payload: bool,
 }
 
 /// Where in a server's event history a client is: the last event seen.
@@ -126,6 +132,21 @@ mod tests {
         assert_eq!(
             json(&r),
             r#"{"event_types":["pull_request.closed"],"repositories":["acme/api"]}"#
+        );
+    }
+
+    #[test]
+    fn include_payload_is_sent_only_when_asked() {
+        let mut sub = SubscriptionRequest {
+            organization: "acme".into(),
+            ..Default::default()
+        };
+        let text = |s: &SubscriptionRequest| serde_json::to_string(s).unwrap();
+        assert_eq!(text(&sub), r#"{"organization":"acme"}"#);
+        sub.include_payload = true;
+        assert_eq!(
+            text(&sub),
+            r#"{"organization":"acme","include_payload":true}"#
         );
     }
 

@@ -123,13 +123,15 @@ impl Subscriber {
                 Ok(Some(Ok(Message::Text(t)))) => t,
                 Ok(Some(Ok(_))) => continue,
             };
+            // An event is read once, its payload (up to 25 MiB) only
+            // delimited; other messages are small.
+            if let Some(e) = ReceivedEvent::parse(&text) {
+                return Ok(Update::Event(self.received(e)));
+            }
             let v: Value = match serde_json::from_str(&text) {
                 Ok(v) => v,
                 Err(_) => continue,
             };
-            if v.get("url").is_some() {
-                return Ok(Update::Event(self.received(text.to_string(), &v)));
-            }
             if v["type"] == "ping" {
                 let pong = serde_json::json!({"type": "pong", "seq": v["seq"]}).to_string();
                 if let Err(e) = ws.send(Message::text(pong)).await {
@@ -140,16 +142,7 @@ impl Subscriber {
     }
 
     /// Notes an event: it is the new position.
-    fn received(&mut self, json: String, v: &Value) -> ReceivedEvent {
-        let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-        let e = ReceivedEvent {
-            url: s("url"),
-            kind: s("type"),
-            delivery_id: s("delivery_id"),
-            timestamp: s("timestamp"),
-            seq: v["seq"].as_u64(),
-            json,
-        };
+    fn received(&mut self, e: ReceivedEvent) -> ReceivedEvent {
         if let (Some(seq), Some(p)) = (e.seq, &mut self.position) {
             p.seq = seq;
         }

@@ -4,8 +4,8 @@
 //! App API for the redelivery sweeper ([`github_app`]) and `/meta` for
 //! `webhook.allowed_sources` ([`github_meta`]), clients for plain HTTP
 //! ([`http`], and byte for byte [`raw`]), WebSocket ([`ws`]), Server-Sent
-//! Events ([`sse`]) and TLS ([`pki`]), payloads ([`payloads`]) and metrics
-//! ([`metrics`]).
+//! Events ([`sse`]) and TLS ([`pki`]), payloads ([`payloads`]), metrics
+//! ([`metrics`]), and a webhook receiver for `--forward` ([`receiver`]).
 
 pub mod daemon;
 pub mod github_app;
@@ -16,6 +16,7 @@ pub mod nats;
 pub mod payloads;
 pub mod pki;
 pub mod raw;
+pub mod receiver;
 pub mod server;
 pub mod sse;
 pub mod tools;
@@ -29,6 +30,7 @@ pub use metrics::*;
 pub use nats::*;
 pub use payloads::*;
 pub use raw::*;
+pub use receiver::*;
 pub use server::*;
 pub use sse::*;
 pub use tools::*;

@@ -15,10 +15,10 @@ use hookfan::client::{Backoff, ClientConfig, Subscriber, SubscriptionRequest, Up
 use serde_json::Value;
 
 /// A running `hookfan subscribe` (or `hookfan wait`), its stdout lines and
-/// stderr collected.
+/// stderr collected (also used by the `--forward` tests).
 pub(crate) struct Sub {
-    child: Child,
-    out: Arc<Mutex<Vec<String>>>,
+    pub(crate) child: Child,
+    pub(crate) out: Arc<Mutex<Vec<String>>>,
     err: Arc<Mutex<String>>,
 }
 
@@ -35,7 +35,7 @@ fn drain(pipe: impl std::io::Read + Send + 'static, into: impl Fn(String) + Send
 
 impl Sub {
     /// Runs `hookfan subscribe ARGS` with `GITHUB_TOKEN` = `token`.
-    fn start(token: &str, args: &[&str]) -> Sub {
+    pub(crate) fn start(token: &str, args: &[&str]) -> Sub {
         Self::spawn(Command::new(env!("CARGO_BIN_EXE_hookfan")), token, args)
     }
 

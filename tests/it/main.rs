@@ -19,6 +19,7 @@ mod cluster_restart;
 mod embedder;
 mod events_sse;
 mod filters;
+mod forward;
 mod github_app_mock;
 mod github_auth;
 mod http_headers;

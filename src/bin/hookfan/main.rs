@@ -1,7 +1,7 @@
 //! The `hookfan` daemon and its command line: `main` parses it and hands
-//! over to one file per command (`serve`, `check_config`, `subscribe`,
-//! `wait`); `prepare` loads what serving and checking share, `logging` sets
-//! up the daemon's logs.
+//! over to one file per command (`serve`, `check_config`, `subscribe`, with
+//! `forward` for its `--forward`, and `wait`); `prepare` loads what serving
+//! and checking share, `logging` sets up the daemon's logs.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check_config;
+// `subscribe --forward`.
+mod forward;
 mod logging;
 mod prepare;
 mod serve;

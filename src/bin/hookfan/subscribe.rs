@@ -1,6 +1,7 @@
-//! `hookfan subscribe`: prints (or runs a command for) every event of a
-//! subscription, surviving restarts, failovers and network blips; a thin
-//! layer over [`hookfan::client`]. Part of the binary, not the library.
+//! `hookfan subscribe`: prints (or runs a command for, or forwards the
+//! webhook of) every event of a subscription, surviving restarts,
+//! failovers and network blips; a thin layer over [`hookfan::client`].
+//! Part of the binary, not the library.
 //! Its connection and subscription options, and the subscriber built from
 //! them, are shared with `hookfan wait`.
 
@@ -12,12 +13,14 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use hookfan::Token;
 use hookfan::client::{
-    ClientConfig, ClientError, Position, ReceivedEvent, Subscriber, SubscriptionRequest, Update,
+    ClientConfig, ClientError, ForwardBackoff, Forwarder, Position, ReceivedEvent, Subscriber,
+    SubscriptionRequest, Update,
 };
 use tokio::io::AsyncWriteExt;
 
-/// Exit status: the server refused in a way retrying cannot fix, or the
-/// token would have been sent unencrypted to another machine.
+/// Exit status: the server refused in a way retrying cannot fix, the
+/// token would have been sent unencrypted to another machine, or
+/// `--forward` cannot work (its URL or secret file).
 pub(crate) const EXIT_REFUSED: u8 = 2;
 /// Exit status: events may have been missed (`--on-gap exit`).
 const EXIT_GAP: u8 = 3;
@@ -77,13 +80,14 @@ pub struct SubscriptionArgs {
 }
 
 impl SubscriptionArgs {
-    fn request(&self) -> SubscriptionRequest {
+    pub(crate) fn request(&self) -> SubscriptionRequest {
         SubscriptionRequest {
             organization: self.org.clone().unwrap_or_default(),
             pull_requests: self.prs.clone(),
             user_events_only: self.user_events,
             event_types: self.event_types.clone(),
             repositories: self.repositories.clone(),
+            include_payload: false,
         }
     }
 }
@@ -109,6 +113,20 @@ pub struct SubscribeArgs {
     /// instead of printing it.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
+    /// POST each event's webhook to URL (http:// or https://), byte for
+    /// byte with GitHub's headers, in order, retried until answered,
+    /// instead of printing it; asks the server for payloads
+    /// (`include_payload`).
+    #[arg(long, value_name = "URL", conflicts_with = "exec")]
+    forward: Option<String>,
+    /// Sign the forwarded webhooks (X-Hub-Signature-256) with the secret
+    /// in FILE's first line, as GitHub signs with yours.
+    #[arg(long, value_name = "FILE", requires = "forward")]
+    forward_secret_file: Option<PathBuf>,
+    /// Time for each forward attempt (connect, send, answer), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    forward_timeout: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +155,17 @@ pub fn run(args: SubscribeArgs) -> ExitCode {
 }
 
 async fn subscribe(args: SubscribeArgs) -> ExitCode {
+    let forwarder = match &args.forward {
+        Some(url) => {
+            let timeout = Duration::from_secs(args.forward_timeout);
+            let secret = args.forward_secret_file.as_deref();
+            match crate::forward::forwarder(url, secret, timeout) {
+                Ok(f) => Some(f),
+                Err(code) => return code,
+            }
+        }
+        None => None,
+    };
     let position = match args.state_file.as_deref().map(load_state).transpose() {
         Ok(p) => p.flatten(),
         Err(e) => {
@@ -144,7 +173,9 @@ async fn subscribe(args: SubscribeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut sub = match subscriber(&args.connection, &args.subscription, position).await {
+    let mut request = args.subscription.request();
+    request.include_payload = forwarder.is_some();
+    let mut sub = match subscriber(&args.connection, request, position).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -154,7 +185,7 @@ async fn subscribe(args: SubscribeArgs) -> ExitCode {
             Err(e) => return failure(e),
         };
         match update {
-            Update::Event(e) => handle_event(&args, &sub, &e).await,
+            Update::Event(e) => handle_event(&args, &sub, forwarder.as_ref(), e).await,
             Update::Gap(g) => {
                 eprintln!("hookfan: {}", g.describe());
                 if args.on_gap == OnGap::Exit {
@@ -220,14 +251,14 @@ pub(crate) fn report(update: &Update, verbose: u8) {
 /// the exit status, the problem already printed.
 pub(crate) async fn subscriber(
     args: &ConnectionArgs,
-    subscription: &SubscriptionArgs,
+    request: SubscriptionRequest,
     position: Option<Position>,
 ) -> Result<Subscriber, ExitCode> {
     let token = token(args).await.map_err(|e| {
         eprintln!("hookfan: {e}");
         ExitCode::FAILURE
     })?;
-    let mut config = ClientConfig::new(args.servers.clone(), token, subscription.request());
+    let mut config = ClientConfig::new(args.servers.clone(), token, request);
     config.position = position;
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
     config.allow_insecure = args.allow_insecure;
@@ -245,14 +276,22 @@ pub(crate) async fn subscriber(
     })
 }
 
-/// Prints the event or runs `--exec` for it, then saves the position.
-async fn handle_event(args: &SubscribeArgs, sub: &Subscriber, e: &ReceivedEvent) {
-    match &args.exec {
-        Some(cmd) => execute(cmd, e).await,
-        None => print_event(e, args.format),
+/// Prints the event, runs `--exec` for it or forwards it, then saves the
+/// position.
+async fn handle_event(
+    args: &SubscribeArgs,
+    sub: &Subscriber,
+    forwarder: Option<&Forwarder>,
+    e: ReceivedEvent,
+) {
+    match (&args.exec, forwarder) {
+        (Some(cmd), _) => execute(cmd, &e).await,
+        (None, Some(f)) => crate::forward::deliver(f, ForwardBackoff::default(), e).await,
+        (None, None) => print_event(&e, args.format),
     }
-    // Committed only once the event was printed or handled: a restart
-    // resumes after it, never before an event not yet acted on.
+    // Committed only once the event was printed, handled or forwarded
+    // (or skipped): a restart resumes after it, never before an event not
+    // yet acted on.
     if let (Some(path), Some(p)) = (&args.state_file, sub.position())
         && let Err(e) = save_state(path, p)
     {
