@@ -35,6 +35,13 @@ pub fn sequenced_frame(mut event: Event, seq: u64) -> Bytes {
     event.frame().clone()
 }
 
+/// The frames the hub sends for `event` once it is given `seq`: to every
+/// client, and to the clients that receive payloads.
+pub fn sequenced_frames(mut event: Event, seq: u64) -> (Bytes, Bytes) {
+    event.set_seq(seq);
+    (event.frame().clone(), event.full_frame().clone())
+}
+
 /// The warnings the handshake sends for a subscription's unknown fields.
 pub fn subscription_warnings(unknown: &[String]) -> Vec<String> {
     crate::subscription::unknown_field_warnings(unknown)

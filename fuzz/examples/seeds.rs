@@ -342,6 +342,8 @@ fn stream_message() {
         ("minimal", &br#"{"v":1,"kind":"push","at_ns":5,"url":"https://github.com/o/r"}"#[..]),
         ("unknown-fields", br#"{"v":1,"kind":"push","at_ns":5,"url":"https://github.com/o/r","later":[1,{"a":null}]}"#),
         ("version-2", br#"{"v":2,"anything":true}"#),
+        ("version-3", br#"{"v":3,"anything":true}"#),
+        ("with-payload", br#"{"v":2,"kind":"push","at_ns":5,"url":"https://github.com/o/r","headers":{"X-GitHub-Event":"push"},"payload_only":true,"payload_len":14}{"ref":"main"}"#),
         ("max-time", br#"{"v":1,"kind":"status","delivery_id":"d","at_ns":18446744073709551615,"url":"https://github.com/o/r/pull/1","org":"","repo":"O/R","private":true,"commit_sha":"","users":["A","a",""]}"#),
     ] {
         files.push((name.to_owned(), m.to_vec()));
