@@ -310,9 +310,10 @@ fn forwarding(daemon: &Daemon, url: &str, extra: &[&str]) -> Sub {
     Sub::start(&token("bob"), &args)
 }
 
-/// A fixture as GitHub formats it (pretty-printed), and a 5 MB payload
-/// (escapes and non-ASCII in it), arrive with the same bytes, GitHub's
-/// headers and a signature that verifies with the local secret.
+/// A fixture as GitHub formats it (pretty-printed), a 5 MB payload
+/// (escapes and non-ASCII in it) and a 25 MiB one arrive with the same
+/// bytes, GitHub's headers and a signature that verifies with the local
+/// secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_receiver_gets_githubs_bytes_headers_and_a_signature_that_verifies() {
     let daemon = payload_daemon();
@@ -330,10 +331,23 @@ async fn the_receiver_gets_githubs_bytes_headers_and_a_signature_that_verifies()
     big["pull_request"]["body"] = json!("l\u{e9}ger \"quoted\"\n\t".repeat(5 << 20 >> 4));
     let big = serde_json::to_vec_pretty(&big).unwrap();
     assert!(big.len() > 5_000_000);
+    // And one of GitHub's largest: 25 MiB to the byte (the daemon's
+    // default webhook.max_payload_bytes).
+    let mut largest: Value = serde_json::from_slice(&pr(3)).unwrap();
+    largest["pull_request"]["body"] = json!("");
+    let room = (25 << 20) - serde_json::to_vec(&largest).unwrap().len();
+    largest["pull_request"]["body"] = json!("x".repeat(room));
+    let largest = serde_json::to_vec(&largest).unwrap();
+    assert_eq!(largest.len(), 25 << 20);
     post_as_github(&daemon, "fx-1", &fixture).await;
     post_as_github(&daemon, "big-2", &big).await;
-    let got = receiver.wait_for(2).await;
-    assert_eq!(deliveries(&got), ["fx-1", "big-2"]);
+    post_as_github(&daemon, "largest-3", &largest).await;
+    let got = receiver.wait_for(3).await;
+    assert_eq!(deliveries(&got), ["fx-1", "big-2", "largest-3"]);
+    assert!(
+        got[2].body.as_ref() == largest.as_slice(),
+        "the 25 MiB payload's bytes"
+    );
     assert!(
         got[0].body.as_ref() == fixture.as_slice(),
         "the fixture's bytes"
@@ -359,7 +373,11 @@ async fn the_receiver_gets_githubs_bytes_headers_and_a_signature_that_verifies()
             assert_eq!(r.header(name), value, "{name}");
         }
     }
-    let lines = wait_lines(&sub, 2).await;
+    let lines = wait_lines(&sub, 3).await;
+    assert!(
+        lines[2].starts_with("forwarded delivery=largest-3"),
+        "{lines:?}"
+    );
     assert!(
         lines[0].starts_with("forwarded delivery=fx-1 type=pull_request seq=1 status=200 ms="),
         "{lines:?}"
