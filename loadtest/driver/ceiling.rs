@@ -114,13 +114,15 @@ async fn handle(
         .unwrap_or("")
         .to_owned();
     let _ = req.into_body().collect().await;
-    // The same JSON shape and size as hookfan's frames.
+    // The same JSON shape and size as hookfan's frames (the action is the
+    // default payload's, pull_request.opened).
     let body = serde_json::json!({
         "url": format!("https://github.com/load{org}/Hello-World/pull/2"),
         "timestamp": humantime::format_rfc3339_nanos(SystemTime::now()).to_string(),
         "type": "pull_request",
         "delivery_id": delivery,
         "commit_sha": "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
+        "action": "opened",
     })
     .to_string();
     let mut frame = Vec::with_capacity(body.len() + 4);
