@@ -373,7 +373,8 @@ impl Event {
             _ => &self.frame,
         }
     }
-    /// The JSON of [`Event::full_frame`].
+    /// The JSON sent to clients that receive payloads: with `"headers"`
+    /// and `"payload"` when the event has a payload, else [`Event::payload`].
     pub fn full_payload(&self) -> &[u8] {
         match &self.full {
             Some(FullFrame::Sequenced(frame, at)) => &frame[*at as usize..],

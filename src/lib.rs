@@ -229,7 +229,9 @@ pub use broker::{
 pub use event::{EXPLICIT_ONLY_TYPES, Event, EventParts, KNOWN_EVENT_TYPES};
 pub use limits::ConnCounts;
 pub use metrics::Metrics;
-pub use payloads::{FORWARDED_HEADERS, PayloadRefusal, PayloadsConfig, WebhookPayload};
+pub use payloads::{
+    FORWARDED_HEADERS, MAX_HEADER_VALUE, PayloadRefusal, PayloadsConfig, WebhookPayload,
+};
 pub use subscription::{ResumeFrom, Subscription, SubscriptionError};
 pub use webhook::{
     AllowedSource, CommitCache, CommitCacheStats, EventSink, ParseError, PrInfo, Signature,
