@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let parts = match decode_stream_message(data) {
         Ok(p) => p,
         Err(DecodeError::UnknownVersion(v)) => {
-            assert!(v > 2, "version {v} is known");
+            assert!(v != 1 && v != 2, "version {v} is known");
             return;
         }
         Err(DecodeError::Malformed(_)) => return,
